@@ -1,0 +1,36 @@
+# Two commands for a new user: `make demo` and `make test`.
+# Both create .venv with the interpreter named by PYTHON and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= all,test
+
+.PHONY: demo test bench install lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+
+demo:
+	$(MAKE) install EXTRAS=all
+	$(BIN)/zeronn demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test:
+	$(MAKE) install EXTRAS="$(EXTRAS)"
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench:
+	$(MAKE) install EXTRAS=all,test,parity
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

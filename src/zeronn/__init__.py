@@ -1,0 +1,41 @@
+"""zeronn: neural networks from zero, in NumPy.
+
+The seed lesson (``zeronn.classic``) kept exact, and a general MLP engine grown from it.
+"""
+
+from zeronn import optim
+from zeronn.activations import ACTIVATIONS, Activation, get_activation, register_activation
+from zeronn.classic import mse_loss, relu, relu_deriv
+from zeronn.gradcheck import GradCheckReport, check_gradients
+from zeronn.initializers import INITIALIZERS
+from zeronn.layers import Dense
+from zeronn.losses import LOSSES, Loss, get_loss, register_loss
+from zeronn.network import MLP
+from zeronn.training import EarlyStopping, History, TrainingInterrupted, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "LOSSES",
+    "MLP",
+    "Activation",
+    "Dense",
+    "EarlyStopping",
+    "GradCheckReport",
+    "History",
+    "Loss",
+    "TrainingInterrupted",
+    "__version__",
+    "check_gradients",
+    "fit",
+    "get_activation",
+    "get_loss",
+    "mse_loss",
+    "optim",
+    "register_activation",
+    "register_loss",
+    "relu",
+    "relu_deriv",
+]

@@ -1,0 +1,454 @@
+"""Optimizers with ``torch.optim``'s update rules and defaults, and learning-rate schedules.
+
+One base class owns ``step(params, grads)`` (in place, keeping its own state per
+parameter position); each optimizer writes one short ``_update``. The formulas are
+PyTorch's (``torch.optim`` docs, non-foreach single-tensor path), so trajectories can be
+compared to it number for number. ``grads`` are never modified by ``step``; the training
+loop, which owns its gradient buffer, lets the optimizer reuse it as scratch space
+(``scratch_grads=True``) so an update allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from zeronn._validation import non_negative_number, positive_number, unknown_name
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
+    "Constant",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "Optimizer",
+    "RMSProp",
+    "ReduceLROnPlateau",
+    "Schedule",
+    "StepLR",
+    "get_optimizer",
+    "get_schedule",
+]
+
+State = dict[str, NDArray]
+
+
+class Optimizer:
+    """Base class: ``step(params, grads)`` updates ``params`` in place.
+
+    ``lr`` is the current learning rate (schedules change it); ``initial_lr`` the one
+    given. ``t`` counts steps taken. ``state`` holds one dict of arrays per parameter.
+    """
+
+    name = "optimizer"
+    _state_keys: tuple[str, ...] = ()
+
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        self.lr = positive_number("lr", lr)
+        self.initial_lr = self.lr
+        self.weight_decay = non_negative_number("weight_decay", weight_decay)
+        self.t = 0
+        self.state: list[State] = []
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments, to rebuild an equal optimizer."""
+        return {"lr": self.initial_lr, "weight_decay": self.weight_decay}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def reset(self) -> None:
+        """Forgets the state (moments, step count) and restores ``initial_lr``."""
+        self.t, self.state, self.lr = 0, [], self.initial_lr
+
+    def step(self, params: Sequence[NDArray], grads: Sequence[NDArray],
+             scratch_grads: bool = False) -> None:
+        """One update of every parameter in place. ``scratch_grads``: grads may be overwritten."""
+        if len(params) != len(grads):
+            raise ValueError(f"got {len(params)} params but {len(grads)} grads")
+        if not self.state:
+            self.state = [self._init_state(p) for p in params]
+        elif len(self.state) != len(params) or any(
+            s and next(iter(s.values())).shape != p.shape for s, p in zip(self.state, params)
+        ):
+            raise ValueError(f"{type(self).__name__} holds state for other parameters: use a "
+                             "new optimizer (or .reset()) for a different network")
+        self.t += 1
+        for p, g, s in zip(params, grads, self.state):
+            if not scratch_grads:
+                if "scratch" not in s:
+                    s["scratch"] = np.empty_like(g)
+                np.copyto(s["scratch"], g)
+                g = s["scratch"]
+            self._update(p, g, s)
+
+    def _init_state(self, p: NDArray) -> State:
+        return {k: np.zeros_like(p) for k in self._state_keys}
+
+    def _decay(self, p: NDArray, g: NDArray) -> None:
+        # L2 penalty folded into the gradient (torch: grad = grad.add(param, alpha=wd)).
+        if self.weight_decay:
+            g += self.weight_decay * p
+
+    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+        raise NotImplementedError
+
+    # -- persistence -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count, current lr and state arrays (``scratch`` excluded)."""
+        return {
+            "name": self.name,
+            "hyperparameters": self.hyperparameters(),
+            "t": self.t,
+            "lr": self.lr,
+            "state": [{k: v for k, v in s.items() if k != "scratch"} for s in self.state],
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned (arrays are copied)."""
+        self.t = int(d["t"])
+        self.lr = float(d["lr"])
+        self.state = [{k: np.array(v) for k, v in s.items()} for s in d["state"]]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, torch.optim.SGD: momentum buffer ``b = m b + (1 - dampening) g``
+    (``b = g`` on the first step); ``nesterov`` steps along ``g + m b``."""
+
+    name = "sgd"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, dampening: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.momentum = non_negative_number("momentum", momentum)
+        self.dampening = non_negative_number("dampening", dampening)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "momentum": self.momentum,
+                "nesterov": self.nesterov, "dampening": self.dampening}
+
+    def _init_state(self, p: NDArray) -> State:
+        return {"momentum_buffer": np.zeros_like(p)} if self.momentum else {}
+
+    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+        self._decay(p, g)
+        if self.momentum:
+            buf = s["momentum_buffer"]
+            if self.t == 1:
+                np.copyto(buf, g)
+            else:
+                buf *= self.momentum
+                if self.dampening:
+                    buf += (1.0 - self.dampening) * g
+                else:
+                    buf += g
+            if self.nesterov:
+                g += self.momentum * buf
+            else:
+                np.copyto(g, buf)
+        g *= -self.lr
+        p += g
+
+
+class AdaGrad(Optimizer):
+    """torch.optim.Adagrad: ``sum += g^2``; ``p -= lr g / (sqrt(sum) + eps)``."""
+
+    name = "adagrad"
+    _state_keys = ("sum",)
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.eps = positive_number("eps", eps)
+        self.initial_accumulator_value = non_negative_number(
+            "initial_accumulator_value", initial_accumulator_value)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "eps": self.eps,
+                "initial_accumulator_value": self.initial_accumulator_value}
+
+    def _init_state(self, p: NDArray) -> State:
+        return {"sum": np.full_like(p, self.initial_accumulator_value)}
+
+    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+        self._decay(p, g)
+        acc = s["sum"]
+        acc += g * g
+        denom = np.sqrt(acc)
+        denom += self.eps
+        g /= denom
+        g *= -self.lr
+        p += g
+
+
+class RMSProp(Optimizer):
+    """torch.optim.RMSprop: ``v = alpha v + (1 - alpha) g^2``; ``p -= lr g / (sqrt(v) + eps)``,
+    through a momentum buffer ``b = m b + g / (sqrt(v) + eps)`` when momentum > 0."""
+
+    name = "rmsprop"
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False) -> None:
+        super().__init__(lr, weight_decay)
+        self.alpha = non_negative_number("alpha", alpha)
+        self.eps = positive_number("eps", eps)
+        self.momentum = non_negative_number("momentum", momentum)
+        self.centered = bool(centered)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "alpha": self.alpha, "eps": self.eps,
+                "momentum": self.momentum, "centered": self.centered}
+
+    def _init_state(self, p: NDArray) -> State:
+        s = {"square_avg": np.zeros_like(p)}
+        if self.momentum:
+            s["momentum_buffer"] = np.zeros_like(p)
+        if self.centered:
+            s["grad_avg"] = np.zeros_like(p)
+        return s
+
+    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+        self._decay(p, g)
+        v = s["square_avg"]
+        v *= self.alpha
+        v += (1.0 - self.alpha) * (g * g)
+        if self.centered:
+            ga = s["grad_avg"]
+            ga *= self.alpha
+            ga += (1.0 - self.alpha) * g
+            avg = v - ga * ga
+            np.sqrt(avg, out=avg)
+        else:
+            avg = np.sqrt(v)
+        avg += self.eps
+        g /= avg
+        if self.momentum:
+            buf = s["momentum_buffer"]
+            buf *= self.momentum
+            buf += g
+            np.multiply(buf, -self.lr, out=g)
+        else:
+            g *= -self.lr
+        p += g
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``;
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``. ``weight_decay`` is an
+    L2 term added to the gradient (see :class:`AdamW` for the decoupled form)."""
+
+    name = "adam"
+    _state_keys = ("exp_avg", "exp_avg_sq")
+    _decoupled = False
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        super().__init__(lr, weight_decay)
+        b1, b2 = betas
+        for name, b in (("betas[0]", b1), ("betas[1]", b2)):
+            if not (isinstance(b, (int, float)) and 0.0 <= b < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
+        self.betas = (float(b1), float(b2))
+        self.eps = positive_number("eps", eps)
+        self.amsgrad = bool(amsgrad)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps,
+                "amsgrad": self.amsgrad}
+
+    def _init_state(self, p: NDArray) -> State:
+        s = super()._init_state(p)
+        if self.amsgrad:
+            s["max_exp_avg_sq"] = np.zeros_like(p)
+        return s
+
+    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+        b1, b2 = self.betas
+        if self._decoupled:
+            p *= 1.0 - self.lr * self.weight_decay
+        else:
+            self._decay(p, g)
+        m, v = s["exp_avg"], s["exp_avg_sq"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        np.multiply(g, g, out=g)  # g is scratch from here on
+        g *= 1.0 - b2
+        v += g
+        if self.amsgrad:
+            vmax = s["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        bias1 = 1.0 - b1 ** self.t
+        bias2_sqrt = math.sqrt(1.0 - b2 ** self.t)
+        np.sqrt(v, out=g)
+        g /= bias2_sqrt
+        g += self.eps
+        np.divide(m, g, out=g)
+        g *= -self.lr / bias1
+        p += g
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay ``p *= 1 - lr * wd`` (default 0.01)."""
+
+    name = "adamw"
+    _decoupled = True
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:
+        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    c.name: c for c in (SGD, AdaGrad, RMSProp, Adam, AdamW)
+}
+
+
+def get_optimizer(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
+    """An optimizer instance from a name (with ``kwargs``) or the instance itself."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()](**kwargs)
+    raise unknown_name("optimizer", optimizer, OPTIMIZERS)
+
+
+# -- learning-rate schedules ----------------------------------------------------------
+class Schedule:
+    """Sets the optimizer's lr per epoch: ``lr(epoch, base_lr)`` for epoch 0, 1, ...
+
+    ``observe(metric)`` is called after each epoch with the monitored loss (only
+    :class:`ReduceLROnPlateau` uses it). Formulas follow ``torch.optim.lr_scheduler``.
+    """
+
+    name = "schedule"
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        raise NotImplementedError
+
+    def observe(self, metric: float) -> None:
+        return None
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Constant(Schedule):
+    """The learning rate stays ``base_lr``."""
+
+    name = "constant"
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        return base_lr
+
+
+class StepLR(Schedule):
+    """``base_lr * gamma ** (epoch // step_size)`` (torch's StepLR)."""
+
+    name = "step"
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.1) -> None:
+        self.step_size = positive_number("step_size", step_size, integer=True)
+        self.gamma = positive_number("gamma", gamma)
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(Schedule):
+    """``base_lr * gamma ** epoch`` (torch's ExponentialLR)."""
+
+    name = "exponential"
+
+    def __init__(self, gamma: float = 0.95) -> None:
+        self.gamma = positive_number("gamma", gamma)
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        return base_lr * self.gamma ** epoch
+
+
+class CosineAnnealingLR(Schedule):
+    """``eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2`` (torch's closed form)."""
+
+    name = "cosine"
+
+    def __init__(self, T_max: int = 100, eta_min: float = 0.0) -> None:  # noqa: N803 (torch's name)
+        self.T_max = positive_number("T_max", T_max, integer=True)
+        self.eta_min = non_negative_number("eta_min", eta_min)
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        return self.eta_min + (base_lr - self.eta_min) * (
+            1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+class ReduceLROnPlateau(Schedule):
+    """Multiplies the lr by ``factor`` once the monitored loss has not improved by a relative
+    ``threshold`` for more than ``patience`` epochs (torch's ReduceLROnPlateau, mode "min")."""
+
+    name = "plateau"
+
+    def __init__(self, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0) -> None:
+        self.factor = positive_number("factor", factor)
+        if self.factor >= 1.0:
+            raise ValueError(f"factor must be < 1, got {factor!r}")
+        self.patience = int(non_negative_number("patience", patience))
+        self.threshold = non_negative_number("threshold", threshold)
+        self.cooldown = int(non_negative_number("cooldown", cooldown))
+        self.min_lr = non_negative_number("min_lr", min_lr)
+        self._best = math.inf
+        self._bad = 0
+        self._cooldown_left = 0
+        self._scale = 1.0
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        if epoch == 0:
+            self._best, self._bad, self._cooldown_left, self._scale = math.inf, 0, 0, 1.0
+        return max(base_lr * self._scale, self.min_lr) if self._scale != 1.0 else base_lr
+
+    def observe(self, metric: float) -> None:
+        if metric < self._best * (1.0 - self.threshold):
+            self._best, self._bad = metric, 0
+        else:
+            self._bad += 1
+        if self._cooldown_left > 0:
+            self._cooldown_left -= 1
+            self._bad = 0
+        if self._bad > self.patience:
+            self._scale *= self.factor
+            self._cooldown_left = self.cooldown
+            self._bad = 0
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    c.name: c for c in (Constant, StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau)
+}
+
+
+def get_schedule(schedule: str | Schedule | None) -> Schedule:
+    """A schedule from its name (defaults) or the instance; ``None`` is constant."""
+    if schedule is None:
+        return Constant()
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, str) and schedule.lower() in SCHEDULES:
+        return SCHEDULES[schedule.lower()]()
+    raise unknown_name("learning-rate schedule", schedule, SCHEDULES)
