@@ -13,7 +13,7 @@ FLOAT_DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)
 
 
 def resolve_dtype(dtype: DTypeLike) -> np.dtype:
-    """``"float64"``/``"float32"`` (or the NumPy types) -> ``np.dtype``; anything else is an error."""
+    """``"float64"``/``"float32"`` (or the NumPy types) -> ``np.dtype``; anything else fails."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -114,9 +114,36 @@ def check_y(y: Any, n_samples: int, n_outputs: int, dtype: np.dtype, name: str =
                     "or build the network with a matching last layer size")
         else:
             hint = "pass a 1-D or 2-D array"
-        raise ValueError(f"{name} has shape {arr.shape}, expected ({n_samples}, {n_outputs}): {hint}")
+        raise ValueError(
+            f"{name} has shape {arr.shape}, expected ({n_samples}, {n_outputs}): {hint}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} rows but {name} has {arr.shape[0]}: "
                          "they must have one target row per sample")
     check_finite(name, arr)
     return arr
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> NDArray | None:
+    """None, or sample weights as an (n_samples, 1) array: finite, >= 0, not all zero."""
+    if sample_weight is None:
+        return None
+    w = as_float_array("sample_weight", sample_weight, dtype)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight has shape {w.shape}, expected ({n_samples},): "
+                         "one weight per sample")
+    check_finite("sample_weight", w)
+    if (w < 0).any():
+        raise ValueError("sample_weight has negative values: weights must be >= 0")
+    if not (w > 0).any():
+        raise ValueError("sample_weight is zero everywhere: at least one sample needs weight")
+    return w.reshape(-1, 1).copy()
+
+
+def normalized_weights(w: NDArray) -> NDArray | None:
+    """Weights (n, 1) scaled to sum to n (so a weighted mean is ``mean(w * l)``); None if all 0."""
+    total = float(w.sum())
+    if total <= 0:
+        return None
+    return w * (w.shape[0] / total)

@@ -30,7 +30,7 @@ def relu_deriv(x: NDArray) -> NDArray:
 # 損失関数：平均二乗誤差 (MSE)
 def mse_loss(y_true: NDArray, y_pred: NDArray) -> float:
     """Mean squared error, the mean of ``(y_true - y_pred) ** 2`` over all elements."""
-    return np.mean((y_true - y_pred) ** 2)  # type: ignore[return-value]
+    return np.mean((y_true - y_pred) ** 2)
 
 
 class NN:

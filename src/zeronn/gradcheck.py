@@ -47,7 +47,7 @@ class GradCheckReport:
     def __str__(self) -> str:
         lines = [f"{'param':<6} {'shape':<12} {'max abs err':>12} {'max rel err':>12}"]
         for p in self.params:
-            lines.append(f"{p.name:<6} {str(p.shape):<12} {p.max_abs_error:>12.3e} "
+            lines.append(f"{p.name:<6} {p.shape!s:<12} {p.max_abs_error:>12.3e} "
                          f"{p.max_relative_error:>12.3e}")
         lines.append(f"worst relative error: {self.max_relative_error:.3e}")
         return "\n".join(lines)

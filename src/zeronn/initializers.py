@@ -19,7 +19,9 @@ __all__ = ["INITIALIZERS", "get_initializer"]
 Initializer = Callable[[np.random.Generator, int, int, np.dtype], NDArray]
 
 
-def standard_normal(rng: np.random.Generator, fan_in: int, fan_out: int, dtype: np.dtype) -> NDArray:
+def standard_normal(
+    rng: np.random.Generator, fan_in: int, fan_out: int, dtype: np.dtype
+) -> NDArray:
     """N(0, 1), the seed's ``np.random.randn(fan_in, fan_out)``."""
     return rng.standard_normal((fan_in, fan_out)).astype(dtype, copy=False)
 

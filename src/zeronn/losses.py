@@ -24,18 +24,19 @@ from zeronn._validation import unknown_name
 
 __all__ = ["LOSSES", "Loss", "get_loss", "register_loss"]
 
-ValueAndGrad = Callable[[NDArray, NDArray, NDArray, NDArray], float]
-FusedValueAndGrad = Callable[[NDArray, NDArray, NDArray, NDArray], float]
+ValueAndGrad = Callable[[NDArray, NDArray, NDArray, NDArray, "NDArray | None"], float]
+FusedValueAndGrad = Callable[[NDArray, NDArray, NDArray, NDArray, "NDArray | None"], float]
 
 
 @dataclass(frozen=True)
 class Loss:
     """A named loss.
 
-    ``value_and_grad(a, y, grad, work)``: loss of outputs ``a`` against ``y`` (both
+    ``value_and_grad(a, y, grad, work, w)``: loss of outputs ``a`` against ``y`` (both
     (N, K)); writes ``dL/da`` into ``grad``. For cross-entropies ``output_activation``
-    names the only output activation they accept, and ``fused(z, p, y, grad)`` returns
-    the loss from logits ``z`` and writes ``dL/dz`` into ``grad``.
+    names the only output activation they accept, and ``fused(z, p, y, grad, w)`` returns
+    the loss from logits ``z`` and writes ``dL/dz`` into ``grad``. ``w`` is None or sample
+    weights (N, 1) scaled to sum to N, making every mean a weighted mean.
     """
 
     name: str
@@ -50,7 +51,7 @@ class Loss:
         if self.fused is not None:
             return _ce_from_probabilities(self.name, y_pred, y)
         assert self.value_and_grad is not None
-        return self.value_and_grad(y_pred, y, np.empty_like(y_pred), np.empty_like(y_pred))
+        return self.value_and_grad(y_pred, y, np.empty_like(y_pred), np.empty_like(y_pred), None)
 
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
@@ -59,19 +60,28 @@ class Loss:
 # 平均二乗誤差 (MSE): mean((a - y)^2); gradient 2 (a - y) / size. The seed's backward uses
 # the summed error a - y, which is this gradient times size / 2 (hence lr 0.001 there is
 # lr 0.05 here for its 100 samples).
-def _mse(a: NDArray, y: NDArray, grad: NDArray, work: NDArray) -> float:
+def _mse(a: NDArray, y: NDArray, grad: NDArray, work: NDArray, w: NDArray | None) -> float:
     np.subtract(a, y, out=grad)
-    flat = grad.reshape(-1)
-    value = float(np.dot(flat, flat)) / grad.size
+    if w is None:
+        flat = grad.reshape(-1)
+        value = float(np.dot(flat, flat)) / grad.size
+    else:
+        np.multiply(grad, w, out=work)
+        value = float(np.vdot(work, grad)) / grad.size
+        np.copyto(grad, work)
     grad *= 2.0 / grad.size
     return value
 
 
-def _mae(a: NDArray, y: NDArray, grad: NDArray, work: NDArray) -> float:
+def _mae(a: NDArray, y: NDArray, grad: NDArray, work: NDArray, w: NDArray | None) -> float:
     np.subtract(a, y, out=grad)
     np.abs(grad, out=work)
+    if w is not None:
+        work *= w
     value = float(work.sum()) / grad.size
     np.sign(grad, out=grad)  # 0 at a == y, as PyTorch's l1_loss
+    if w is not None:
+        grad *= w
     grad *= 1.0 / grad.size
     return value
 
@@ -79,7 +89,7 @@ def _mae(a: NDArray, y: NDArray, grad: NDArray, work: NDArray) -> float:
 HUBER_DELTA = 1.0
 
 
-def _huber(a: NDArray, y: NDArray, grad: NDArray, work: NDArray) -> float:
+def _huber(a: NDArray, y: NDArray, grad: NDArray, work: NDArray, w: NDArray | None) -> float:
     # With q = min(|d|, delta): loss = q (|d| - q / 2), which is d^2 / 2 inside and
     # delta (|d| - delta / 2) outside; the gradient is clip(d, -delta, delta).
     np.subtract(a, y, out=grad)
@@ -87,23 +97,34 @@ def _huber(a: NDArray, y: NDArray, grad: NDArray, work: NDArray) -> float:
     q = np.minimum(work, HUBER_DELTA)
     work -= 0.5 * q
     work *= q
+    if w is not None:
+        work *= w
     value = float(work.sum()) / grad.size
     np.clip(grad, -HUBER_DELTA, HUBER_DELTA, out=grad)
+    if w is not None:
+        grad *= w
     grad *= 1.0 / grad.size
     return value
 
 
-def _bce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray) -> float:
+def _bce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray, w: NDArray | None) -> float:
     # -[y log p + (1 - y) log(1 - p)] = log(1 + e^z) - y z, summed over outputs.
     n = z.shape[0]
     np.logaddexp(0, z, out=grad)
-    value = float(grad.sum() - np.vdot(y, z)) / n
+    if w is None:
+        value = float(grad.sum() - np.vdot(y, z)) / n
+    else:
+        grad -= y * z
+        grad *= w
+        value = float(grad.sum()) / n
     np.subtract(p, y, out=grad)
+    if w is not None:
+        grad *= w
     grad *= 1.0 / n
     return value
 
 
-def _cce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray) -> float:
+def _cce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray, w: NDArray | None) -> float:
     # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k).
     n = z.shape[0]
     m = z.max(axis=1, keepdims=True)
@@ -112,9 +133,15 @@ def _cce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray) -> float:
     lse = np.log(grad.sum(axis=1, keepdims=True))
     lse += m
     ysum = y.sum(axis=1, keepdims=True)
-    value = float(np.vdot(ysum, lse) - np.vdot(y, z)) / n
+    if w is None:
+        value = float(np.vdot(ysum, lse) - np.vdot(y, z)) / n
+    else:
+        per_sample = ysum * lse - (y * z).sum(axis=1, keepdims=True)
+        value = float(np.vdot(w, per_sample)) / n
     np.multiply(p, ysum, out=grad)
     grad -= y
+    if w is not None:
+        grad *= w
     grad *= 1.0 / n
     return value
 
@@ -174,7 +201,10 @@ def register_loss(
     if not isinstance(name, str) or not name:
         raise ValueError(f"loss name must be a non-empty string, got {name!r}")
 
-    def value_and_grad(a: NDArray, y: NDArray, grad: NDArray, work: NDArray) -> float:
+    def value_and_grad(a: NDArray, y: NDArray, grad: NDArray, work: NDArray,
+                       w: NDArray | None) -> float:
+        if w is not None:
+            raise ValueError(f"loss {name!r} is a user loss: sample weights are not supported")
         grad[...] = gradient(a, y)
         return float(value(a, y))
 

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from zeronn._validation import check_X, check_y, positive_number, resolve_dtype
+from zeronn._validation import (
+    check_sample_weight,
+    check_X,
+    check_y,
+    normalized_weights,
+    positive_number,
+    resolve_dtype,
+)
 from zeronn.activations import Activation, get_activation
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers import Dense
@@ -56,7 +63,8 @@ class MLP:
     ) -> None:
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else []
         if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least [n_inputs, n_outputs], got {layer_sizes!r}")
+            raise ValueError(
+                f"layer_sizes needs at least [n_inputs, n_outputs], got {layer_sizes!r}")
         self.layer_sizes = [positive_number("each layer size", s, integer=True) for s in sizes]
         self.dtype = resolve_dtype(dtype)
         n_hidden = len(sizes) - 2
@@ -88,7 +96,7 @@ class MLP:
             start += layer.size
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "explicit")
         if isinstance(init, str) or callable(init):
-            fn = get_initializer(init)  # type: ignore[arg-type]
+            fn = get_initializer(init)
             for layer in self.layers:
                 layer.W = fn(self.rng, layer.fan_in, layer.fan_out, self.dtype)
         else:
@@ -153,8 +161,11 @@ class MLP:
             x = layer.forward(x)
         return x
 
-    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss) -> float:
-        """One forward and backward pass on a checked batch; fills the flat gradient buffer."""
+    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None) -> float:
+        """One forward and backward pass on a checked batch; fills the flat gradient buffer.
+
+        ``w``: None, or sample weights (n, 1) scaled to sum to n.
+        """
         a = self._forward(x)
         out = self.layers[-1]
         buf = out._buf
@@ -164,10 +175,10 @@ class MLP:
         delta = buf.delta
         if loss.fused is not None:
             # Fused output step: delta = dL/dz = (p - y) / N, from the logits.
-            value = loss.fused(buf.z, a, y, delta)
+            value = loss.fused(buf.z, a, y, delta, w)
         else:
             assert loss.value_and_grad is not None
-            value = loss.value_and_grad(a, y, delta, buf.work)
+            value = loss.value_and_grad(a, y, delta, buf.work, w)
             out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
         layers = self.layers
         for i in range(len(layers) - 1, 0, -1):
@@ -218,12 +229,17 @@ class MLP:
             out[s:s + chunk] = self._forward(X[s:s + chunk])
         return out
 
-    def loss_and_gradients(self, X: Any, y: Any, loss: str | Loss = "mse") -> tuple[float, list[NDArray]]:
-        """The loss on (X, y) and its gradient for every parameter (copies, aligned with params)."""
+    def loss_and_gradients(self, X: Any, y: Any, loss: str | Loss = "mse",
+                           sample_weight: Any = None) -> tuple[float, list[NDArray]]:
+        """The loss on (X, y) and its gradient for every parameter (copies, aligned with params).
+
+        ``sample_weight`` (n_samples,): a weighted mean instead of the plain one.
+        """
         loss_obj = self.check_loss(loss)
         Xc, yc = self.check_data(X, y)
         assert yc is not None
-        value = self._loss_grad(Xc, yc, loss_obj)
+        w = check_sample_weight(sample_weight, Xc.shape[0], self.dtype)
+        value = self._loss_grad(Xc, yc, loss_obj, None if w is None else normalized_weights(w))
         return value, [g.copy() for g in self.grads]
 
     def release_buffers(self) -> None:

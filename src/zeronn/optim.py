@@ -390,7 +390,7 @@ class CosineAnnealingLR(Schedule):
 
     name = "cosine"
 
-    def __init__(self, T_max: int = 100, eta_min: float = 0.0) -> None:  # noqa: N803 (torch's name)
+    def __init__(self, T_max: int = 100, eta_min: float = 0.0) -> None:
         self.T_max = positive_number("T_max", T_max, integer=True)
         self.eta_min = non_negative_number("eta_min", eta_min)
 

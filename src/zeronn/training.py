@@ -22,7 +22,12 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from zeronn._validation import non_negative_number, positive_number
+from zeronn._validation import (
+    check_sample_weight,
+    non_negative_number,
+    normalized_weights,
+    positive_number,
+)
 from zeronn.losses import Loss
 from zeronn.network import MLP
 from zeronn.optim import Adam, Optimizer, Schedule, get_optimizer, get_schedule
@@ -149,7 +154,7 @@ def _split_validation(X: NDArray, y: NDArray, validation_split: float,
         return X, y, None
     if split >= 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-    n_val = int(round(X.shape[0] * split))
+    n_val = round(X.shape[0] * split)
     if n_val < 1 or n_val >= X.shape[0]:
         raise ValueError(f"validation_split={validation_split} leaves {n_val} validation rows "
                          f"of {X.shape[0]}: use more data or another split")
@@ -171,10 +176,10 @@ def _eval_loss(net: MLP, X: NDArray, y: NDArray, loss: Loss, chunk: int) -> floa
         if buf.delta is None:
             buf.delta = np.empty_like(a)
         if loss.fused is not None:
-            v = loss.fused(buf.z, a, yb, buf.delta)
+            v = loss.fused(buf.z, a, yb, buf.delta, None)
         else:
             assert loss.value_and_grad is not None
-            v = loss.value_and_grad(a, yb, buf.delta, buf.work)
+            v = loss.value_and_grad(a, yb, buf.delta, buf.work, None)
         # Regression losses are means over elements, cross-entropies over samples: both
         # combine over chunks as a row-weighted mean.
         total += v * xb.shape[0]
@@ -197,6 +202,7 @@ def fit(
     lr_schedule: str | Schedule | None = None,
     verbose: int = 0,
     seed: int | None = None,
+    sample_weight: Any = None,
 ) -> History:
     """Trains ``net`` on X (n_samples, n_features) and y (n_samples, n_outputs) in place.
 
@@ -210,7 +216,9 @@ def fit(
     :class:`EarlyStopping`. ``callbacks``: ``cb(epoch, history)`` called after each epoch
     (``epoch`` counts from 1); a truthy return stops training. ``lr_schedule``: name or
     :class:`~zeronn.optim.Schedule`. ``verbose``: 0 silent, 1 a progress bar, 2 a line
-    per epoch. Returns this fit's :class:`History`; ``net.history`` holds every fit's.
+    per epoch. ``sample_weight`` (n_samples,): each batch's loss becomes the weighted mean
+    (integer weights equal repeated rows for a full batch). Returns this fit's
+    :class:`History`; ``net.history`` holds every fit's.
 
     A loss that turns NaN or inf raises ``ValueError`` after restoring the weights of the
     end of the last epoch whose losses were all finite. Ctrl-C stops at the end of the
@@ -230,11 +238,15 @@ def fit(
     for cb in callbacks:
         if not callable(cb) and not hasattr(cb, "on_epoch_end"):
             raise ValueError(f"callback {cb!r} is not callable")
+    weights = check_sample_weight(sample_weight, Xc.shape[0], net.dtype)
     stopper = _early_stopping(early_stopping)
     schedule = get_schedule(lr_schedule)
     Xt, yt, val = _split_validation(Xc, yc, validation_split, validation_data, net)
+    if weights is not None:
+        weights = weights[:Xt.shape[0]]
     n = Xt.shape[0]
-    bs = n if batch_size is None else min(positive_number("batch_size", batch_size, integer=True), n)
+    bs = n if batch_size is None else min(
+        positive_number("batch_size", batch_size, integer=True), n)
     if optimizer is None:
         opt = net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
     else:
@@ -278,6 +290,7 @@ def fit(
                 if shuffle:
                     rng.shuffle(idx)
                 total = 0.0
+                wtotal = 0.0
                 layer_sq[:] = 0.0
                 for a in alive:
                     a.fill(0.0)
@@ -290,7 +303,15 @@ def fit(
                         np.take(yt, idx[s:e], axis=0, out=yb)
                     else:
                         xb, yb = Xt[s:e], yt[s:e]
-                    value = net._loss_grad(xb, yb, loss_obj)
+                    bw: float = e - s
+                    if weights is None:
+                        value = net._loss_grad(xb, yb, loss_obj)
+                    else:
+                        wb = weights[idx[s:e]] if shuffle else weights[s:e]
+                        bw = float(wb.sum())
+                        if bw <= 0:  # only zero-weight rows: nothing to learn from
+                            continue
+                        value = net._loss_grad(xb, yb, loss_obj, normalized_weights(wb))
                     for layer, cm, al in zip(relu_layers, colmax, alive):
                         assert layer._buf is not None
                         np.max(layer._buf.a, axis=0, out=cm)
@@ -311,7 +332,8 @@ def fit(
                             f"{lr / 10:g}); the weights were restored to the end of epoch "
                             f"{epoch}")
                     opt.step(params, grads, scratch_grads=True)
-                    total += value * (e - s)
+                    total += value * bw
+                    wtotal += bw
                     if interrupted[0]:
                         break
                 if interrupted[0]:
@@ -325,7 +347,7 @@ def fit(
                 np.copyto(last_good, flat_p)
                 nb = len(starts)
                 record: dict[str, Any] = {
-                    "loss": total / n,
+                    "loss": total / wtotal if wtotal else 0.0,
                     "lr": lr,
                     "grad_norm": math.sqrt(float(layer_sq.sum()) / nb),
                     "layer_grad_norms": [math.sqrt(v / nb) for v in layer_sq],
