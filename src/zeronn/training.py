@@ -275,7 +275,8 @@ def fit(
     # Gather buffers for shuffled batches: a full batch and the remainder.
     starts = list(range(0, n, bs))
     if shuffle:
-        idx = np.arange(n)
+        order = np.arange(n)
+        idx = np.empty_like(order)
         xbufs = {m: np.empty((m, Xt.shape[1]), net.dtype) for m in {min(bs, n - s) for s in starts}}
         ybufs = {m: np.empty((m, yt.shape[1]), net.dtype) for m in xbufs}
 
@@ -283,11 +284,14 @@ def fit(
     bar = tqdm(total=epochs, unit="epoch", disable=verbose != 1, leave=True,
                file=sys.stderr, dynamic_ncols=True)
     try:
-        with _defer_sigint() as interrupted:
+        # Overflow inside a diverging step is reported once, by the finiteness check below.
+        with _defer_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 opt.lr = lr = schedule.lr(epoch, opt.initial_lr)
                 if shuffle:
+                    # A fresh permutation each epoch (as rng.permutation), without allocating.
+                    np.copyto(idx, order)
                     rng.shuffle(idx)
                 total = 0.0
                 wtotal = 0.0
@@ -389,11 +393,11 @@ def fit(
                     break
     finally:
         bar.close()
+        if net.history is None:
+            net.history = History()
+        net.history.extend(history)
     if stopper is not None and stopper.restore_best and best_params is not None:
         np.copyto(flat_p, best_params)
-    if net.history is None:
-        net.history = History()
-    net.history.extend(history)
     return history
 
 

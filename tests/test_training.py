@@ -1,0 +1,405 @@
+"""The fit loop: the seed trajectory, batching, validation, early stopping, callbacks,
+schedules, diagnostics, and failing safe (non-finite loss, Ctrl-C)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import zeronn as zn
+from zeronn.classic import mse_loss
+from zeronn.training import EarlyStopping, History, TrainingInterrupted
+
+
+def _regression(rng: np.random.Generator, n: int = 64, d: int = 3, k: int = 1):
+    X = rng.standard_normal((n, d))
+    W = rng.standard_normal((d, k))
+    return X, np.tanh(X @ W) + 0.05 * rng.standard_normal((n, k))
+
+
+# -- the seed, through the engine ---------------------------------------------------------
+def test_engine_equals_seed_every_epoch(seed_problem):
+    """Seed weights, mse, SGD(lr=0.05), full batch, no shuffle: the seed's loss, all 1000 epochs."""
+    X, y, nn = seed_problem
+    net = zn.MLP.from_classic(nn)
+    hist = net.fit(X, y, loss="mse", optimizer=zn.optim.SGD(lr=0.05), epochs=1000,
+                   batch_size=None, shuffle=False)
+    seed_losses = []
+    for _ in range(1000):
+        y_pred = nn.forward(X)
+        seed_losses.append(mse_loss(y, y_pred))
+        nn.backward(X, y, y_pred, 0.001)
+    ours, theirs = np.array(hist["loss"]), np.array(seed_losses)
+    assert ours.shape == (1000,)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=0)
+    # and the weights end where the seed's do
+    for a, b in zip(net.params, [nn.W1, nn.b1, nn.W2, nn.b2]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert [f"{v:.4f}" for v in ours[::100]] == ["10.1670", "0.0126", "0.0112", "0.0105",
+                                                 "0.0101", "0.0098", "0.0096", "0.0094",
+                                                 "0.0093", "0.0092"]
+
+
+def test_full_batch_loss_is_loss_before_update(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 4, 1], seed=0)
+    before, _ = net.loss_and_gradients(X, y)
+    hist = net.fit(X, y, optimizer=zn.optim.SGD(lr=0.1), epochs=1, batch_size=None)
+    assert hist["loss"][0] == pytest.approx(before, rel=1e-12)
+    after, _ = net.loss_and_gradients(X, y)
+    assert after < before
+
+
+def test_epoch_loss_is_weighted_mean_of_batch_losses(rng):
+    X, y = _regression(rng, n=10)
+    net = zn.MLP([3, 4, 1], seed=0)
+    ref = net.copy()
+    opt = zn.optim.SGD(lr=0.01)
+    hist = net.fit(X, y, optimizer=opt, epochs=1, batch_size=4, shuffle=False)
+    # replay by hand: batches of 4, 4, 2
+    ref_opt = zn.optim.SGD(lr=0.01)
+    total = 0.0
+    for s in (0, 4, 8):
+        v, g = ref.loss_and_gradients(X[s:s + 4], y[s:s + 4])
+        ref_opt.step(ref.params, g)
+        total += v * len(X[s:s + 4])
+    assert hist["loss"][0] == pytest.approx(total / 10, rel=1e-12)
+    for a, b in zip(net.params, ref.params):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_shuffle_is_reproducible_with_seed_and_differs_without_shuffle(rng):
+    X, y = _regression(rng)
+    runs = []
+    for shuffle, seed in [(True, 3), (True, 3), (True, 4), (False, 3)]:
+        net = zn.MLP([3, 8, 1], seed=0)
+        net.fit(X, y, optimizer=zn.optim.SGD(lr=0.05), epochs=3, batch_size=8,
+                shuffle=shuffle, seed=seed)
+        runs.append(net.predict(X))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+    assert not np.array_equal(runs[0], runs[3])
+
+
+def test_second_fit_continues_weights_and_optimizer_state(rng):
+    X, y = _regression(rng)
+    one = zn.MLP([3, 8, 1], seed=0)
+    one.fit(X, y, optimizer=zn.optim.Adam(lr=0.01), epochs=6, batch_size=16, shuffle=False)
+    two = zn.MLP([3, 8, 1], seed=0)
+    two.fit(X, y, optimizer=zn.optim.Adam(lr=0.01), epochs=3, batch_size=16, shuffle=False)
+    h = two.fit(X, y, optimizer=None, epochs=3, batch_size=16, shuffle=False)
+    assert len(h["loss"]) == 3 and two.history is not None and two.history.epochs == 6
+    for a, b in zip(one.params, two.params):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert two.optimizer is not None and two.optimizer.t == 6 * 4  # 4 batches an epoch
+
+
+def test_seedless_fits_continue_one_random_stream(rng):
+    X, y = _regression(rng)
+    a = zn.MLP([3, 8, 1], seed=5)
+    a.fit(X, y, optimizer=zn.optim.SGD(lr=0.05), epochs=4, batch_size=8)
+    b = zn.MLP([3, 8, 1], seed=5)
+    b.fit(X, y, optimizer=zn.optim.SGD(lr=0.05), epochs=2, batch_size=8)
+    b.fit(X, y, optimizer=None, epochs=2, batch_size=8)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-12)
+
+
+def test_default_optimizer_is_adam_1e3(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 4, 1], seed=0)
+    net.fit(X, y, epochs=1)
+    assert isinstance(net.optimizer, zn.optim.Adam) and net.optimizer.lr == 1e-3
+
+
+def test_optimizer_by_name(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 4, 1], seed=0)
+    net.fit(X, y, optimizer="rmsprop", epochs=1)
+    assert isinstance(net.optimizer, zn.optim.RMSProp)
+
+
+def test_training_reduces_loss_for_every_loss_pair(rng):
+    X = rng.standard_normal((120, 4))
+    labels = (X[:, 0] + X[:, 1] > 0).astype(int)
+    cases = [
+        ("mse", "identity", X[:, :1] * 2 - X[:, 1:2]),
+        ("mae", "identity", X[:, :1] * 2 - X[:, 1:2]),
+        ("huber", "identity", X[:, :1] * 2 - X[:, 1:2]),
+        ("binary_crossentropy", "sigmoid", labels.reshape(-1, 1).astype(float)),
+        ("categorical_crossentropy", "softmax", np.eye(2)[labels]),
+    ]
+    for loss, out, y in cases:
+        net = zn.MLP([4, 16, y.shape[1]], "tanh", out, seed=0)
+        hist = net.fit(X, y, loss=loss, optimizer=zn.optim.Adam(lr=0.01), epochs=60,
+                       batch_size=32, seed=0)
+        assert hist["loss"][-1] < 0.5 * hist["loss"][0], loss
+
+
+def test_float32_stays_float32(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 8, 1], dtype="float32", seed=0)
+    net.fit(X.astype(np.float32), y.astype(np.float32), epochs=2, batch_size=16)
+    assert all(p.dtype == np.float32 for p in net.params)
+    assert net.predict(X).dtype == np.float32
+    opt = net.optimizer
+    assert opt is not None
+    assert all(a.dtype == np.float32 for s in opt.state for a in s.values())
+
+
+# -- validation, early stopping, callbacks, schedules ----------------------------------
+def test_validation_split_holds_out_last_rows(rng):
+    X, y = _regression(rng, n=50)
+    net = zn.MLP([3, 4, 1], seed=0)
+    ref = net.copy()
+    hist = net.fit(X, y, epochs=2, validation_split=0.2, batch_size=None,
+                   optimizer=zn.optim.SGD(lr=0.01))
+    assert len(hist["val_loss"]) == 2
+    # the recorded val_loss is the held-out (last 10 rows) loss after the epoch's update
+    ref.fit(X[:40], y[:40], epochs=2, batch_size=None, optimizer=zn.optim.SGD(lr=0.01))
+    v, _ = ref.loss_and_gradients(X[40:], y[40:])
+    assert hist["val_loss"][-1] == pytest.approx(v, rel=1e-12)
+
+
+def test_validation_data_explicit(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 4, 1], seed=0)
+    hist = net.fit(X, y, epochs=3, validation_data=(X[:10], y[:10]))
+    assert len(hist["val_loss"]) == 3
+    v, _ = net.loss_and_gradients(X[:10], y[:10])
+    assert hist["val_loss"][-1] == pytest.approx(v, rel=1e-12)
+
+
+def test_early_stopping_stops_and_restores_best(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 16, 1], seed=0)
+    # validation targets of the opposite sign: learning the training data makes them worse,
+    # so the best epoch comes early and training stops `patience` epochs after it
+    Xv, yv = X[48:], -y[48:]
+    hist = net.fit(X[:48], y[:48], optimizer=zn.optim.Adam(lr=0.01), epochs=200,
+                   batch_size=8, validation_data=(Xv, yv),
+                   early_stopping=EarlyStopping(patience=3, restore_best=True))
+    assert hist.stopped_early and hist.epochs < 200
+    best = int(np.argmin(hist["val_loss"]))
+    assert hist.best_epoch == best + 1
+    assert hist.epochs == hist.best_epoch + 3
+    v, _ = net.loss_and_gradients(Xv, yv)
+    assert v == pytest.approx(hist["val_loss"][best], rel=1e-12)
+
+
+def test_early_stopping_min_delta_and_int_patience(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 8, 1], seed=0)
+    hist = net.fit(X, y, epochs=100, early_stopping=2, validation_split=0.2)
+    hist2 = zn.MLP([3, 8, 1], seed=0).fit(
+        X, y, epochs=100, validation_split=0.2,
+        early_stopping=EarlyStopping(patience=2, min_delta=1.0))
+    assert hist2.epochs == 3  # nothing improves by 1.0 after the first epoch: 1 + patience
+    assert hist.epochs >= hist2.epochs
+
+
+def test_early_stopping_without_validation_needs_monitor_loss(rng):
+    X, y = _regression(rng)
+    with pytest.raises(ValueError, match="no validation data"):
+        zn.MLP([3, 4, 1]).fit(X, y, early_stopping=EarlyStopping(monitor="val_loss"))
+    hist = zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=5, early_stopping=3)
+    assert "val_loss" not in hist
+
+
+def test_callback_receives_history_and_can_stop(rng):
+    X, y = _regression(rng)
+    seen = []
+
+    def cb(epoch: int, history: History) -> bool:
+        seen.append((epoch, len(history["loss"])))
+        return epoch == 4
+
+    hist = zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=50, callbacks=[cb])
+    assert seen == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert hist.epochs == 4
+
+
+def test_callback_object_with_on_epoch_end(rng):
+    X, y = _regression(rng)
+
+    class Stopper:
+        def on_epoch_end(self, epoch: int, history: History) -> bool:
+            return epoch >= 2
+
+    assert zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=9, callbacks=[Stopper()]).epochs == 2
+
+
+@pytest.mark.parametrize(("schedule", "expected"), [
+    (zn.optim.StepLR(step_size=2, gamma=0.5), [0.1, 0.1, 0.05, 0.05, 0.025]),
+    (zn.optim.ExponentialLR(gamma=0.5), [0.1, 0.05, 0.025, 0.0125, 0.00625]),
+    (zn.optim.CosineAnnealingLR(T_max=4), [0.1 * (1 + math.cos(math.pi * e / 4)) / 2
+                                           for e in range(5)]),
+    ("constant", [0.1] * 5),
+])
+def test_lr_schedules_recorded_in_history(rng, schedule, expected):
+    X, y = _regression(rng)
+    hist = zn.MLP([3, 4, 1], seed=0).fit(X, y, optimizer=zn.optim.SGD(lr=0.1), epochs=5,
+                                         lr_schedule=schedule)
+    np.testing.assert_allclose(hist["lr"], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_reduce_on_plateau_cuts_lr_when_stuck(rng):
+    X, y = _regression(rng)
+    sched = zn.optim.ReduceLROnPlateau(factor=0.5, patience=1, threshold=10.0)
+    hist = zn.MLP([3, 4, 1], seed=0).fit(X, y, optimizer=zn.optim.SGD(lr=0.1), epochs=6,
+                                         lr_schedule=sched)
+    # threshold 10 means "never an improvement", not even against the initial best of inf
+    # (as torch: inf * (1 - 10) = -inf): 2 bad epochs > patience 1 halve the lr each time
+    assert hist["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+# -- diagnostics --------------------------------------------------------------------------
+def test_grad_norm_matches_gradients_full_batch(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 4, 1], seed=0)
+    _, grads = net.loss_and_gradients(X, y)
+    hist = net.fit(X, y, optimizer=zn.optim.SGD(lr=0.01), epochs=1, batch_size=None)
+    total = math.sqrt(sum(float((g ** 2).sum()) for g in grads))
+    assert hist["grad_norm"][0] == pytest.approx(total, rel=1e-12)
+    per_layer = [math.sqrt(float((grads[2 * i] ** 2).sum() + (grads[2 * i + 1] ** 2).sum()))
+                 for i in range(2)]
+    assert hist["layer_grad_norms"][0] == pytest.approx(per_layer, rel=1e-12)
+
+
+def test_dead_relu_fraction(rng):
+    X = np.abs(rng.standard_normal((40, 2)))
+    y = rng.standard_normal((40, 1))
+    net = zn.MLP([2, 4, 1], seed=0)
+    # units 0 and 1 can never fire on positive inputs: negative weights, negative bias
+    W1 = np.abs(net.params[0])
+    W1[:, :2] *= -1
+    b1 = np.zeros((1, 4))
+    b1[0, :2] = -1.0
+    net.set_params([W1, b1, net.params[2], net.params[3]])
+    hist = net.fit(X, y, optimizer=zn.optim.SGD(lr=1e-4), epochs=2, batch_size=8)
+    assert hist["dead_relu_fraction"] == [0.5, 0.5]
+    assert "dead_relu_fraction" not in zn.MLP([2, 3, 1], "tanh").fit(X, y, epochs=1)
+
+
+def test_verbose_2_prints_a_line_per_epoch(rng, capsys):
+    X, y = _regression(rng)
+    zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=3, verbose=2, validation_split=0.25)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("Epoch 1/3 - loss: ")
+    for key in ("val_loss:", "lr:", "grad_norm:", "dead_relu:"):
+        assert key in lines[0]
+
+
+def test_verbose_1_progress_bar_on_stderr(rng, capsys):
+    X, y = _regression(rng)
+    zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=3, verbose=1)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "3/3" in captured.err and "loss" in captured.err
+
+
+def test_verbose_0_is_silent(rng, capsys):
+    X, y = _regression(rng)
+    zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=3)
+    assert capsys.readouterr() == ("", "")
+
+
+# -- failing safe -------------------------------------------------------------------------
+def test_non_finite_loss_stops_with_epoch_and_restores_weights(rng):
+    X, y = _regression(rng)
+    y = y * 1e3
+    net = zn.MLP([3, 16, 16, 1], seed=0)
+    snapshots = []
+
+    def keep(epoch, history):
+        snapshots.append([p.copy() for p in net.params])
+
+    with pytest.raises(ValueError, match=r"at epoch (\d+).*smaller") as info:
+        net.fit(X, y, optimizer=zn.optim.SGD(lr=10.0), epochs=500, batch_size=8,
+                callbacks=[keep])
+    msg = str(info.value)
+    epoch = int(msg.split("at epoch ")[1].split()[0])
+    assert "lr=10" in msg
+    assert all(np.isfinite(p).all() for p in net.params)
+    assert net.history is not None and net.history.epochs == epoch - 1
+    if snapshots:  # the weights are those at the end of the last finite epoch
+        for a, b in zip(net.params, snapshots[-1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_stops_at_end_of_batch_and_keeps_progress(rng):
+    X, y = _regression(rng, n=256)
+    net = zn.MLP([3, 8, 1], seed=0)
+    calls = []
+
+    def interrupt(epoch, history):
+        calls.append(epoch)
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hist = net.fit(X, y, epochs=50, batch_size=16, callbacks=[interrupt])
+    assert any(issubclass(w.category, TrainingInterrupted) for w in caught)
+    assert hist.interrupted
+    # the signal lands after epoch 2's callback: epoch 3's first batch is the last one run
+    assert hist.epochs == 2
+    assert net.optimizer is not None and net.optimizer.t == 2 * 16 + 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_fit_in_a_thread_works_without_signal_handler(rng):
+    X, y = _regression(rng)
+    out = {}
+
+    def run():
+        out["h"] = zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=2)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert out["h"].epochs == 2
+
+
+# -- bad input ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"epochs": -3}, "epochs must be a positive integer"),
+    ({"epochs": 2.5}, "epochs must be a positive integer"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"batch_size": float("nan")}, "batch_size must be a positive integer"),
+    ({"optimizer": "adamx"}, r"unknown optimizer 'adamx'; known: adagrad, adam, adamw"),
+    ({"loss": "hinge"}, r"unknown loss 'hinge'; known: binary_crossentropy"),
+    ({"validation_split": 1.5}, "validation_split must be in"),
+    ({"validation_split": -0.1}, "validation_split must be a finite number"),
+    ({"verbose": 5}, "verbose must be 0, 1 or 2"),
+    ({"lr_schedule": "cyclic"}, "unknown learning-rate schedule"),
+    ({"early_stopping": "yes"}, "early_stopping must be"),
+    ({"validation_data": (np.zeros((2, 3)),)}, "validation_data must be a pair"),
+    ({"loss": "binary_crossentropy"}, "needs output_activation='sigmoid'"),
+    ({"sample_weight": np.ones(5)}, r"sample_weight has shape \(5,\)"),
+    ({"sample_weight": -np.ones(64)}, "negative"),
+])
+def test_fit_rejects_bad_options(rng, kwargs, match):
+    X, y = _regression(rng)
+    with pytest.raises(ValueError, match=match):
+        zn.MLP([3, 4, 1]).fit(X, y, **kwargs)
+
+
+@pytest.mark.parametrize("lr", [0.0, -1.0, float("nan"), float("inf")])
+def test_optimizer_rejects_bad_lr(lr):
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        zn.optim.SGD(lr=lr)
+
+
+def test_cross_entropy_targets_checked(rng):
+    X = rng.standard_normal((10, 3))
+    with pytest.raises(ValueError, match=r"needs targets in \[0, 1\]"):
+        zn.MLP([3, 4, 1], output_activation="sigmoid").fit(
+            X, np.full(10, 2.0), loss="binary_crossentropy")
