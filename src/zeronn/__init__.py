@@ -3,6 +3,9 @@
 The seed lesson (``zeronn.classic``) kept exact, and a general MLP engine grown from it.
 """
 
+import importlib
+from typing import Any
+
 from zeronn import optim
 from zeronn.activations import ACTIVATIONS, Activation, get_activation, register_activation
 from zeronn.classic import mse_loss, relu, relu_deriv
@@ -11,9 +14,18 @@ from zeronn.initializers import INITIALIZERS
 from zeronn.layers import Dense
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
 from zeronn.network import MLP
+from zeronn.trace import Trace, trace
 from zeronn.training import EarlyStopping, History, TrainingInterrupted, fit
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # zeronn.plotting is imported on first use: matplotlib is an optional extra.
+    if name == "plotting":
+        return importlib.import_module("zeronn.plotting")
+    raise AttributeError(f"module 'zeronn' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS",
@@ -26,6 +38,7 @@ __all__ = [
     "GradCheckReport",
     "History",
     "Loss",
+    "Trace",
     "TrainingInterrupted",
     "__version__",
     "check_gradients",
@@ -34,8 +47,10 @@ __all__ = [
     "get_loss",
     "mse_loss",
     "optim",
+    "plotting",
     "register_activation",
     "register_loss",
     "relu",
     "relu_deriv",
+    "trace",
 ]
