@@ -1,0 +1,628 @@
+"""A model for tables: an :class:`~zeronn.network.MLP` plus everything a CSV needs around it.
+
+:class:`TabularModel` is what the ``zeronn`` command trains and saves. Around the network
+it keeps the feature and target column names, the task (``"regression"`` or
+``"classification"``), the input standardization (``x_mean``, ``x_scale``), the regression
+target standardization (``y_mean``, ``y_scale``) and the class labels (strings stay
+strings, numbers stay numbers). It reads pandas DataFrames, matching columns by name, and
+implements the model-file protocol (``_zeronn_kind = "tabular"``) so ``zeronn.save`` /
+``zeronn.load`` round-trip it.
+
+pandas is imported lazily (the ``data`` extra), so loading a model file never needs it
+until data is actually read.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from zeronn._validation import positive_number, resolve_dtype
+from zeronn.activations import get_activation
+from zeronn.losses import get_loss
+from zeronn.network import MLP
+from zeronn.optim import get_optimizer
+from zeronn.training import EarlyStopping, History
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TASKS", "TabularModel"]
+
+TASKS = ("auto", "regression", "classification")
+REGRESSION_LOSSES = ("mse", "mae", "huber")
+LABEL_KINDS = ("str", "int", "float", "bool")
+MAX_LISTED = 20  # column names listed in an error message before "... and N more"
+
+
+def _require_pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise ValueError("reading tables needs pandas: pip install 'zeronn[data]'") from None
+    return pd
+
+
+def _listing(names: Sequence[Any]) -> str:
+    """``a, b, c`` (at most ``MAX_LISTED`` names, then how many more)."""
+    shown = ", ".join(repr(str(n)) for n in names[:MAX_LISTED])
+    more = len(names) - MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "") if names else "(no columns)"
+
+
+def _column_map(df: pd.DataFrame) -> dict[str, Any]:
+    """Column name (as str) -> the frame's column key; duplicate names are refused."""
+    seen: dict[str, Any] = {}
+    for c in df.columns:
+        key = str(c)
+        if key in seen:
+            raise ValueError(f"the data has two columns named {key!r}: rename one")
+        seen[key] = c
+    return seen
+
+
+def _resolve_columns(df: pd.DataFrame, names: Sequence[str], role: str) -> list[Any]:
+    """The frame's keys for ``names``; unknown names fail listing the available columns."""
+    cmap = _column_map(df)
+    missing = [n for n in names if str(n) not in cmap]
+    if missing:
+        what = "column" if len(missing) == 1 else "columns"
+        raise ValueError(f"unknown {role} {what} {_listing(missing)}; the data has: "
+                         f"{_listing(list(cmap))}")
+    return [cmap[str(n)] for n in names]
+
+
+def _row(df: pd.DataFrame, pos: int) -> str:
+    """How errors name a row: its index label (the CLI numbers data rows from 1)."""
+    return f"row {df.index[pos]}"
+
+
+def _numeric_column(df: pd.DataFrame, col: Any, role: str) -> NDArray:
+    """One column as finite float64 (n,); names the first bad cell's row and column."""
+    pd = _require_pandas()
+    s = df[col]
+    if s.dtype.kind in "biuf":
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        obj = s.astype(object)
+        num = pd.to_numeric(obj, errors="coerce")
+        bad = np.flatnonzero(num.isna().to_numpy() & obj.notna().to_numpy())
+        if bad.size:
+            p = int(bad[0])
+            raise ValueError(f"{role} column {str(col)!r} has a non-numeric value "
+                             f"{obj.iloc[p]!r} at {_row(df, p)}: fix the cell, or leave the "
+                             f"column out")
+        values = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    nan = np.flatnonzero(np.isnan(values))
+    if nan.size:
+        raise ValueError(f"{role} column {str(col)!r} has a missing value at "
+                         f"{_row(df, int(nan[0]))}: fill it in or drop the row")
+    inf = np.flatnonzero(np.isinf(values))
+    if inf.size:
+        p = int(inf[0])
+        raise ValueError(f"{role} column {str(col)!r} has an infinite value ({values[p]}) at "
+                         f"{_row(df, p)}: fix the cell or drop the row")
+    return values
+
+
+def _numeric_matrix(df: pd.DataFrame, cols: Sequence[Any], role: str) -> NDArray:
+    """Columns as a checked float64 matrix (n, len(cols))."""
+    out = np.empty((len(df), len(cols)), np.float64)
+    for j, c in enumerate(cols):
+        out[:, j] = _numeric_column(df, c, role)
+    return out
+
+
+def _label_kind(values: Sequence[Any]) -> str:
+    """``"bool"``, ``"int"``, ``"float"`` or ``"str"``: how labels are kept and written back."""
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return "bool"
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+           for v in values):
+        return "int"
+    if all(isinstance(v, (int, float, np.integer, np.floating))
+           and not isinstance(v, (bool, np.bool_)) for v in values):
+        return "float"
+    return "str"
+
+
+def _as_label(v: Any, kind: str) -> Any:
+    """A label as the plain Python value of ``kind`` (JSON-safe, hashable)."""
+    if kind == "bool":
+        return bool(v)
+    if kind == "int":
+        return int(v)
+    if kind == "float":
+        return float(v)
+    return str(v)
+
+
+def _label_column(df: pd.DataFrame, col: Any) -> tuple[list[Any], str]:
+    """A target column as plain labels and their kind; missing or non-finite labels fail."""
+    pd = _require_pandas()
+    values = df[col].astype(object).to_numpy()
+    missing = np.flatnonzero(pd.isna(values))
+    if missing.size:
+        raise ValueError(f"target column {str(col)!r} has a missing label at "
+                         f"{_row(df, int(missing[0]))}: fill it in or drop the row")
+    kind = _label_kind(values)
+    labels = [_as_label(v, kind) for v in values]
+    if kind == "float":
+        bad = [i for i, v in enumerate(labels) if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"target column {str(col)!r} has a non-finite label at "
+                             f"{_row(df, bad[0])}: fix the cell or drop the row")
+    return labels, kind
+
+
+def _is_numeric(series: Any) -> bool:
+    return bool(series.dtype.kind in "iuf")
+
+
+def _standardizer(a: NDArray) -> tuple[NDArray, NDArray]:
+    """Column means and standard deviations (constant columns get scale 1, as scikit-learn)."""
+    mean = a.mean(axis=0)
+    scale = a.std(axis=0)
+    scale[~(scale > np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean)))] = 1.0
+    return mean, scale
+
+
+class TabularModel:
+    """An MLP for a table: named features in, named targets (values or labels) out.
+
+    Parameters
+    ----------
+    hidden : hidden layer sizes, e.g. ``(64, 64)``; ``()`` is a linear model.
+    activation : hidden activation name (see ``zeronn.ACTIVATIONS``).
+    loss : ``None`` (``"mse"`` for regression, the matching cross-entropy for
+        classification) or a regression loss name (``mse``, ``mae``, ``huber``).
+    optimizer, lr : optimizer name (``zeronn.optim``) and its learning rate.
+    epochs, batch_size : training length and mini-batch size (``None``: full batch).
+    validation_split : the share of rows held out to report ``val_loss`` (and to drive
+        early stopping). The rows are shuffled once with ``seed`` before the split, so a
+        table sorted by its target still validates on a fair sample.
+    early_stopping : ``None`` or a patience in epochs (the best weights are restored).
+    standardize : scale inputs (and regression targets) to mean 0, std 1 from the
+        training data; the scaling is stored and applied again by ``predict``.
+    task : ``"auto"`` (classification when a target column is not numeric),
+        ``"regression"`` or ``"classification"``.
+    seed : seeds initialisation, the split and the shuffling.
+    dtype : ``"float64"`` or ``"float32"`` for the network.
+    """
+
+    _zeronn_kind: ClassVar[str] = "tabular"
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        loss: str | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        epochs: int = 200,
+        batch_size: int | None = 32,
+        validation_split: float = 0.1,
+        early_stopping: int | None = None,
+        standardize: bool = True,
+        task: str = "auto",
+        seed: int | None = 0,
+        dtype: str = "float64",
+    ) -> None:
+        if isinstance(hidden, (str, bytes)):
+            raise ValueError(f"hidden must be a list of layer sizes, got {hidden!r}")
+        self.hidden = [positive_number("each hidden layer size", h, integer=True)
+                       for h in hidden]
+        self.activation = get_activation(activation).name
+        if loss is not None:
+            loss = get_loss(loss).name
+        self.loss = loss
+        self.lr = positive_number("lr", lr)
+        self.optimizer = get_optimizer(optimizer, lr=self.lr).name
+        self.epochs = positive_number("epochs", epochs, integer=True)
+        self.batch_size = (None if batch_size is None
+                           else positive_number("batch_size", batch_size, integer=True))
+        split = validation_split
+        if (isinstance(split, bool) or not isinstance(split, (int, float))
+                or not 0 <= split < 1):
+            raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
+        self.validation_split = float(split)
+        self.early_stopping = (None if early_stopping is None
+                               else positive_number("early_stopping", early_stopping,
+                                                    integer=True))
+        self.standardize = bool(standardize)
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        self.task = task
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or seed < 0):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        self.seed = seed
+        self.dtype = resolve_dtype(dtype).name
+        self._reset()
+
+    def _reset(self) -> None:
+        self.net: MLP | None = None
+        self.feature_names: list[str] = []
+        self.target_names: list[str] = []
+        self.classes: list[Any] = []
+        self.label_kind: str | None = None
+        self.x_mean = np.zeros(0)
+        self.x_scale = np.zeros(0)
+        self.y_mean = np.zeros(0)
+        self.y_scale = np.zeros(0)
+        self.training: dict[str, Any] = {}
+
+    # -- description -----------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-safe)."""
+        return {"hidden": list(self.hidden), "activation": self.activation, "loss": self.loss,
+                "optimizer": self.optimizer, "lr": self.lr, "epochs": self.epochs,
+                "batch_size": self.batch_size, "validation_split": self.validation_split,
+                "early_stopping": self.early_stopping, "standardize": self.standardize,
+                "task": self.task, "seed": self.seed, "dtype": self.dtype}
+
+    @property
+    def fitted(self) -> bool:
+        return self.net is not None
+
+    @property
+    def fitted_task(self) -> str:
+        """``"regression"`` or ``"classification"`` (after ``fit``)."""
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        return "classification" if self.classes else "regression"
+
+    def __repr__(self) -> str:
+        if self.net is None:
+            return f"TabularModel(hidden={self.hidden}, activation={self.activation!r}, unfitted)"
+        return (f"TabularModel({self.fitted_task}, features={self.feature_names}, "
+                f"targets={self.target_names}, net={self.net!r})")
+
+    # -- training --------------------------------------------------------------------
+    def fit(self, df: pd.DataFrame, targets: str | Sequence[str],
+            features: Sequence[str] | None = None, verbose: int = 0) -> History:
+        """Trains on the DataFrame ``df`` (n_samples rows); returns the fit's History.
+
+        ``targets``: one column name or several (several only for regression).
+        ``features``: the input columns (default: every other column), numeric and finite.
+        Bad cells raise ``ValueError`` naming the column and the row (the index label).
+        """
+        _require_pandas()
+        if not hasattr(df, "columns") or not hasattr(df, "iloc"):
+            raise ValueError(f"fit needs a pandas DataFrame, got {type(df).__name__}")
+        target_list = [targets] if isinstance(targets, str) else list(targets)
+        if not target_list:
+            raise ValueError("give at least one target column")
+        if len(set(map(str, target_list))) != len(target_list):
+            raise ValueError(f"a target column is listed twice: {_listing(target_list)}")
+        tcols = _resolve_columns(df, target_list, "target")
+        cmap = _column_map(df)
+        if features is None:
+            tset = {str(c) for c in tcols}
+            feature_list = [name for name in cmap if name not in tset]
+        else:
+            feature_list = [str(f) for f in features]
+            if len(set(feature_list)) != len(feature_list):
+                raise ValueError(f"a feature column is listed twice: {_listing(feature_list)}")
+        fcols = _resolve_columns(df, feature_list, "feature")
+        both = [str(c) for c in fcols if str(c) in {str(t) for t in tcols}]
+        if both:
+            raise ValueError(f"column {_listing(both)} is both a feature and a target: "
+                             "leave it out of the features")
+        if not fcols:
+            raise ValueError("there are no feature columns left besides the targets: "
+                             "the data needs at least one input column")
+        if len(df) == 0:
+            raise ValueError("the data has no rows: it needs at least one")
+
+        task = self._decide_task(df, tcols)
+        X = _numeric_matrix(df, fcols, "feature")
+        classes: list[Any] = []
+        kind: str | None = None
+        if task == "classification":
+            labels, kind = _label_column(df, tcols[0])
+            classes = sorted(set(labels))
+            if len(classes) < 2:
+                raise ValueError(f"target column {str(tcols[0])!r} has a single class "
+                                 f"{classes[0]!r}: classification needs at least two")
+            index = {c: i for i, c in enumerate(classes)}
+            codes = np.fromiter((index[v] for v in labels), np.intp, len(labels))
+            if len(classes) == 2:
+                Y = codes.astype(np.float64).reshape(-1, 1)
+            else:
+                Y = np.zeros((len(labels), len(classes)))
+                Y[np.arange(len(labels)), codes] = 1.0
+            loss = "binary_crossentropy" if len(classes) == 2 else "categorical_crossentropy"
+            if self.loss not in (None, loss):
+                raise ValueError(f"loss {self.loss!r} is for regression; classification "
+                                 f"trains with {loss}: leave the loss unset")
+            out_act = "sigmoid" if len(classes) == 2 else "softmax"
+        else:
+            Y = _numeric_matrix(df, tcols, "target")
+            loss = self.loss or "mse"
+            if loss not in REGRESSION_LOSSES:
+                raise ValueError(f"loss {loss!r} is for classification; regression trains with "
+                                 f"one of {', '.join(REGRESSION_LOSSES)}")
+            out_act = "identity"
+
+        if self.standardize:
+            x_mean, x_scale = _standardizer(X)
+        else:
+            x_mean, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        if task == "regression" and self.standardize:
+            y_mean, y_scale = _standardizer(Y)
+        elif task == "regression":
+            y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        else:
+            y_mean, y_scale = np.zeros(0), np.zeros(0)
+        Xs = (X - x_mean) / x_scale
+        Ys = (Y - y_mean) / y_scale if task == "regression" else Y
+
+        # One shuffle before the engine holds out the *last* rows for validation: a table
+        # sorted by its target would otherwise validate on one end of it only.
+        order = np.random.default_rng(self.seed).permutation(len(df))
+        Xs, Ys = Xs[order], Ys[order]
+
+        acts = get_activation(self.activation)
+        init = "he_normal" if acts.relu_family else "glorot_uniform"
+        net = MLP([X.shape[1], *self.hidden, Ys.shape[1]], self.activation, out_act,
+                  init=init, dtype=self.dtype, seed=self.seed)
+        t0 = time.perf_counter()
+        hist = net.fit(Xs, Ys, loss=loss, optimizer=get_optimizer(self.optimizer, lr=self.lr),
+                       epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
+                       validation_split=self.validation_split,
+                       early_stopping=(None if self.early_stopping is None
+                                       else EarlyStopping(self.early_stopping)),
+                       verbose=verbose, seed=self.seed)
+        seconds = time.perf_counter() - t0
+
+        self._reset()
+        self.net = net
+        self.feature_names = [str(c) for c in fcols]
+        self.target_names = [str(c) for c in tcols]
+        self.classes, self.label_kind = classes, kind
+        self.x_mean, self.x_scale, self.y_mean, self.y_scale = x_mean, x_scale, y_mean, y_scale
+        n_val = round(len(df) * self.validation_split) if self.validation_split else 0
+        self.training = {
+            "loss_name": loss,
+            "n_samples": len(df),
+            "n_validation": n_val,
+            "epochs_run": hist.epochs,
+            "final_loss": hist["loss"][-1] if hist.epochs else None,
+            "final_val_loss": hist["val_loss"][-1] if "val_loss" in hist else None,
+            "stopped_early": bool(hist.stopped_early),
+            "best_epoch": hist.best_epoch,
+            "interrupted": bool(hist.interrupted),
+            "seconds": seconds,
+        }
+        return hist
+
+    def _decide_task(self, df: pd.DataFrame, tcols: list[Any]) -> str:
+        if self.task == "regression":
+            return "regression"
+        numeric = [_is_numeric(df[c]) for c in tcols]
+        if self.task == "auto" and all(numeric):
+            return "regression"
+        if len(tcols) != 1:
+            raise ValueError(f"classification takes one target column, got {len(tcols)} "
+                             f"({_listing([str(c) for c in tcols])}): train one model per "
+                             "target, or pass --task regression for numeric targets")
+        if self.task == "auto":
+            # A numeric column spoilt by a few typos should not silently become hundreds
+            # of classes: ask for the intent instead.
+            pd = _require_pandas()
+            s = df[tcols[0]]
+            if s.dtype.kind not in "b":
+                obj = s.astype(object)
+                num = pd.to_numeric(obj, errors="coerce")
+                present = obj.notna().to_numpy()
+                bad = np.flatnonzero(num.isna().to_numpy() & present)
+                n_num = int(present.sum()) - bad.size
+                if bad.size and n_num > bad.size:
+                    p = int(bad[0])
+                    raise ValueError(
+                        f"target column {str(tcols[0])!r} is mostly numeric but has "
+                        f"{obj.iloc[p]!r} at {_row(df, p)}: fix the cell for regression, "
+                        "or ask for classification (task='classification')")
+        return "classification"
+
+    # -- prediction ------------------------------------------------------------------
+    def _inputs(self, df: pd.DataFrame) -> NDArray:
+        """The model's feature columns of ``df``, checked and standardized (n, n_features)."""
+        _require_pandas()
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        if not hasattr(df, "columns") or not hasattr(df, "iloc"):
+            raise ValueError(f"predict needs a pandas DataFrame, got {type(df).__name__}")
+        cmap = _column_map(df)
+        missing = [f for f in self.feature_names if f not in cmap]
+        if missing:
+            what = "column" if len(missing) == 1 else "columns"
+            raise ValueError(f"the data lacks the model's feature {what} {_listing(missing)}; "
+                             f"it has: {_listing(list(cmap))}")
+        if len(df) == 0:
+            raise ValueError("the data has no rows: it needs at least one")
+        X = _numeric_matrix(df, [cmap[f] for f in self.feature_names], "feature")
+        return (X - self.x_mean) / self.x_scale
+
+    def _outputs(self, df: pd.DataFrame) -> NDArray:
+        assert self.net is not None
+        return np.asarray(self.net.predict(self._inputs(df)), dtype=np.float64)
+
+    def predict(self, df: pd.DataFrame) -> NDArray:
+        """Regression: values (n, n_targets) in the targets' units; classification: labels (n,).
+
+        Labels come back as they were in the training data: strings (object array), ints,
+        floats or bools.
+        """
+        out = self._outputs(df)
+        if self.fitted_task == "regression":
+            return out * self.y_scale + self.y_mean
+        idx = (out[:, 0] > 0.5).astype(np.intp) if out.shape[1] == 1 else out.argmax(axis=1)
+        return self._label_array()[idx]
+
+    def predict_proba(self, df: pd.DataFrame) -> NDArray:
+        """Class probabilities (n, n_classes), columns in the order of ``classes``."""
+        if self.fitted_task != "classification":
+            raise ValueError("predict_proba is for classifiers; this model does regression")
+        out = self._outputs(df)
+        if out.shape[1] == 1:
+            return np.hstack([1.0 - out, out])
+        return out
+
+    def _label_array(self) -> NDArray:
+        dtypes = {"str": object, "int": np.int64, "float": np.float64, "bool": np.bool_}
+        return np.array(self.classes, dtype=dtypes[self.label_kind or "str"])
+
+    # -- evaluation ------------------------------------------------------------------
+    def evaluate(self, df: pd.DataFrame, targets: str | Sequence[str] | None = None
+                 ) -> dict[str, Any]:
+        """Scores on ``df`` against its true ``targets`` columns (default: the trained ones).
+
+        Regression: ``{"task", "n", "targets", "mse", "mae", "r2"}`` with one value per
+        target (in the targets' units). Classification: ``{"task", "n", "accuracy",
+        "log_loss", "labels", "confusion_matrix"}``, the matrix (n_classes, n_classes)
+        counting true labels in rows and predicted labels in columns.
+        """
+        names = (self.target_names if targets is None
+                 else [targets] if isinstance(targets, str) else list(targets))
+        tcols = _resolve_columns(df, names, "target")
+        if len(tcols) != len(self.target_names):
+            raise ValueError(f"the model predicts {len(self.target_names)} target(s) "
+                             f"({_listing(self.target_names)}), got {len(tcols)} to compare")
+        n = len(df)
+        if self.fitted_task == "regression":
+            Y = _numeric_matrix(df, tcols, "target")
+            P = self.predict(df)
+            err = P - Y
+            ss_res = (err ** 2).sum(axis=0)
+            ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+            # R2 of a constant truth is undefined: 1 for a perfect fit, else 0 (scikit-learn).
+            r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
+                          np.where(ss_res == 0, 1.0, 0.0))
+            return {"task": "regression", "n": n, "targets": [str(c) for c in tcols],
+                    "mse": (err ** 2).mean(axis=0).tolist(),
+                    "mae": np.abs(err).mean(axis=0).tolist(), "r2": r2.tolist()}
+        labels, _ = _label_column(df, tcols[0])
+        if self.label_kind == "str":
+            labels = [str(v) for v in labels]
+        index = {c: i for i, c in enumerate(self.classes)}
+        unseen = sorted({str(v) for v in labels if v not in index})
+        if unseen:
+            raise ValueError(f"target column {str(tcols[0])!r} has labels the model never "
+                             f"saw: {_listing(unseen)}; it knows {_listing(self.classes)}")
+        true = np.fromiter((index[v] for v in labels), np.intp, n)
+        proba = self.predict_proba(df)
+        pred = proba.argmax(axis=1)
+        cm = np.zeros((len(self.classes), len(self.classes)), np.int64)
+        np.add.at(cm, (true, pred), 1)
+        eps = np.finfo(np.float64).eps
+        p_true = np.clip(proba[np.arange(n), true], eps, 1.0)
+        return {"task": "classification", "n": n, "targets": [str(tcols[0])],
+                "accuracy": float((pred == true).mean()),
+                "log_loss": float(-np.log(p_true).mean()),
+                "labels": list(self.classes), "confusion_matrix": cm}
+
+    # -- the model-file protocol -----------------------------------------------------
+    def _zeronn_state(self) -> tuple[MLP | None, dict[str, Any], dict[str, NDArray]]:
+        """(the network or None, JSON-safe metadata, numeric arrays) for ``zeronn.save``."""
+        meta = {
+            "config": self.config(),
+            "feature_names": list(self.feature_names),
+            "target_names": list(self.target_names),
+            "task": self.fitted_task if self.net is not None else None,
+            "classes": list(self.classes),
+            "label_kind": self.label_kind,
+            "training": dict(self.training),
+        }
+        arrays = {"x_mean": self.x_mean, "x_scale": self.x_scale,
+                  "y_mean": self.y_mean, "y_scale": self.y_scale}
+        return self.net, meta, {k: np.asarray(v, np.float64) for k, v in arrays.items()}
+
+    @classmethod
+    def _from_zeronn_state(cls, net: MLP | None, meta: dict[str, Any],
+                           arrays: dict[str, NDArray]) -> TabularModel:
+        """Rebuilds a model from ``_zeronn_state``'s parts; inconsistencies raise ValueError."""
+        def bad(why: str) -> ValueError:
+            return ValueError(f"inconsistent tabular model: {why}")
+
+        if not isinstance(meta, dict):
+            raise bad("the metadata is not a mapping")
+        config = meta.get("config")
+        if not isinstance(config, dict):
+            raise bad("no config")
+        try:
+            model = cls(**config)
+        except TypeError as exc:
+            raise bad(f"config does not match TabularModel ({exc})") from None
+        if net is None:
+            return model
+        if not isinstance(net, MLP):
+            raise bad(f"the network is a {type(net).__name__}, not an MLP")
+        feats, targs = meta.get("feature_names"), meta.get("target_names")
+        for key, names in (("feature_names", feats), ("target_names", targs)):
+            if not isinstance(names, list) or not names or \
+                    not all(isinstance(n, str) for n in names):
+                raise bad(f"{key} must be a non-empty list of strings")
+        assert isinstance(feats, list) and isinstance(targs, list)
+        task = meta.get("task")
+        if task not in ("regression", "classification"):
+            raise bad(f"task must be 'regression' or 'classification', got {task!r}")
+        try:
+            x_mean, x_scale, y_mean, y_scale = (
+                np.asarray(arrays[k], np.float64).reshape(-1)
+                for k in ("x_mean", "x_scale", "y_mean", "y_scale"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"scaling arrays missing or not numeric ({exc})") from None
+        n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
+        if not (len(feats) == n_in == x_mean.size == x_scale.size):
+            raise bad(f"{len(feats)} feature names, {x_mean.size}/{x_scale.size} scaling "
+                      f"values, but the network takes {n_in} inputs")
+        for name, a in (("x_mean", x_mean), ("x_scale", x_scale), ("y_mean", y_mean),
+                        ("y_scale", y_scale)):
+            if not np.isfinite(a).all():
+                raise bad(f"{name} holds NaN or inf")
+        if (x_scale <= 0).any() or (y_scale <= 0).any():
+            raise bad("a scale is <= 0")
+        classes = meta.get("classes")
+        kind = meta.get("label_kind")
+        if not isinstance(classes, list):
+            raise bad("classes must be a list")
+        if task == "regression":
+            if classes or not (len(targs) == n_out == y_mean.size == y_scale.size):
+                raise bad(f"regression with {len(targs)} targets, {y_mean.size} target "
+                          f"scalings and {n_out} network outputs")
+            if net.output_activation != "identity":
+                raise bad("a regression network must have an identity output")
+        else:
+            if kind not in LABEL_KINDS:
+                raise bad(f"label_kind must be one of {LABEL_KINDS}, got {kind!r}")
+            assert isinstance(kind, str)
+            try:
+                restored = [_as_label(c, kind) for c in classes]
+            except (TypeError, ValueError):
+                raise bad(f"classes {classes!r} are not of kind {kind!r}") from None
+            if restored != classes or len(set(restored)) != len(restored) or len(restored) < 2:
+                raise bad(f"classes {classes!r} must be >= 2 distinct values of kind {kind!r}")
+            want_out, want_act = (1, "sigmoid") if len(classes) == 2 else \
+                (len(classes), "softmax")
+            if len(targs) != 1 or n_out != want_out or net.output_activation != want_act:
+                raise bad(f"{len(classes)} classes need one target and {want_out} "
+                          f"{want_act} output(s), got {len(targs)} target(s) and {n_out} "
+                          f"{net.output_activation} output(s)")
+            if y_mean.size or y_scale.size:
+                raise bad("a classifier has no target scaling")
+        model.net = net
+        model.feature_names, model.target_names = list(feats), list(targs)
+        model.classes, model.label_kind = (list(classes), kind) if task == "classification" \
+            else ([], None)
+        model.x_mean, model.x_scale, model.y_mean, model.y_scale = \
+            x_mean, x_scale, y_mean, y_scale
+        training = meta.get("training", {})
+        model.training = dict(training) if isinstance(training, dict) else {}
+        return model
