@@ -1,0 +1,149 @@
+"""Each activation against its definition, its derivative against finite differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import zeronn as zn
+from zeronn.activations import ACTIVATIONS, get_activation
+
+NAMES = sorted(ACTIVATIONS)
+C = math.sqrt(2 / math.pi)
+
+REFERENCE = {
+    "identity": lambda z: z,
+    "relu": lambda z: np.where(z > 0, z, 0.0),
+    "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
+    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+    "gelu": lambda z: 0.5 * z * (1 + np.tanh(C * (z + 0.044715 * z ** 3))),
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "tanh": np.tanh,
+    "softplus": lambda z: np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20)))),
+    "softmax": lambda z: np.exp(z - z.max(1, keepdims=True))
+    / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True),
+}
+
+moderate = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),
+                  elements=st.floats(-6, 6).filter(lambda v: abs(v) > 1e-3))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(z=moderate)
+def test_forward_matches_definition(name, z):
+    act = get_activation(name)
+    np.testing.assert_allclose(act(z), REFERENCE[name](z), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(z=moderate, g=st.floats(-2, 2))
+def test_backward_matches_finite_differences(name, z, g):
+    """delta -> delta * f'(z), checked as a vector-Jacobian product with a random upstream."""
+    act = get_activation(name)
+    rng = np.random.default_rng(0)
+    up = rng.standard_normal(z.shape) + g
+    delta = up.copy()
+    a = act(z)
+    act.backward(delta, z.copy(), a, np.empty_like(z))
+    h = 1e-6
+    numeric = np.empty_like(z)
+    for idx in np.ndindex(z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[idx] += h
+        zm[idx] -= h
+        numeric[idx] = ((act(zp) - act(zm)) * up).sum() / (2 * h)
+    np.testing.assert_allclose(delta, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_in_place_forward_equals_out_of_place(name):
+    act = get_activation(name)
+    z = np.random.default_rng(1).standard_normal((7, 4)) * 3
+    expected = act(z)
+    buf = z.copy()
+    act.forward(buf, buf)
+    np.testing.assert_array_equal(buf, expected)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_stays_float32(name):
+    act = get_activation(name)
+    z = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    a = act(z)
+    assert a.dtype == np.float32
+    d = z.copy()
+    act.backward(d, z, a, np.empty_like(z))
+    assert d.dtype == np.float32
+
+
+def test_relu_family_derivative_at_the_kink():
+    z = np.zeros((1, 3))
+    assert (get_activation("relu").derivative(z) == 0).all()  # the seed's choice, and torch's
+    assert (get_activation("leaky_relu").derivative(z) == 0.01).all()
+    assert (get_activation("elu").derivative(z) == 1.0).all()
+
+
+def test_saturation_is_finite_and_accurate():
+    z = np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]])
+    s = get_activation("sigmoid")(z)
+    assert np.isfinite(s).all()
+    assert s[0, 0] == 0.0 and s[0, -1] == 1.0 and s[0, 2] == 0.5
+    assert s[0, 1] == pytest.approx(math.exp(-50), rel=1e-13)  # no cancellation
+    sp = get_activation("softplus")(z)
+    assert sp[0, -1] == 1000.0 and sp[0, 0] == 0.0
+    sm = get_activation("softmax")(z)
+    assert np.isfinite(sm).all() and sm.sum() == pytest.approx(1.0)
+    t = get_activation("tanh")(z)
+    assert (np.abs(t) <= 1).all()
+    assert np.isfinite(get_activation("elu")(z)).all()
+    assert np.isfinite(get_activation("gelu")(z)).all()
+
+
+def test_names_and_aliases():
+    assert get_activation("ReLU").name == "relu"
+    assert get_activation("logistic").name == "sigmoid"
+    assert get_activation("linear").name == "identity"
+    act = get_activation("tanh")
+    assert get_activation(act) is act and repr(act) == "Activation('tanh')"
+    with pytest.raises(ValueError, match=r"unknown activation 'swish'; known: elu, gelu, identity"):
+        get_activation("swish")
+    with pytest.raises(ValueError, match="unknown activation 3"):
+        get_activation(3)  # type: ignore[arg-type]
+
+
+def test_register_activation_is_usable_everywhere():
+    def swish(z):
+        return z / (1 + np.exp(-z))
+
+    def swish_deriv(z):
+        return (1 + np.exp(-z) + z * np.exp(-z)) / (1 + np.exp(-z)) ** 2
+
+    act = zn.register_activation("test_swish", swish, swish_deriv)
+    try:
+        assert get_activation("test_swish") is act
+        rng = np.random.default_rng(0)
+        net = zn.MLP([3, 4, 2], activation="test_swish", seed=0)
+        report = zn.check_gradients(net, rng.standard_normal((6, 3)), rng.standard_normal((6, 2)))
+        assert report.max_relative_error < 1e-6
+    finally:
+        del ACTIVATIONS["test_swish"]
+
+
+def test_register_activation_with_a_wrong_derivative_is_caught():
+    zn.register_activation("test_bad", np.sin, np.sin)  # derivative should be cos
+    try:
+        rng = np.random.default_rng(0)
+        net = zn.MLP([3, 4, 1], activation="test_bad", seed=0)
+        report = zn.check_gradients(net, rng.standard_normal((6, 3)), rng.standard_normal((6, 1)))
+        assert report.max_relative_error > 1e-2
+    finally:
+        del ACTIVATIONS["test_bad"]
+    with pytest.raises(ValueError, match="non-empty string"):
+        zn.register_activation("", np.sin, np.cos)
