@@ -1,21 +1,39 @@
-"""The ``zeronn`` command. Bad input exits with code 2 and one ``zeronn: error: ...`` line."""
+"""The ``zeronn`` command: train, predict, evaluate, export and inspect models on CSV files.
+
+Every user mistake (a bad file, an unknown column, an invalid option, a file that is not a
+model) exits with code 2 and one ``zeronn: error: ...`` line on stderr, never a traceback,
+and leaves no output file behind: outputs are written to a temporary file in the target's
+folder and moved into place only when complete.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import math
+import os
+import re
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
 __all__ = ["main"]
+
+MAX_ERROR_CHARS = 600  # one error line, at most this long (a huge column list is cut)
+SNIFF_BYTES = 8192  # bytes looked at to tell a text file from a binary one
 
 
 class CLIError(Exception):
     """A user mistake: printed as ``zeronn: error: <message>``, exit code 2."""
 
 
+# -- demo -----------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
     """The seed's run printed exactly, then the same data through the general engine."""
     from zeronn import optim
@@ -48,29 +66,711 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- files ----------------------------------------------------------------------------
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise CLIError("reading CSV files needs pandas: pip install 'zeronn[data]'") from None
+    return pd
+
+
+def _check_input_file(path: str) -> None:
+    """Fails clearly for a missing path, a folder, an empty or a binary file."""
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder, not a file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise CLIError(f"{path} is empty: a CSV file needs a header line and data rows")
+    if b"\x00" in head:
+        raise CLIError(f"{path} is a binary file, not a CSV text file")
+
+
+def _field_count_error(path: str, n_columns: int) -> str | None:
+    """The first record whose field count differs from the header's, or None.
+
+    pandas pads short rows with missing values and, when *every* row is one field too long,
+    silently turns the first column into the index; this pass (the csv module, same
+    dialect) tells those apart from honest empty cells. It runs only when pandas' result
+    leaves a doubt, so clean files are read once.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, skipinitialspace=True)
+        for record in reader:
+            if not record:  # pandas skips blank lines too
+                continue
+            if len(record) != n_columns:
+                return (f"{path}: line {reader.line_num} has {len(record)} fields, but the "
+                        f"header has {n_columns}: every row needs one value per column")
+    return None
+
+
+def read_csv(path: str, str_columns: Sequence[str] = ()) -> Any:
+    """A CSV file as a DataFrame indexed 1, 2, ... by data row (so errors name those rows).
+
+    ``str_columns`` are read as text (class labels kept exactly as written).
+    """
+    pd = _pandas()
+    _check_input_file(path)
+    dtype = dict.fromkeys(str_columns, str) or None
+    try:
+        df = pd.read_csv(path, skipinitialspace=True, dtype=dtype, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise CLIError(f"{path} has no header line: a CSV file needs a header line naming "
+                       "the columns, then data rows") from None
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            raise CLIError(f"{path}: line {m.group(2)} has {m.group(3)} fields, but the "
+                           f"header has {m.group(1)}: every row needs one value per "
+                           "column") from None
+        raise CLIError(f"{path} could not be parsed as CSV: "
+                       f"{str(exc).strip().splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"{path} is not UTF-8 text (a binary file, or another encoding): "
+                       "save it as a UTF-8 CSV file") from None
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from None
+    doubt = not isinstance(df.index, pd.RangeIndex) or bool(df.isna().to_numpy().any())
+    if doubt:
+        problem = _field_count_error(path, len(df.columns) +
+                                     (0 if isinstance(df.index, pd.RangeIndex)
+                                      else df.index.nlevels))
+        if problem is None and not isinstance(df.index, pd.RangeIndex):
+            problem = f"{path}: the rows have more fields than the header"
+        if problem:
+            raise CLIError(problem)
+    if len(df) == 0:
+        raise CLIError(f"{path} has a header but no data rows")
+    df.index = pd.RangeIndex(1, len(df) + 1)
+    return df
+
+
+def _check_output_path(path: str, what: str) -> None:
+    """Fails before any work if ``path`` cannot be written (no folder, a folder, read-only)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CLIError(f"the {what} {path} is a folder: give a file name")
+    if not os.path.isdir(folder):
+        raise CLIError(f"cannot write the {what} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"cannot write the {what} {path}: the folder {folder} is not writable")
+
+
+@contextlib.contextmanager
+def _atomic_path(path: str, suffix: str = "") -> Iterator[str]:
+    """A temporary path in ``path``'s folder, moved onto ``path`` only if the block succeeds.
+
+    ``os.replace`` within one folder is atomic: readers see the old file or the whole new
+    one, never half of it; on failure the temporary file is removed.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp",
+                               dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _load_model(path: str) -> Any:
+    """Any zeronn model file (MLP, estimator, CLI model)."""
+    try:
+        from zeronn.persistence import load
+    except ImportError:
+        raise CLIError("model files are not available in this installation "
+                       "(zeronn.persistence is missing)") from None
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder, not a model file")
+    try:
+        return load(path)
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _load_tabular(path: str) -> Any:
+    """A model trained by ``zeronn train`` (feature names, scaling and labels included)."""
+    from zeronn.tabular import TabularModel
+
+    model = _load_model(path)
+    if not isinstance(model, TabularModel):
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a model trained with "
+                       "`zeronn train`: it has no column names to match a CSV against")
+    if not model.fitted:
+        raise CLIError(f"{path} holds a model that was never trained")
+    return model
+
+
+def _network_of(model: Any) -> Any:
+    """The MLP inside any loadable object (or the object itself)."""
+    from zeronn.network import MLP
+
+    if isinstance(model, MLP):
+        return model
+    if hasattr(model, "_zeronn_state"):
+        return model._zeronn_state()[0]
+    return None
+
+
+# -- option types (argparse calls these; their errors become one clean line) ----------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _hidden(text: str) -> list[int]:
+    """``64,64`` -> [64, 64]; ``""`` or ``none`` -> [] (a linear model)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(t) for t in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected layer sizes as positive integers separated by commas (e.g. 64,64), "
+            f"or 'none', got {text!r}")
+    return sizes
+
+
+def _batch_size(text: str) -> int | None:
+    if text.strip().lower() == "full":
+        return None
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'full', got {text!r}") from None
+
+
+def _registry_name(lookup: Callable[[str], Any]) -> Callable[[str], str]:
+    """An option type accepting the names a registry knows (its error lists them)."""
+    def parse(text: str) -> str:
+        try:
+            lookup(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+    return parse
+
+
+def _column_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected column names separated by commas (e.g. x1,x2), got {text!r}")
+    return names
+
+
+# -- train ----------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    from zeronn.tabular import TabularModel
+
+    _check_output_path(args.output, "model file")
+    if args.plot:
+        _check_output_path(args.plot, "plot")
+        _plot_backend()
+    try:
+        model = TabularModel(hidden=args.hidden, activation=args.activation, loss=args.loss,
+                             optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+                             batch_size=args.batch_size,
+                             validation_split=args.validation_split,
+                             early_stopping=args.early_stopping,
+                             standardize=args.standardize, task=args.task, seed=args.seed)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    df = read_csv(args.data)
+    targets = [t for group in args.target for t in group]
+    if args.quiet:
+        verbose = 0
+    elif args.verbose:
+        verbose = 2
+    else:
+        verbose = 1 if sys.stderr.isatty() else 0
+    t0 = time.perf_counter()
+    # Progress is not the result: the per-epoch lines go to stderr with the bar, so stdout
+    # carries only the summary.
+    with warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("always")
+        hist = model.fit(df, targets, features=args.features, verbose=verbose)
+    seconds = time.perf_counter() - t0
+    interrupted = any("interrupted" in str(w.message) for w in caught)
+
+    from zeronn.persistence import save
+
+    if args.plot:
+        with _atomic_path(args.plot, os.path.splitext(args.plot)[1]) as tmp_plot:
+            _plot(tmp_plot, args.plot, model, hist, df)
+            save(model, args.output)
+    else:
+        save(model, args.output)
+
+    task = model.fitted_task
+    what = (f"{task} of {', '.join(model.target_names)}"
+            + (f" ({len(model.classes)} classes)" if task == "classification" else "")
+            + f" from {len(model.feature_names)} feature(s)")
+    parts = [f"loss {hist['loss'][-1]:.6g}"]
+    if "val_loss" in hist:
+        parts.append(f"val_loss {hist['val_loss'][-1]:.6g}")
+    stop = ""
+    if hist.stopped_early:
+        stop = f", stopped early (best epoch {hist.best_epoch})"
+    elif interrupted:
+        stop = ", interrupted"
+    plot = f", plot {args.plot}" if args.plot else ""
+    print(f"trained {what}: {hist.epochs} epochs in {seconds:.2f} s{stop}, "
+          f"{', '.join(parts)}; saved {args.output}{plot}")
+    return 0
+
+
+def _plot_backend() -> None:
+    """matplotlib with the Agg backend (files only, no window), or a clear error."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CLIError("--plot needs matplotlib: pip install 'zeronn[plot]'") from None
+    matplotlib.use("Agg")
+
+
+def _plot(tmp: str, path: str, model: Any, hist: Any, df: Any) -> None:
+    """Loss curves, and for 1 or 2 features the learned function or decision regions."""
+    import matplotlib.pyplot as plt
+
+    from zeronn.plotting import plot_fit, plot_history
+
+    n_features = len(model.feature_names)
+    draw_fit = n_features in (1, 2)
+    width = 12.8 if draw_fit else 6.4
+    fig, axes = plt.subplots(1, 2 if draw_fit else 1, figsize=(width, 4.8), squeeze=False,
+                             layout="constrained")
+    plot_history(hist, ax=axes[0, 0])
+    if draw_fit:
+        # The raw network (scaling folded in) draws in the data's own units.
+        X = df[model.feature_names].to_numpy(dtype=float)
+        y = model.encode_targets(df)
+        plot_fit(model.raw_network(), X, y, ax=axes[0, 1])
+        a = axes[0, 1]
+        a.set_xlabel(model.feature_names[0])
+        if n_features == 2:
+            a.set_ylabel(model.feature_names[1])
+        elif model.fitted_task == "regression":
+            a.set_ylabel(model.target_names[0])
+        if model.fitted_task == "classification":
+            _relabel_classes(a, model.classes)
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    try:
+        fig.savefig(tmp, format=fmt, dpi=100)
+    except ValueError as exc:  # an extension matplotlib cannot write
+        raise CLIError(f"cannot write the plot {path}: {exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def _relabel_classes(ax: Any, classes: Sequence[Any]) -> None:
+    """plot_fit names classes by index ("class 0"); show the data's labels instead."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    for text in legend.get_texts():
+        m = re.fullmatch(r"(.*)class (\d+)(.*)", text.get_text())
+        if m and int(m.group(2)) < len(classes):
+            text.set_text(f"{m.group(1)}{classes[int(m.group(2))]}{m.group(3)}")
+
+
+# -- predict / evaluate ---------------------------------------------------------------
+def _predict(args: argparse.Namespace) -> int:
+    pd = _pandas()
+    model = _load_tabular(args.model)
+    if args.output:
+        _check_output_path(args.output, "output file")
+    df = read_csv(args.data)
+    pred = model.predict(df)
+    if model.fitted_task == "regression":
+        out = pd.DataFrame(pred, columns=model.target_names)
+    else:
+        out = pd.DataFrame({model.target_names[0]: pred})
+        if args.proba:
+            proba = model.predict_proba(df)
+            for j, c in enumerate(model.classes):
+                out[f"proba_{c}"] = proba[:, j]
+    if args.output:
+        with _atomic_path(args.output) as tmp:
+            out.to_csv(tmp, index=False)
+    else:
+        out.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model = _load_tabular(args.model)
+    targets = [t for group in args.target for t in group] if args.target else None
+    names = targets or model.target_names
+    # Class labels are compared as written when the model learned text labels.
+    df = read_csv(args.data, str_columns=names if model.label_kind == "str" else ())
+    scores = model.evaluate(df, targets)
+    n = scores["n"]
+    if scores["task"] == "regression":
+        print(f"regression on {n} rows of {args.data}")
+        width = max(6, *(len(t) for t in scores["targets"]))
+        print(f"{'target':<{width}} {'MSE':>12} {'MAE':>12} {'R2':>10}")
+        for t, mse, mae, r2 in zip(scores["targets"], scores["mse"], scores["mae"],
+                                   scores["r2"]):
+            print(f"{t:<{width}} {mse:12.6g} {mae:12.6g} {r2:10.4f}")
+        return 0
+    correct = int(np.trace(scores["confusion_matrix"]))
+    print(f"classification on {n} rows of {args.data}")
+    print(f"accuracy: {scores['accuracy']:.4f} ({correct}/{n})")
+    print(f"log loss: {scores['log_loss']:.4f}")
+    print("confusion matrix (rows: true label, columns: predicted label):")
+    labels = [str(c) for c in scores["labels"]]
+    cm = scores["confusion_matrix"]
+    w = max(5, *(len(s) for s in labels), len(str(int(cm.max()))))
+    print(" " * w + "".join(f" {s:>{w}}" for s in labels))
+    for s, row in zip(labels, cm):
+        print(f"{s:>{w}}" + "".join(f" {int(v):>{w}}" for v in row))
+    return 0
+
+
+# -- export / info / gradcheck ----------------------------------------------------------
+def _export(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    _check_output_path(args.output, "ONNX file")
+    try:
+        from zeronn.onnx_export import export_onnx
+    except ImportError as exc:
+        missing = getattr(exc, "name", "") or ""
+        if missing.startswith("zeronn"):
+            raise CLIError("ONNX export is not available in this installation "
+                           "(zeronn.onnx_export is missing)") from None
+        raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
+    try:
+        with _atomic_path(args.output, ".onnx") as tmp:
+            export_onnx(model, tmp, opset=args.opset)
+    except ImportError:
+        raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
+    print(f"exported {args.model} to {args.output} (opset {args.opset})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from zeronn.tabular import TabularModel
+
+    model = _load_model(args.model)
+    net = _network_of(model)
+    print(f"model file: {args.model}")
+    if isinstance(model, TabularModel) and model.fitted:
+        task = model.fitted_task
+        print(f"kind: zeronn train model, {task}")
+        print(f"features ({len(model.feature_names)}): {', '.join(model.feature_names)}")
+        print(f"target{'s' if len(model.target_names) > 1 else ''}: "
+              f"{', '.join(model.target_names)}")
+        if task == "classification":
+            print(f"classes ({len(model.classes)}, {model.label_kind}): "
+                  f"{', '.join(map(str, model.classes))}")
+        print("scaling: " + ("inputs" + (" and targets" if task == "regression" else "")
+                             + " standardized (mean/std of the training data)"
+                             if model.standardize else "none"))
+    else:
+        print(f"kind: {type(model).__name__}")
+    if net is None:
+        print("network: none (never trained)")
+        return 0
+    print(f"network: {net!r}")
+    print(f"parameters: {net.n_params}")
+    print(f"{'layer':<6} {'in':>6} {'out':>6} {'activation':<12} {'params':>8}")
+    for i, layer in enumerate(net.layers):
+        print(f"{i + 1:<6} {layer.fan_in:>6} {layer.fan_out:>6} "
+              f"{layer.activation.name:<12} {layer.size:>8}")
+    hist = net.history
+    if net.optimizer is not None:
+        print(f"optimizer: {net.optimizer!r}, {net.optimizer.t} steps")
+    if hist is not None and hist.epochs:
+        line = f"training: {hist.epochs} epochs, final loss {hist['loss'][-1]:.6g}"
+        if hist.get("val_loss"):
+            line += f", val_loss {hist['val_loss'][-1]:.6g}"
+        if hist.get("time"):
+            line += f", {sum(hist['time']):.2f} s"
+        if hist.stopped_early:
+            line += f", stopped early (best epoch {hist.best_epoch})"
+        print(line)
+    training = getattr(model, "training", None)
+    if isinstance(training, dict) and training.get("n_samples"):
+        print(f"trained on {training['n_samples']} rows "
+              f"({training.get('n_validation', 0)} held out for validation), "
+              f"loss {training.get('loss_name')}")
+    return 0
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from zeronn.gradcheck import check_gradients
+    from zeronn.losses import get_loss
+    from zeronn.network import MLP
+
+    loss = get_loss(args.loss)
+    sizes = args.sizes
+    if len(sizes) < 2:
+        raise CLIError(f"--sizes needs at least an input and an output size, got {sizes}")
+    out_act = loss.output_activation or "identity"
+    rng = np.random.default_rng(args.seed)
+    X = rng.standard_normal((args.samples, sizes[0]))
+    if out_act == "softmax":
+        y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], args.samples)]
+    elif out_act == "sigmoid":
+        y = rng.integers(0, 2, (args.samples, sizes[-1])).astype(float)
+    else:
+        y = rng.standard_normal((args.samples, sizes[-1]))
+    net = MLP(sizes, args.activation, out_act, init="glorot_normal", seed=args.seed)
+    report = check_gradients(net, X, y, loss=loss)
+    print(f"gradient check: {net!r}, loss {loss.name}, {args.samples} random samples")
+    print(report)
+    ok = report.passed(args.tol)
+    print(f"{'passed' if ok else 'FAILED'}: worst relative error "
+          f"{report.max_relative_error:.3e} (tolerance {args.tol:g})")
+    return 0 if ok else 1
+
+
+# -- the parser -----------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``zeronn: error: ...``, exit code 2, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(f"{message} (see `{self.prog} --help`)")
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="zeronn", description="Neural networks from zero, in NumPy.")
+    """The ``zeronn`` argument parser with every subcommand."""
+    from zeronn.activations import get_activation
+    from zeronn.losses import get_loss
+    from zeronn.optim import get_optimizer
+
+    parser = _Parser(prog="zeronn", description="Neural networks from zero, in NumPy.",
+                     formatter_class=_help_formatter,
+                     epilog="examples:\n  zeronn demo\n"
+                            "  zeronn train data.csv --target y -o model.zeronn\n"
+                            "  zeronn COMMAND --help")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="the seed lesson's run, then the same with the engine",
-                          description="Prints the seed notebook's ten loss lines exactly, then "
-                                      "trains the same data with the general engine.",
-                          epilog="example: zeronn demo")
-    demo.set_defaults(func=_demo)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str,
+                description: str, examples: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description,
+                           epilog="example" + ("s" if "\n" in examples else "") + ":\n  "
+                           + examples.replace("\n", "\n  "),
+                           formatter_class=_help_formatter)
+        p.set_defaults(func=func)
+        return p
+
+    command("demo", _demo, "the seed lesson's run, then the same with the engine",
+            "Prints the seed notebook's ten loss lines exactly, then trains the same data "
+            "with the general engine.", "zeronn demo")
+
+    t = command(
+        "train", _train, "train a model on a CSV file",
+        "Trains an MLP on the columns of a CSV file and saves it (with the column names, "
+        "the scaling and the class labels) to one model file.\n\nThe task is regression "
+        "when every target column is numeric, classification otherwise (or with --task "
+        "classification); text labels are kept and predicted back. Inputs (and regression "
+        "targets) are standardized unless --no-standardize; the scaling is stored in the "
+        "model. The rows are shuffled once (--seed) before --validation-split holds some "
+        "out. Data rows are numbered from 1 below the header in error messages.",
+        "zeronn train houses.csv --target price --hidden 64,64 --epochs 300 -o price.zeronn"
+        "\nzeronn train iris.csv --target species --early-stopping 20 --plot iris.png "
+        "-o iris.zeronn")
+    t.add_argument("data", metavar="DATA.csv", help="the training data, with a header line")
+    t.add_argument("--target", action="append", type=_column_list, required=True,
+                   metavar="COL", help="target column (repeat, or comma-separate, for several "
+                   "regression targets)")
+    t.add_argument("--features", type=_column_list, metavar="A,B,...",
+                   help="input columns (default: every column but the targets)")
+    t.add_argument("--task", choices=("auto", "regression", "classification"), default="auto",
+                   help="default: auto (classification for non-numeric targets)")
+    t.add_argument("--hidden", type=_hidden, default=[64, 64], metavar="64,64",
+                   help="hidden layer sizes, comma-separated; 'none' for a linear model "
+                   "(default: 64,64)")
+    t.add_argument("--activation", type=_registry_name(get_activation), default="relu",
+                   metavar="NAME", help="hidden activation: relu, leaky_relu, elu, gelu, "
+                   "tanh, sigmoid, softplus, identity (default: relu)")
+    t.add_argument("--loss", type=_registry_name(get_loss), metavar="NAME",
+                   help="regression loss: mse, mae or huber (default: mse; classification "
+                   "always uses cross-entropy)")
+    t.add_argument("--optimizer", type=_registry_name(get_optimizer), default="adam",
+                   metavar="NAME", help="sgd, adagrad, rmsprop, adam, adamw (default: adam)")
+    t.add_argument("--lr", type=_positive_float, default=1e-3,
+                   help="learning rate (default: 1e-3)")
+    t.add_argument("--epochs", type=_positive_int, default=200, help="default: 200")
+    t.add_argument("--batch-size", type=_batch_size, default=32, metavar="N",
+                   help="rows per step, or 'full' (default: 32)")
+    t.add_argument("--validation-split", type=_fraction, default=0.1, metavar="FRACTION",
+                   help="share of rows held out to report val_loss, 0 for none (default: 0.1)")
+    t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement and keep the best "
+                   "weights")
+    t.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="feed the raw column values to the network")
+    t.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="random seed for initialisation, split and shuffling (default: 0)")
+    t.add_argument("--plot", metavar="FILE.png", help="also draw the loss curves (and, for "
+                   "1 or 2 features, the learned function or decision regions)")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL",
+                   help="the model file to write")
+    talk = t.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="print only the summary line")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="one line per epoch (loss, val_loss, lr, grad_norm, dead ReLUs)")
+
+    p = command("predict", _predict, "predict with a model on a CSV file",
+                "Predicts for every row of a CSV file. Columns are matched by name (extra "
+                "columns are ignored) and the model's scaling is applied. Writes a CSV: one "
+                "column per target (class labels for a classifier).",
+                "zeronn predict price.zeronn new_houses.csv -o predictions.csv")
+    p.add_argument("model", metavar="MODEL", help="a model file from `zeronn train`")
+    p.add_argument("data", metavar="DATA.csv", help="rows to predict, with the model's features")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write here (default: stdout)")
+    p.add_argument("--proba", action="store_true",
+                   help="classifiers: add one probability column per class")
+
+    e = command("evaluate", _evaluate, "score a model on a labelled CSV file",
+                "Compares the model's predictions with the true targets. Regression: MSE, "
+                "MAE and R2 per target; classification: accuracy, log loss and the "
+                "confusion matrix.",
+                "zeronn evaluate iris.zeronn iris_test.csv --target species")
+    e.add_argument("model", metavar="MODEL", help="a model file from `zeronn train`")
+    e.add_argument("data", metavar="DATA.csv", help="rows with the features and true targets")
+    e.add_argument("--target", action="append", type=_column_list, metavar="COL",
+                   help="the true target column(s) (default: the names the model was "
+                   "trained on)")
+
+    x = command("export", _export, "export a model to ONNX",
+                "Writes the model as an ONNX graph (float32 input, dynamic batch size).",
+                "zeronn export price.zeronn price.onnx")
+    x.add_argument("model", metavar="MODEL", help="a zeronn model file")
+    x.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default: 17)")
+
+    i = command("info", _info, "describe a model file",
+                "Shows the architecture, the parameter count, the columns and the training "
+                "summary of a model file.", "zeronn info price.zeronn")
+    i.add_argument("model", metavar="MODEL", help="a zeronn model file")
+
+    g = command("gradcheck", _gradcheck, "check the engine's gradients numerically",
+                "Builds a random network and compares backpropagation's gradients with "
+                "central differences; prints each parameter's error and the worst relative "
+                "error. Exit code 1 if it is above the tolerance.",
+                "zeronn gradcheck --sizes 4,8,3 --activation gelu --loss "
+                "categorical_crossentropy")
+    g.add_argument("--sizes", type=_hidden, default=[3, 5, 4, 2], metavar="3,5,4,2",
+                   help="layer sizes, input to output (default: 3,5,4,2)")
+    g.add_argument("--activation", type=_registry_name(get_activation), default="tanh",
+                   metavar="NAME", help="hidden activation (default: tanh, smooth; ReLU's "
+                   "kink can trip central differences)")
+    g.add_argument("--loss", type=_registry_name(get_loss), default="mse", metavar="NAME",
+                   help="default: mse; a cross-entropy picks its output activation")
+    g.add_argument("--samples", type=_positive_int, default=8, help="default: 8")
+    g.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
+    g.add_argument("--tol", type=_positive_float, default=1e-6,
+                   help="largest acceptable relative error (default: 1e-6)")
     return parser
 
 
+def _one_line(message: str) -> str:
+    """Errors fit one stderr line: newlines folded, very long messages cut."""
+    text = " ".join(message.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"zeronn: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Runs the ``zeronn`` command; returns the exit code (2 for a user mistake)."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args))
     except CLIError as exc:
-        print(f"zeronn: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except ValueError as exc:
+        # The library's ValueErrors name the problem and the fix: they are user mistakes.
+        return _fail(str(exc))
+    except MemoryError:
+        return _fail("out of memory: use a smaller network, batch or data file")
+    except KeyboardInterrupt:
+        print("zeronn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `zeronn predict ... | head`: the reader left; not an error worth a message.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}")
+    except Exception as exc:
+        if os.environ.get("ZERONN_DEBUG"):
+            raise
+        return _fail(f"internal error ({type(exc).__name__}: {exc}); please report it, and "
+                     "set ZERONN_DEBUG=1 to see the traceback", code=1)
 
 
 if __name__ == "__main__":

@@ -475,6 +475,64 @@ class TabularModel:
             return np.hstack([1.0 - out, out])
         return out
 
+    def raw_network(self) -> MLP:
+        """A copy of the network with the scaling folded into its first and last layers.
+
+        It takes raw feature values (n, n_features) and returns targets in their own units
+        (regression) or the class probabilities (classification), so it can be plotted or
+        exported without the scaling step. Exact up to rounding: standardization is affine,
+        ``((x - m) / s) @ W + b = x @ (W / s[:, None]) + (b - (m / s) @ W)``.
+        """
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        params = [np.array(p, dtype=np.float64) for p in self.net.params]
+        W1, b1 = params[0], params[1]
+        params[0] = W1 / self.x_scale[:, None]
+        params[1] = b1 - (self.x_mean / self.x_scale) @ W1
+        if self.fitted_task == "regression":
+            params[-2] = params[-2] * self.y_scale
+            params[-1] = params[-1] * self.y_scale + self.y_mean
+        net = self.net.copy()
+        net.set_params([p.astype(net.dtype) for p in params])
+        return net
+
+    def encode_targets(self, df: pd.DataFrame, targets: str | Sequence[str] | None = None
+                       ) -> NDArray:
+        """The true targets as the raw network's outputs (n, n_outputs).
+
+        Regression: the values; two classes: 1.0 for the second class, else 0.0; more
+        classes: one-hot rows in the order of ``classes``. Unknown labels raise ValueError.
+        """
+        codes, tcols = self._target_codes(df, targets)
+        if codes is None:
+            return _numeric_matrix(df, tcols, "target")
+        if len(self.classes) == 2:
+            return codes.astype(np.float64).reshape(-1, 1)
+        Y = np.zeros((codes.size, len(self.classes)))
+        Y[np.arange(codes.size), codes] = 1.0
+        return Y
+
+    def _target_codes(self, df: pd.DataFrame, targets: str | Sequence[str] | None
+                      ) -> tuple[NDArray | None, list[Any]]:
+        """(class indices (n,) or None for regression, the target columns' keys)."""
+        names = (self.target_names if targets is None
+                 else [targets] if isinstance(targets, str) else list(targets))
+        tcols = _resolve_columns(df, names, "target")
+        if len(tcols) != len(self.target_names):
+            raise ValueError(f"the model predicts {len(self.target_names)} target(s) "
+                             f"({_listing(self.target_names)}), got {len(tcols)} to compare")
+        if self.fitted_task == "regression":
+            return None, tcols
+        labels, _ = _label_column(df, tcols[0])
+        if self.label_kind == "str":
+            labels = [str(v) for v in labels]
+        index = {c: i for i, c in enumerate(self.classes)}
+        unseen = sorted({str(v) for v in labels if v not in index})
+        if unseen:
+            raise ValueError(f"target column {str(tcols[0])!r} has labels the model never "
+                             f"saw: {_listing(unseen)}; it knows {_listing(self.classes)}")
+        return np.fromiter((index[v] for v in labels), np.intp, len(labels)), tcols
+
     def _label_array(self) -> NDArray:
         dtypes = {"str": object, "int": np.int64, "float": np.float64, "bool": np.bool_}
         return np.array(self.classes, dtype=dtypes[self.label_kind or "str"])
@@ -489,12 +547,7 @@ class TabularModel:
         "log_loss", "labels", "confusion_matrix"}``, the matrix (n_classes, n_classes)
         counting true labels in rows and predicted labels in columns.
         """
-        names = (self.target_names if targets is None
-                 else [targets] if isinstance(targets, str) else list(targets))
-        tcols = _resolve_columns(df, names, "target")
-        if len(tcols) != len(self.target_names):
-            raise ValueError(f"the model predicts {len(self.target_names)} target(s) "
-                             f"({_listing(self.target_names)}), got {len(tcols)} to compare")
+        true, tcols = self._target_codes(df, targets)
         n = len(df)
         if self.fitted_task == "regression":
             Y = _numeric_matrix(df, tcols, "target")
@@ -508,15 +561,7 @@ class TabularModel:
             return {"task": "regression", "n": n, "targets": [str(c) for c in tcols],
                     "mse": (err ** 2).mean(axis=0).tolist(),
                     "mae": np.abs(err).mean(axis=0).tolist(), "r2": r2.tolist()}
-        labels, _ = _label_column(df, tcols[0])
-        if self.label_kind == "str":
-            labels = [str(v) for v in labels]
-        index = {c: i for i, c in enumerate(self.classes)}
-        unseen = sorted({str(v) for v in labels if v not in index})
-        if unseen:
-            raise ValueError(f"target column {str(tcols[0])!r} has labels the model never "
-                             f"saw: {_listing(unseen)}; it knows {_listing(self.classes)}")
-        true = np.fromiter((index[v] for v in labels), np.intp, n)
+        assert true is not None
         proba = self.predict_proba(df)
         pred = proba.argmax(axis=1)
         cm = np.zeros((len(self.classes), len(self.classes)), np.int64)
