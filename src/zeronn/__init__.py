@@ -14,6 +14,8 @@ from zeronn.initializers import INITIALIZERS
 from zeronn.layers import Dense
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
 from zeronn.network import MLP
+from zeronn.onnx_export import export_onnx
+from zeronn.persistence import load, save
 from zeronn.trace import Trace, trace
 from zeronn.training import EarlyStopping, History, TrainingInterrupted, fit
 
@@ -42,9 +44,11 @@ __all__ = [
     "TrainingInterrupted",
     "__version__",
     "check_gradients",
+    "export_onnx",
     "fit",
     "get_activation",
     "get_loss",
+    "load",
     "mse_loss",
     "optim",
     "plotting",
@@ -52,5 +56,6 @@ __all__ = [
     "register_loss",
     "relu",
     "relu_deriv",
+    "save",
     "trace",
 ]

@@ -1,0 +1,499 @@
+"""Training speed of zeronn beside the GEMM bound, scikit-learn and PyTorch (CPU).
+
+For every workload, dtype and optimizer it times one epoch of training (median over
+repeats) of:
+
+- ``zeronn``: ``net.fit(X, y, epochs=k, shuffle=False, verbose=0)``, wall time / k;
+- ``gemm``: the bound: the same matrix products of each training step (forward ``x·W``,
+  ``dW = x.T·delta`` and ``dX = delta·W.T`` except for the first layer) in raw NumPy
+  with preallocated ``out=`` arrays, and nothing else;
+- ``sklearn``: ``MLPRegressor`` with the same solver, batch size, learning rate and no
+  shuffling (``alpha=0``, no momentum for SGD, never stopping early);
+- ``torch``: a plain ``nn.Sequential`` + ``torch.optim`` loop over tensor slices;
+- ``classic`` (seed workload only): the seed's own loop, ``zeronn.classic.NN``.
+
+All run with the same thread count (threadpoolctl for the BLAS/OpenMP pools,
+``torch.set_num_threads``). Prints a table of ratios and writes ``docs/benchmarks.md``
+with a chart. ``python benchmarks/run.py --quick`` runs only the cells that have
+targets, with fewer repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import zeronn as zn
+from zeronn.classic import NN, mse_loss
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = ("zeronn", "gemm", "sklearn", "torch", "classic")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A training problem: ``n`` rows, ``sizes`` [in, hidden..., out], ``batch`` (None: full)."""
+
+    name: str
+    n: int
+    sizes: tuple[int, ...]
+    batch: int | None
+    epochs_per_call: int  # epochs per timed call (long enough for a stable clock)
+    repeats: int  # timed calls; the median is reported
+    lr_sgd: float = 0.01
+
+
+WORKLOADS = {
+    w.name: w
+    for w in (
+        # The seed lesson: 100x2 -> 5 -> 1, full batch, 1000 epochs (lr 0.05 is the seed's 0.001).
+        Workload("seed", 100, (2, 5, 1), None, 1000, 7, lr_sgd=0.05),
+        Workload("small", 2000, (8, 32, 1), 32, 20, 7),
+        Workload("medium", 20000, (64, 256, 256, 1), 256, 2, 5),
+        Workload("wide", 16384, (512, 1024, 1024, 1), 1024, 1, 3),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """``impl`` / ``ref`` <= ``limit`` on one cell (optimizer None: every optimizer)."""
+
+    workload: str
+    dtype: str
+    optimizer: str | None
+    ref: str
+    limit: float
+
+
+TARGETS = (
+    Target("seed", "float64", "sgd", "classic", 1.0),
+    Target("small", "float64", None, "gemm", 2.0),
+    Target("small", "float64", None, "sklearn", 0.4),
+    Target("small", "float64", None, "torch", 0.12),
+    Target("medium", "float32", None, "gemm", 1.15),
+    Target("medium", "float32", None, "sklearn", 0.5),
+    Target("medium", "float32", "sgd", "torch", 0.85),
+    Target("medium", "float32", "adam", "torch", 0.7),
+    Target("wide", "float32", None, "gemm", 1.05),
+    Target("wide", "float32", None, "torch", 1.2),
+)
+
+
+@dataclass
+class Cell:
+    """Seconds per epoch of each implementation on one (workload, dtype, optimizer)."""
+
+    workload: Workload
+    dtype: str
+    optimizer: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def ratio(self, impl: str, ref: str) -> float | None:
+        if impl not in self.seconds or ref not in self.seconds:
+            return None
+        return self.seconds[impl] / self.seconds[ref]
+
+
+# -- data ------------------------------------------------------------------------------
+def make_data(w: Workload, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Regression data: X standard normal, y a fixed linear map plus noise, both C-contiguous."""
+    if w.name == "seed":
+        X, y = zn.classic.seed_data()
+        return X.astype(dtype), y.astype(dtype)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((w.n, w.sizes[0])).astype(dtype)
+    coef = rng.standard_normal((w.sizes[0], w.sizes[-1])) / np.sqrt(w.sizes[0])
+    y = (X @ coef.astype(dtype) + 0.1 * rng.standard_normal((w.n, w.sizes[-1]))).astype(dtype)
+    return X, y
+
+
+def lr_of(w: Workload, optimizer: str) -> float:
+    return w.lr_sgd if optimizer == "sgd" else 1e-3
+
+
+# -- timing ----------------------------------------------------------------------------
+def median_seconds_per_epoch(runners: dict[str, Callable[[int], Any]], k: int,
+                             repeats: int) -> dict[str, float]:
+    """Median over ``repeats`` rounds of the wall time of ``run(k)`` / k, for every runner.
+
+    The runners take turns within each round (after one warm-up call each), so a burst of
+    load on a shared machine slows all of them alike instead of one.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for run in runners.values():
+        run(k)
+    for _ in range(repeats):
+        for name, run in runners.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            run(k)
+            times[name].append((time.perf_counter() - t0) / k)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def batches(n: int, batch: int | None) -> list[tuple[int, int]]:
+    bs = n if batch is None else min(batch, n)
+    return [(s, min(s + bs, n)) for s in range(0, n, bs)]
+
+
+# -- implementations: each returns run(k), which trains k epochs -------------------------
+def zeronn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                  optimizer: str) -> Callable[[int], Any]:
+    net = zn.MLP(list(w.sizes), activation="relu", dtype=dtype, seed=0)
+    lr = lr_of(w, optimizer)
+    opt = zn.optim.SGD(lr=lr) if optimizer == "sgd" else zn.optim.Adam(lr=lr)
+
+    def run(k: int) -> None:
+        net.fit(X, y, loss="mse", optimizer=opt, epochs=k, batch_size=w.batch,
+                shuffle=False, verbose=0)
+
+    return run
+
+
+def gemm_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                optimizer: str) -> Callable[[int], Any]:
+    """Only the matrix products of each step, into preallocated arrays."""
+    rng = np.random.default_rng(0)
+    sizes = w.sizes
+    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in itertools.pairwise(sizes)]
+    dWs = [np.empty_like(W) for W in Ws]
+    spans = batches(X.shape[0], w.batch)
+    bufs: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    for s, e in spans:
+        m = e - s
+        if m not in bufs:
+            acts = [np.empty((m, b), dtype) for b in sizes[1:]]
+            dxs = [np.empty((m, a), dtype) for a in sizes[1:-1]]  # dX of layers 2..L
+            for a in acts:
+                a.fill(0.5)
+            bufs[m] = (acts, dxs)
+    L = len(Ws)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            for s, e in spans:
+                acts, dxs = bufs[e - s]
+                x = X[s:e]
+                for i in range(L):  # forward: z_i = x_{i-1} W_i
+                    np.dot(x, Ws[i], out=acts[i])
+                    x = acts[i]
+                delta = acts[-1]
+                for i in range(L - 1, -1, -1):  # backward: dW_i, then dX_i except the first
+                    xin = X[s:e] if i == 0 else acts[i - 1]
+                    np.dot(xin.T, delta, out=dWs[i])
+                    if i > 0:
+                        np.dot(delta, Ws[i].T, out=dxs[i - 1])
+                        delta = dxs[i - 1]
+
+    return run
+
+
+def sklearn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                   optimizer: str) -> Callable[[int], Any]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    lr = lr_of(w, optimizer)
+    common: dict[str, Any] = dict(
+        hidden_layer_sizes=w.sizes[1:-1], activation="relu", solver=optimizer, alpha=0.0,
+        batch_size=w.batch if w.batch is not None else X.shape[0], learning_rate_init=lr,
+        shuffle=False, tol=0.0, n_iter_no_change=np.inf, early_stopping=False,
+        random_state=0)
+    if optimizer == "sgd":
+        common.update(momentum=0.0, nesterovs_momentum=False, learning_rate="constant")
+    yy = y.ravel() if y.shape[1] == 1 else y
+
+    def run(k: int) -> None:
+        est = MLPRegressor(max_iter=k, **common)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, yy)
+
+    return run
+
+
+def torch_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                 optimizer: str) -> Callable[[int], Any]:
+    import torch
+
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    torch.manual_seed(0)
+    mods: list[Any] = []
+    for i, (a, b) in enumerate(itertools.pairwise(w.sizes)):
+        mods.append(torch.nn.Linear(a, b))
+        if i < len(w.sizes) - 2:
+            mods.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*mods).to(tdtype)
+    lr = lr_of(w, optimizer)
+    opt = (torch.optim.SGD(model.parameters(), lr=lr) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=lr))
+    loss_fn = torch.nn.MSELoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    spans = batches(X.shape[0], w.batch)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            for s, e in spans:
+                opt.zero_grad()
+                loss = loss_fn(model(Xt[s:e]), yt[s:e])
+                loss.backward()
+                opt.step()
+
+    return run
+
+
+def classic_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                   optimizer: str) -> Callable[[int], Any] | None:
+    """The seed's own loop (full batch, SGD, float64 only)."""
+    if optimizer != "sgd" or dtype != "float64" or w.batch is not None:
+        return None
+    if len(w.sizes) != 3:
+        return None
+    zn.classic.seed_data()  # leaves the global generator where the seed builds its NN
+    nn = NN(w.sizes[0], w.sizes[1], w.sizes[2])
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            y_pred = nn.forward(X)
+            mse_loss(y, y_pred)
+            nn.backward(X, y, y_pred, 0.001)
+
+    return run
+
+
+RUNNERS: dict[str, Callable[..., Callable[[int], Any] | None]] = {
+    "zeronn": zeronn_runner,
+    "gemm": gemm_runner,
+    "sklearn": sklearn_runner,
+    "torch": torch_runner,
+    "classic": classic_runner,
+}
+
+
+# -- the run -------------------------------------------------------------------------
+def blas_description() -> str:
+    parts = []
+    for info in threadpool_info():
+        if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
+            parts.append(f"{info.get('internal_api')} {info.get('version')} "
+                         f"({info.get('architecture')} kernel)")
+    return ", ".join(parts) or "unknown"
+
+
+def run_cells(names: list[str], dtypes: list[str], optimizers: list[str], impls: list[str],
+              repeat_scale: float, quick: bool) -> list[Cell]:
+    cells = []
+    for name in names:
+        w = WORKLOADS[name]
+        for dtype in dtypes:
+            for optimizer in optimizers:
+                if quick and not any(t.workload == name and t.dtype == dtype and
+                                     t.optimizer in (None, optimizer) for t in TARGETS):
+                    continue
+                X, y = make_data(w, dtype)
+                cell = Cell(w, dtype, optimizer)
+                repeats = max(1, round(w.repeats * repeat_scale))
+                runners = {}
+                for impl in impls:
+                    runner = RUNNERS[impl](w, X, y, dtype, optimizer)
+                    if runner is not None:
+                        runners[impl] = runner
+                cell.seconds = median_seconds_per_epoch(runners, w.epochs_per_call, repeats)
+                del runners
+                gc.collect()
+                cells.append(cell)
+                print(format_row(cell), flush=True)
+    return cells
+
+
+COLUMNS = (("gemm", "zeronn/GEMM"), ("sklearn", "zeronn/sklearn"), ("torch", "zeronn/torch"),
+           ("classic", "zeronn/seed loop"))
+
+
+def header() -> str:
+    return (f"{'workload':<8} {'dtype':<8} {'opt':<5} {'zeronn ms':>10} {'GEMM ms':>9} "
+            + " ".join(f"{label:>15}" for _, label in COLUMNS)
+            + f" {'sklearn/GEMM':>13} {'torch/GEMM':>11}")
+
+
+def fmt(r: float | None) -> str:
+    return "-" if r is None else f"{r:.3f}"
+
+
+def format_row(c: Cell) -> str:
+    ms = c.seconds.get("zeronn", float("nan")) * 1e3
+    gm = c.seconds.get("gemm", float("nan")) * 1e3
+    return (f"{c.workload.name:<8} {c.dtype:<8} {c.optimizer:<5} {ms:>10.3f} {gm:>9.3f} "
+            + " ".join(f"{fmt(c.ratio('zeronn', ref)):>15}" for ref, _ in COLUMNS)
+            + f" {fmt(c.ratio('sklearn', 'gemm')):>13} {fmt(c.ratio('torch', 'gemm')):>11}")
+
+
+def check_targets(cells: list[Cell]) -> list[tuple[Target, str, float | None, bool | None]]:
+    out = []
+    for t in TARGETS:
+        for c in cells:
+            if (c.workload.name, c.dtype) != (t.workload, t.dtype):
+                continue
+            if t.optimizer is not None and c.optimizer != t.optimizer:
+                continue
+            r = c.ratio("zeronn", t.ref)
+            out.append((t, c.optimizer, r, None if r is None else r <= t.limit))
+    return out
+
+
+def write_chart(cells: list[Cell], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{c.workload.name}\n{c.dtype[5:]}-bit {c.optimizer}" for c in cells]
+    impls = [("zeronn", "zeronn"), ("sklearn", "scikit-learn"), ("torch", "PyTorch")]
+    x = np.arange(len(cells))
+    width = 0.8 / len(impls)
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(cells) + 2), 4.5))
+    for j, (impl, label) in enumerate(impls):
+        vals = [c.ratio(impl, "gemm") or np.nan for c in cells]
+        ax.bar(x + (j - 1) * width, vals, width, label=label)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--", label="GEMM bound")
+    ax.set_yscale("log")
+    ax.set_ylabel("time per epoch / GEMM bound (log)")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.legend(fontsize=8)
+    ax.set_title("Training time per epoch as a multiple of its matrix products (lower is faster)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, str],
+                   command: str) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Training time per epoch of zeronn beside the **GEMM bound** (the matrix products",
+        "of each training step, forward `x·W`, `dW = x.T·delta` and `dX = delta·W.T`, in raw",
+        "NumPy into preallocated arrays, nothing else), scikit-learn's `MLPRegressor` and",
+        "PyTorch on the CPU. ReLU hidden layers, MSE, no shuffling, the same thread count",
+        "for all. Ratios below 1 mean zeronn is faster. Generated by `benchmarks/run.py`",
+        "(`make bench`); timings on a shared machine are noisy, so compare ratios from one",
+        "run.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in meta.items()]
+    lines += [
+        "",
+        "Workloads: **seed** 100x2 -> 5 -> 1, full batch (also timed against the seed's own",
+        "loop, `zeronn.classic`); **small** 2000x8 -> 32 -> 1, batch 32; **medium**",
+        "20000x64 -> 256 -> 256 -> 1, batch 256; **wide** 16384x512 -> 1024 -> 1024 -> 1,",
+        "batch 1024. SGD (lr 0.01; 0.05 for seed, no momentum) and Adam (lr 1e-3).",
+        "",
+        f"![time per epoch over the GEMM bound]({chart.name})",
+        "",
+        "## Times and ratios",
+        "",
+        "| workload | dtype | optimizer | zeronn ms/epoch | GEMM ms | zeronn/GEMM | "
+        "zeronn/sklearn | zeronn/torch | zeronn/seed loop | sklearn/GEMM | torch/GEMM |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c.workload.name} | {c.dtype} | {c.optimizer} | "
+            f"{c.seconds.get('zeronn', float('nan')) * 1e3:.3f} | "
+            f"{c.seconds.get('gemm', float('nan')) * 1e3:.3f} | "
+            + " | ".join(fmt(c.ratio("zeronn", ref)) for ref, _ in COLUMNS) + " | "
+            f"{fmt(c.ratio('sklearn', 'gemm'))} | {fmt(c.ratio('torch', 'gemm'))} |")
+    lines += ["", "## Targets", "",
+              "| workload | dtype | optimizer | ratio | target | measured | met |",
+              "|---|---|---|---|--:|--:|---|"]
+    for t, opt, r, ok in check_targets(cells):
+        ref = {"gemm": "GEMM bound", "classic": "seed loop"}.get(t.ref, t.ref)
+        lines.append(f"| {t.workload} | {t.dtype} | {opt} | zeronn / {ref} | <= {t.limit} | "
+                     f"{fmt(r)} | {'-' if ok is None else 'yes' if ok else 'no'} |")
+    lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help="comma-separated subset of " + ",".join(WORKLOADS))
+    p.add_argument("--dtypes", default="float64,float32")
+    p.add_argument("--optimizers", default="sgd,adam")
+    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--repeat-scale", type=float, default=1.0,
+                   help="multiplies each workload's number of timed repeats")
+    p.add_argument("--quick", action="store_true",
+                   help="only the cells that have targets, with fewer repeats")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
+                   help="markdown report to write ('' for none); the chart goes beside it")
+    args = p.parse_args(argv)
+    names = [s for s in args.workloads.split(",") if s]
+    for s in names:
+        if s not in WORKLOADS:
+            p.error(f"unknown workload {s!r}: choose from {', '.join(WORKLOADS)}")
+    impls = [s for s in args.impls.split(",") if s]
+    for s in impls:
+        if s not in IMPLS:
+            p.error(f"unknown implementation {s!r}: choose from {', '.join(IMPLS)}")
+    scale = args.repeat_scale * (0.6 if args.quick else 1.0)
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        meta = {
+            "CPU": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
+            "threads": str(args.threads),
+            "NumPy BLAS": blas_description(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+            "versions": (f"Python {platform.python_version()}, NumPy {np.__version__}, "
+                         f"scikit-learn {__import__('sklearn').__version__}, "
+                         f"PyTorch {torch.__version__} (threads {torch.get_num_threads()})"),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+        for k, v in meta.items():
+            print(f"{k}: {v}")
+        print(header(), flush=True)
+        t0 = time.perf_counter()
+        cells = run_cells(names, args.dtypes.split(","), args.optimizers.split(","), impls,
+                          scale, args.quick)
+        print(f"total {time.perf_counter() - t0:.0f} s")
+    print()
+    for t, opt, r, ok in check_targets(cells):
+        status = "-" if ok is None else "met" if ok else "NOT met"
+        print(f"target {t.workload} {t.dtype} {opt}: zeronn/{t.ref} {fmt(r)} "
+              f"<= {t.limit}: {status}")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        chart = out.with_suffix(".png")
+        write_chart(cells, chart)
+        write_markdown(cells, out, chart, meta, command)
+        print(f"wrote {out} and {chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,670 @@
+"""Model files: one zip of ``.npy`` arrays plus a JSON header, read without pickle.
+
+A file holds ``header.json`` and one ``.npy`` member per array. The header names the
+format and its version, the zeronn version, the kind of object (a fixed allow-list, see
+``KINDS``), the network's architecture, its optimizer (name, hyperparameters, step count,
+learning rate), its training history and random-generator state, an object's metadata,
+and a manifest giving every array member's dtype and shape.
+
+Loading trusts nothing: every member is checked against the manifest (and the weights
+against the architecture) *before* it is read, reads are bounded by those sizes (so a
+zip bomb cannot inflate), arrays go through ``np.load(..., allow_pickle=False)``, and no
+module named by the file is ever imported. Any defect is a ``ValueError`` that names the
+file and the problem; a missing path is the usual ``OSError``.
+
+Writing is atomic: a temporary file in the target's folder, fsync, then ``os.replace``;
+on any failure the temporary file is removed and an existing file is left untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import IO, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from zeronn.activations import ACTIVATIONS, get_activation
+from zeronn.network import MLP
+from zeronn.optim import OPTIMIZERS, Optimizer
+from zeronn.training import History
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "KINDS", "load", "save"]
+
+FORMAT_NAME = "zeronn-model"
+FORMAT_VERSION = 1
+HEADER = "header.json"
+
+# kind -> (module, class) of the objects a file may hold. Only these fixed names are ever
+# imported (lazily, in ``load``); the file chooses among them, it never names a module.
+KINDS: dict[str, tuple[str, str] | None] = {
+    "mlp": None,
+    "sklearn.MLPRegressor": ("zeronn.sklearn", "MLPRegressor"),
+    "sklearn.MLPClassifier": ("zeronn.sklearn", "MLPClassifier"),
+    "tabular": ("zeronn.tabular", "TabularModel"),
+}
+
+# The dtypes an array member may have: numbers only (no object, string or structured data).
+_DTYPES = {name: np.dtype(name) for name in (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64")}
+_PARAM_DTYPES = ("float32", "float64")
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
+
+_MAX_HEADER_BYTES = 64 * 2**20
+_NPY_HEADER_MAX = 10_000 + 16  # numpy's own cap on a .npy header, plus magic and length
+_MAX_DEFLATE_RATIO = 1100  # deflate cannot expand beyond ~1032:1; more is a zip bomb
+_MAX_NDIM = 32
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same bytes
+
+
+class _Bad(Exception):
+    """A defect of the file being loaded (turned into a ValueError naming the file)."""
+
+
+# -- atomic writing --------------------------------------------------------------------
+def _new_file_mode(path: str) -> int:
+    """Permission bits for the written file: the replaced file's, or 0o666 minus the umask."""
+    with suppress(OSError):
+        return os.stat(path).st_mode & 0o7777
+    with suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
+@contextmanager
+def _atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Yields a binary file that replaces ``path`` only once it is completely on disk.
+
+    The data goes to a temporary file in the same folder (so ``os.replace`` is atomic),
+    is fsynced, then renamed over ``path``. On any error, Ctrl-C included, the temporary
+    file is removed and ``path`` keeps its old content.
+    """
+    target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, "the folder does not exist: create it first",
+                                folder)
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file name", target)
+    mode = _new_file_mode(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable (not possible on every platform: best effort).
+    with suppress(OSError, AttributeError):
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+# -- save --------------------------------------------------------------------------------
+def _json_safe(name: str, value: Any) -> Any:
+    """``value`` after a JSON round trip (tuples become lists), or a ValueError naming it."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} is not JSON-serialisable ({exc}): use plain str, int, "
+                         "float, bool, None, lists and dicts") from None
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The generator's bit-generator state as JSON (arrays as ``{"dtype", "data"}``)."""
+
+    def enc(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: enc(x) for k, x in v.items()}
+        if isinstance(v, np.ndarray):
+            return {"dtype": v.dtype.name, "data": v.tolist()}
+        if isinstance(v, np.integer):
+            return int(v)
+        return v
+
+    state = rng.bit_generator.state
+    if state.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(f"net.rng uses bit generator {state.get('bit_generator')!r}; a model "
+                         f"file can store {', '.join(_BIT_GENERATORS)}: use "
+                         "np.random.default_rng(seed)")
+    out: dict[str, Any] = enc(state)
+    return out
+
+
+def _check_optimizer_state(opt: Optimizer, state: list[dict[str, NDArray]],
+                           net: MLP) -> None:
+    """The state must be for ``net``: one dict per parameter position (the flat buffer that
+    ``fit`` steps, or the per-layer arrays), with the keys this optimizer creates."""
+    if not state:
+        return
+    if len(state) == 1:
+        shapes = [(net.n_params,)]
+    elif len(state) == len(net.params):
+        shapes = [p.shape for p in net.params]
+    else:
+        raise ValueError(f"the {opt.name} state has {len(state)} entries; the network has "
+                         f"1 flat buffer or {len(net.params)} arrays")
+    want = set(opt._init_state(np.zeros(1, net.dtype)))
+    for i, (s, shape) in enumerate(zip(state, shapes)):
+        if set(s) != want:
+            raise ValueError(f"{opt.name} state entry {i} has keys {sorted(s)}, expected "
+                             f"{sorted(want)}")
+        for k, v in s.items():
+            if v.shape != shape or v.dtype != net.dtype:
+                raise ValueError(f"{opt.name} state {i}/{k} is {v.dtype.name} {v.shape}, "
+                                 f"expected {net.dtype.name} {shape}")
+
+
+class _Writer:
+    """Collects array members and their manifest entries for one file."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, NDArray] = {}
+        self.manifest: dict[str, dict[str, Any]] = {}
+
+    def add(self, member: str, arr: NDArray) -> None:
+        a = np.asarray(arr)
+        if a.dtype.name not in _DTYPES:
+            raise ValueError(f"array {member!r} has dtype {a.dtype}; a model file stores "
+                             f"numbers only ({', '.join(_DTYPES)})")
+        self.arrays[member] = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+        self.manifest[member] = {"dtype": a.dtype.name, "shape": list(a.shape)}
+
+
+def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
+    for layer in net.layers:
+        act = layer.activation
+        try:
+            known = get_activation(act.name) is act
+        except ValueError:
+            known = False
+        if not known:
+            raise ValueError(f"activation {act.name!r} is not the registered one of that name, "
+                             "so loading could not find it: use "
+                             "zeronn.register_activation to make it known by name")
+    for i, layer in enumerate(net.layers, start=1):
+        w.add(f"network/W{i}.npy", layer.W)
+        w.add(f"network/b{i}.npy", layer.b)
+    head: dict[str, Any] = {
+        "layer_sizes": list(net.layer_sizes),
+        "activations": net.activations,
+        "output_activation": net.output_activation,
+        "dtype": net.dtype.name,
+        "init": net.init if isinstance(net.init, str) else "explicit",
+        "seed": net.seed if isinstance(net.seed, int) else None,
+        "rng": _rng_state(net.rng),
+        "optimizer": None,
+        "history": None,
+    }
+    opt = net.optimizer
+    if opt is not None:
+        if OPTIMIZERS.get(opt.name) is not type(opt):
+            warnings.warn(f"the optimizer {type(opt).__name__} is not one of zeronn's "
+                          f"({', '.join(OPTIMIZERS)}), so it is not saved: fit after loading "
+                          "needs an optimizer", UserWarning, stacklevel=3)
+        else:
+            sd = opt.state_dict()
+            _check_optimizer_state(opt, sd["state"], net)
+            state_keys: list[list[str]] = []
+            for i, s in enumerate(sd["state"]):
+                state_keys.append(sorted(s))
+                for k in sorted(s):
+                    w.add(f"optimizer/{i}/{k}.npy", s[k])
+            head["optimizer"] = {
+                "name": opt.name,
+                "hyperparameters": _json_safe("optimizer hyperparameters",
+                                              sd["hyperparameters"]),
+                "t": int(sd["t"]),
+                "lr": float(sd["lr"]),
+                "state_keys": state_keys,
+            }
+    hist = net.history
+    if hist is not None:
+        keys: list[str] = []
+        for k, values in hist.items():
+            try:
+                arr = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                arr = None
+            if arr is None or not isinstance(k, str) or not _NAME.match(k) or arr.ndim > 2:
+                warnings.warn(f"history[{k!r}] is not a list of numbers (or of equal-length "
+                              "lists), so it is not saved", UserWarning, stacklevel=3)
+                continue
+            keys.append(k)
+            w.add(f"history/{k}.npy", arr)
+        best = hist.best_epoch
+        head["history"] = {
+            "keys": keys,
+            "stopped_early": bool(hist.stopped_early),
+            "interrupted": bool(hist.interrupted),
+            "best_epoch": None if best is None else int(best),
+        }
+    return head
+
+
+def save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Writes ``obj`` (an :class:`MLP`, an estimator or a CLI model) to one file, atomically.
+
+    The file is a zip of ``.npy`` arrays plus ``header.json``: the architecture and
+    weights, the last optimizer and its state (so ``fit(..., optimizer=None)`` resumes
+    exactly), the training history, the network's random-generator state, and an
+    estimator's metadata and arrays (scaling, class labels). Load it with :func:`load`.
+    """
+    kind: Any
+    if isinstance(obj, MLP):
+        kind, net, meta, extra = "mlp", obj, {}, {}
+    else:
+        kind = getattr(type(obj), "_zeronn_kind", None)
+        target = KINDS.get(kind) if isinstance(kind, str) else None
+        if target is None or not isinstance(
+                obj, getattr(importlib.import_module(target[0]), target[1])):
+            raise ValueError(f"cannot save a {type(obj).__name__}: zeronn.save takes an MLP, "
+                             "a zeronn.sklearn estimator or a zeronn.tabular model")
+        net, meta, extra = obj._zeronn_state()
+        if net is not None and not isinstance(net, MLP):
+            raise ValueError(f"{type(obj).__name__}._zeronn_state() returned "
+                             f"{type(net).__name__} instead of an MLP or None")
+    w = _Writer()
+    header: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "zeronn_version": _zeronn_version(),
+        "kind": kind,
+        "network": None if net is None else _network_header(net, w),
+        "meta": _json_safe("the model's metadata", meta),
+        "extra": [],
+    }
+    for name, arr in dict(extra).items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"extra array name {name!r} must be a Python identifier")
+        w.add(f"extra/{name}.npy", arr)
+        header["extra"].append(name)
+    header["arrays"] = w.manifest
+    text = json.dumps(header, indent=1, allow_nan=True).encode("utf-8")
+    with _atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(zipfile.ZipInfo(HEADER, _ZIP_DATE), text)
+        for member, arr in w.arrays.items():
+            info = zipfile.ZipInfo(member, _ZIP_DATE)
+            with zf.open(info, "w", force_zip64=arr.nbytes > 2**30) as m:
+                np.lib.format.write_array(m, arr, allow_pickle=False)
+
+
+def _zeronn_version() -> str:
+    from zeronn import __version__  # the package's version, set once in __init__
+
+    return __version__
+
+
+# -- load: the header ---------------------------------------------------------------------
+def _get(d: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    """``d[key]`` checked to be of ``types`` (bool is never an int here)."""
+    if not isinstance(d, dict):
+        raise _Bad(f"{where} must be a JSON object")
+    if key not in d:
+        raise _Bad(f"the header lacks {where}.{key}")
+    v = d[key]
+    tt = types if isinstance(types, tuple) else (types,)
+    if isinstance(v, bool) and bool not in tt:
+        raise _Bad(f"{where}.{key} must be {' or '.join(t.__name__ for t in tt)}, got {v!r}")
+    if not isinstance(v, tt):
+        raise _Bad(f"{where}.{key} must be {' or '.join(t.__name__ for t in tt)}, "
+                   f"got {type(v).__name__}")
+    return v
+
+
+def _int(d: Any, key: str, where: str, lo: int = 0) -> int:
+    v = _get(d, key, int, where)
+    if v < lo:
+        raise _Bad(f"{where}.{key} must be >= {lo}, got {v}")
+    return int(v)
+
+
+def _read_header(zf: zipfile.ZipFile) -> dict[str, Any]:
+    info = zf.getinfo(HEADER)
+    if info.file_size > _MAX_HEADER_BYTES:
+        raise _Bad(f"{HEADER} declares {info.file_size} bytes (limit {_MAX_HEADER_BYTES})")
+    _check_compression(info)
+    with zf.open(info) as m:
+        raw = m.read(_MAX_HEADER_BYTES + 1)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _Bad(f"{HEADER} is not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise _Bad(f"{HEADER} does not describe a {FORMAT_NAME!r} file")
+    version = _get(header, "format_version", int, "header")
+    if version > FORMAT_VERSION:
+        raise _Bad(f"format version {version} was written by a newer zeronn "
+                   f"({header.get('zeronn_version')!r}); this zeronn reads versions up to "
+                   f"{FORMAT_VERSION}: upgrade zeronn (pip install -U zeronn)")
+    if version < 1:
+        raise _Bad(f"header.format_version must be >= 1, got {version}")
+    _get(header, "zeronn_version", str, "header")
+    return header
+
+
+def _check_compression(info: zipfile.ZipInfo) -> None:
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.compress_size != info.file_size:
+            raise _Bad(f"member {info.filename!r} is stored with {info.compress_size} bytes "
+                       f"but declares {info.file_size}")
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
+            raise _Bad(f"member {info.filename!r} declares {info.file_size} bytes from "
+                       f"{info.compress_size} compressed: an impossible ratio")
+    else:
+        raise _Bad(f"member {info.filename!r} uses zip compression method "
+                   f"{info.compress_type}; only stored or deflated members are read")
+
+
+def _manifest(header: dict[str, Any]) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    raw = _get(header, "arrays", dict, "header")
+    out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+    for member, entry in raw.items():
+        where = f"arrays[{member!r}]"
+        dt = _get(entry, "dtype", str, where)
+        if dt not in _DTYPES:
+            raise _Bad(f"{where} has dtype {dt!r}; allowed: {', '.join(_DTYPES)}")
+        shape = _get(entry, "shape", list, where)
+        if len(shape) > _MAX_NDIM or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise _Bad(f"{where}.shape must be a list of sizes >= 0, got {shape!r}")
+        out[member] = (_DTYPES[dt], tuple(shape))
+    return out
+
+
+# -- load: the arrays ----------------------------------------------------------------------
+class _Members:
+    """Reads the array members of one zip, each checked against the manifest."""
+
+    def __init__(self, zf: zipfile.ZipFile, manifest: dict[str, tuple[np.dtype, tuple[int, ...]]],
+                 file_size: int) -> None:
+        self.zf, self.manifest = zf, manifest
+        self.unread = set(manifest)
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise _Bad(f"the zip holds duplicate members {dup}")
+        self.infos = {i.filename: i for i in infos}
+        missing = sorted(set(manifest) - set(self.infos))
+        extra = sorted(set(self.infos) - set(manifest) - {HEADER})
+        if missing:
+            raise _Bad(f"arrays listed in the header are missing: {missing}")
+        if extra:
+            raise _Bad(f"the file holds arrays the header does not list: {extra}")
+        # Declared sizes against the header, before reading anything.
+        total = 0
+        for member, (dt, shape) in manifest.items():
+            info = self.infos[member]
+            _check_compression(info)
+            nbytes = math.prod(shape) * dt.itemsize
+            if not nbytes <= info.file_size <= nbytes + _NPY_HEADER_MAX:
+                raise _Bad(f"{member} declares {info.file_size} bytes, but an array of "
+                           f"{dt.name} {shape} needs {nbytes} plus a small header")
+            total += info.compress_size
+        if total > file_size:
+            raise _Bad(f"the members declare {total} bytes, more than the file's {file_size}")
+
+    def read(self, member: str, dtype: np.dtype | None = None,
+             shape: tuple[int, ...] | None = None) -> NDArray:
+        """The array ``member``; ``dtype``/``shape``: what the architecture requires."""
+        if member not in self.manifest:
+            raise _Bad(f"the header's manifest lacks {member}")
+        mdt, mshape = self.manifest[member]
+        if dtype is not None and mdt != dtype:
+            raise _Bad(f"{member} is listed as {mdt.name}, but the header says {dtype.name}")
+        if shape is not None and mshape != shape:
+            raise _Bad(f"{member} is listed with shape {mshape}, but the header's "
+                       f"architecture needs {shape}")
+        self.unread.discard(member)
+        info = self.infos[member]
+        with self.zf.open(info) as m:
+            data = m.read(info.file_size + 1)
+        if len(data) != info.file_size:
+            raise _Bad(f"{member} holds {len(data)} bytes, not the declared {info.file_size}")
+        buf = io.BytesIO(data)
+        try:
+            version = np.lib.format.read_magic(buf)
+            if version == (1, 0):
+                hshape, fortran, hdt = np.lib.format.read_array_header_1_0(buf)
+            elif version == (2, 0):
+                hshape, fortran, hdt = np.lib.format.read_array_header_2_0(buf)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except ValueError as exc:
+            raise _Bad(f"{member} is not a valid .npy array ({exc})") from None
+        want_dt = mdt.newbyteorder("<")
+        if hdt != want_dt or tuple(hshape) != mshape or fortran:
+            raise _Bad(f"{member} holds {hdt} {tuple(hshape)}"
+                       f"{' (Fortran order)' if fortran else ''}, but the header lists "
+                       f"{mdt.name} {mshape}")
+        if len(data) != buf.tell() + math.prod(mshape) * mdt.itemsize:
+            raise _Bad(f"{member} has {len(data) - buf.tell()} data bytes, expected "
+                       f"{math.prod(mshape) * mdt.itemsize}")
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(arr, np.ndarray) or arr.dtype != want_dt or arr.shape != mshape:
+            raise _Bad(f"{member} did not read back as {mdt.name} {mshape}")
+        return arr.astype(mdt, copy=False)
+
+
+def _finite(member: str, arr: NDArray) -> NDArray:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise _Bad(f"{member} holds NaN or inf")
+    return arr
+
+
+def _decode_rng(state: Any) -> np.random.Generator:
+    if not isinstance(state, dict) or state.get("bit_generator") not in _BIT_GENERATORS:
+        raise _Bad(f"network.rng names no allowed bit generator ({', '.join(_BIT_GENERATORS)})")
+
+    def dec(v: Any, depth: int = 0) -> Any:
+        if depth > 4:
+            raise _Bad("network.rng is nested too deeply")
+        if isinstance(v, dict) and set(v) == {"dtype", "data"}:
+            if v["dtype"] not in ("uint32", "uint64") or not isinstance(v["data"], list) or \
+                    len(v["data"]) > 1024:
+                raise _Bad("network.rng holds an invalid array")
+            return np.array(v["data"], dtype=v["dtype"])
+        if isinstance(v, dict):
+            return {k: dec(x, depth + 1) for k, x in v.items()}
+        if isinstance(v, (bool, float, list)) or v is None:
+            raise _Bad(f"network.rng holds an invalid value {v!r}")
+        return v
+
+    decoded = dec(state)
+    # The name is one of a fixed tuple of numpy classes, not a module the file chooses.
+    bitgen = getattr(np.random, state["bit_generator"])()
+    try:
+        bitgen.state = decoded
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise _Bad(f"network.rng is not a valid {state['bit_generator']} state ({exc})") \
+            from None
+    return np.random.Generator(bitgen)
+
+
+def _load_network(head: Any, members: _Members) -> MLP:
+    where = "network"
+    sizes = _get(head, "layer_sizes", list, where)
+    if len(sizes) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                 for s in sizes):
+        raise _Bad(f"network.layer_sizes must list at least two sizes > 0, got {sizes!r}")
+    acts = _get(head, "activations", list, where)
+    out_act = _get(head, "output_activation", str, where)
+    if len(acts) != len(sizes) - 2 or not all(isinstance(a, str) for a in acts):
+        raise _Bad(f"network.activations must name one activation per hidden layer "
+                   f"({len(sizes) - 2}), got {acts!r}")
+    for a in [*acts, out_act]:
+        try:
+            get_activation(a)
+        except ValueError:
+            raise _Bad(f"the model uses activation {a!r}, which this session does not know: "
+                       f"if it is your own, call zeronn.register_activation({a!r}, fn, "
+                       f"derivative) before loading; known: {', '.join(sorted(ACTIVATIONS))}"
+                       ) from None
+    dt_name = _get(head, "dtype", str, where)
+    if dt_name not in _PARAM_DTYPES:
+        raise _Bad(f"network.dtype must be float32 or float64, got {dt_name!r}")
+    dtype = _DTYPES[dt_name]
+    init = _get(head, "init", str, where)
+    seed = _get(head, "seed", (int, type(None)), where)
+    params = []
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        for name, shape in ((f"W{i}", (fi, fo)), (f"b{i}", (1, fo))):
+            member = f"network/{name}.npy"
+            params.append(_finite(member, members.read(member, dtype, shape)))
+    net = MLP(sizes, acts, out_act, init=params, dtype=dtype, seed=None)
+    net.init, net.seed = init, seed
+    net.rng = _decode_rng(_get(head, "rng", dict, where))
+    opt_head = _get(head, "optimizer", (dict, type(None)), where)
+    if opt_head is not None:
+        net.optimizer = _load_optimizer(opt_head, members, net)
+    hist_head = _get(head, "history", (dict, type(None)), where)
+    if hist_head is not None:
+        net.history = _load_history(hist_head, members)
+    return net
+
+
+def _load_optimizer(head: dict[str, Any], members: _Members, net: MLP) -> Optimizer:
+    where = "network.optimizer"
+    name = _get(head, "name", str, where)
+    if name not in OPTIMIZERS:
+        raise _Bad(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    hp = _get(head, "hyperparameters", dict, where)
+    try:
+        opt = OPTIMIZERS[name](**hp)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(f"invalid {name} hyperparameters {hp!r} ({exc})") from None
+    t = _int(head, "t", where)
+    lr = _get(head, "lr", (int, float), where)
+    if not (math.isfinite(lr) and lr > 0):
+        raise _Bad(f"{where}.lr must be a positive finite number, got {lr!r}")
+    keys = _get(head, "state_keys", list, where)
+    state = []
+    for i, ks in enumerate(keys):
+        if not isinstance(ks, list) or not all(isinstance(k, str) and _NAME.match(k)
+                                               for k in ks):
+            raise _Bad(f"{where}.state_keys[{i}] must be a list of names")
+        state.append({k: _finite(f"optimizer/{i}/{k}.npy",
+                                 members.read(f"optimizer/{i}/{k}.npy", net.dtype))
+                      for k in ks})
+    try:
+        _check_optimizer_state(opt, state, net)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    opt.load_state_dict({"t": t, "lr": lr, "state": state})
+    return opt
+
+
+def _load_history(head: dict[str, Any], members: _Members) -> History:
+    where = "network.history"
+    hist = History()
+    keys = _get(head, "keys", list, where)
+    for k in keys:
+        if not isinstance(k, str) or not _NAME.match(k):
+            raise _Bad(f"{where}.keys holds an invalid name {k!r}")
+        arr = members.read(f"history/{k}.npy", _DTYPES["float64"])
+        if arr.ndim not in (1, 2):
+            raise _Bad(f"history/{k}.npy must be 1-D or 2-D, got shape {arr.shape}")
+        hist[k] = arr.tolist()
+    hist.stopped_early = _get(head, "stopped_early", bool, where)
+    hist.interrupted = _get(head, "interrupted", bool, where)
+    best = _get(head, "best_epoch", (int, type(None)), where)
+    if best is not None and best < 0:
+        raise _Bad(f"{where}.best_epoch must be >= 0, got {best}")
+    hist.best_epoch = best
+    return hist
+
+
+def _load_zip(f: IO[bytes], size: int) -> Any:
+    if size == 0:
+        raise _Bad("the file is empty (0 bytes): it was never written completely; "
+                   "save the model again")
+    magic = f.read(4)
+    f.seek(0)
+    if magic != b"PK\x03\x04":
+        raise _Bad("this is not a zeronn model file (no zip signature); model files are "
+                   "written by zeronn.save")
+    try:
+        zf = zipfile.ZipFile(f)
+    except zipfile.BadZipFile as exc:
+        raise _Bad(f"the zip is truncated or corrupt ({exc})") from None
+    with zf:
+        if HEADER not in zf.NameToInfo:
+            raise _Bad(f"the zip has no {HEADER}: not a zeronn model file")
+        header = _read_header(zf)
+        kind = _get(header, "kind", str, "header")
+        if kind not in KINDS:
+            raise _Bad(f"unknown kind {kind!r}; this zeronn loads {', '.join(KINDS)}")
+        net_head = _get(header, "network", (dict, type(None)), "header")
+        if kind == "mlp" and net_head is None:
+            raise _Bad("an 'mlp' file without a network")
+        members = _Members(zf, _manifest(header), size)
+        net = None if net_head is None else _load_network(net_head, members)
+        meta = _get(header, "meta", dict, "header")
+        names = _get(header, "extra", list, "header")
+        arrays = {}
+        for name in names:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise _Bad(f"header.extra holds an invalid name {name!r}")
+            arrays[name] = members.read(f"extra/{name}.npy")
+        if members.unread:
+            raise _Bad(f"the header lists arrays nothing uses: {sorted(members.unread)}")
+    target = KINDS[kind]
+    if target is None:
+        assert net is not None
+        if meta or arrays:
+            raise _Bad("an 'mlp' file carries metadata or extra arrays it should not have")
+        return net
+    # A fixed module from the allow-list above, never a name read from the file.
+    cls = getattr(importlib.import_module(target[0]), target[1])
+    return cls._from_zeronn_state(net, meta, arrays)
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Reads a file written by :func:`save`: an :class:`MLP`, estimator or CLI model.
+
+    Raises ``OSError`` if the path cannot be opened and ``ValueError`` naming the file and
+    the defect for anything that is not a valid, consistent model file. Never unpickles,
+    never imports a module named by the file.
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            return _load_zip(f, size)
+        except _Bad as exc:
+            raise ValueError(f"cannot load {name}: {exc}") from None
+        except ImportError:
+            raise
+        except ValueError as exc:
+            raise ValueError(f"cannot load {name}: {exc}") from exc
+        except Exception as exc:
+            # zipfile and the npy reader raise many types on corrupt bytes (struct.error,
+            # EOFError, zlib.error, OSError on a bad seek...): all mean a damaged file.
+            raise ValueError(f"cannot load {name}: the file is damaged "
+                             f"({type(exc).__name__}: {exc})") from exc
