@@ -1,0 +1,136 @@
+"""The tutorial notebook executes from top to bottom and shows what its text promises."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="the notebook test needs the test extra")
+nbclient = pytest.importorskip("nbclient", reason="the notebook test needs the test extra")
+pytest.importorskip("ipykernel", reason="the notebook test needs the test extra")
+pytest.importorskip("matplotlib", reason="the notebook draws with the plot extra")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "01_seed_walkthrough.ipynb"
+# The seed notebook's printed output, its contract (shared/seed).
+SEED_LINES = [
+    "Epoch 0, Loss: 10.1670",
+    "Epoch 100, Loss: 0.0126",
+    "Epoch 200, Loss: 0.0112",
+    "Epoch 300, Loss: 0.0105",
+    "Epoch 400, Loss: 0.0101",
+    "Epoch 500, Loss: 0.0098",
+    "Epoch 600, Loss: 0.0096",
+    "Epoch 700, Loss: 0.0094",
+    "Epoch 800, Loss: 0.0093",
+    "Epoch 900, Loss: 0.0092",
+]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def executed() -> tuple[Any, float]:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    t0 = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    return nb, time.perf_counter() - t0
+
+
+def _cell(nb: Any, tag: str) -> Any:
+    cells = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"expected one cell tagged {tag!r}"
+    return cells[0]
+
+
+def _stdout(cell: Any) -> str:
+    return "".join(o.text for o in cell.outputs
+                   if o.output_type == "stream" and o.name == "stdout")
+
+
+def _pngs(cell: Any) -> list[bytes]:
+    return [base64.b64decode(o.data["image/png"]) for o in cell.outputs
+            if o.output_type in ("display_data", "execute_result") and "image/png" in o.data]
+
+
+def test_first_code_cell_prints_the_seeds_ten_lines_exactly(executed) -> None:
+    nb, _ = executed
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first is _cell(nb, "seed-run")
+    assert _stdout(first) == "\n".join(SEED_LINES) + "\n"
+
+
+def test_engine_run_matches_the_seed(executed) -> None:
+    nb, _ = executed
+    out = _stdout(_cell(nb, "engine-run"))
+    assert "\n".join(SEED_LINES) in out
+    worst = float(re.search(r"over 1000 epochs: (\S+)", out).group(1))
+    assert worst < 1e-10
+
+
+def test_trace_cells_confirm_the_seeds_values(executed) -> None:
+    nb, _ = executed
+    trace_out = _stdout(_cell(nb, "trace"))
+    for name in ("z1", "a1", "z2", "error_output", "dW2", "db2", "error_hidden", "dW1", "db1"):
+        assert re.search(rf"^\s+{name}\s", trace_out, re.MULTILINE), name
+    checks = _stdout(_cell(nb, "trace-vs-seed"))
+    assert len(re.findall(r":\s+True$", checks, re.MULTILINE)) == 10
+    assert "False" not in checks
+
+
+def test_gradient_check_passes(executed) -> None:
+    nb, _ = executed
+    out = _stdout(_cell(nb, "gradcheck"))
+    assert float(re.search(r"worst relative error: (\S+)", out).group(1)) < 1e-6
+    assert "passed: True" in out
+
+
+def test_diagnostics_are_shown(executed) -> None:
+    nb, _ = executed
+    out = _stdout(_cell(nb, "diagnostics"))
+    hist_norm, trace_norm = map(float, re.search(
+        r"first epoch: grad_norm (\S+)\s+from trace: (\S+)", out).groups())
+    assert hist_norm == pytest.approx(trace_norm, rel=1e-12)
+    assert out.count("dead_relu: 20.0%") == 3  # one of five hidden units killed on purpose
+
+
+@pytest.mark.parametrize("tag", ["plot-history", "plot-fit", "deeper"])
+def test_plots_are_rendered_once_as_png(executed, tag: str) -> None:
+    nb, _ = executed
+    pngs = _pngs(_cell(nb, tag))
+    assert len(pngs) == 1
+    assert pngs[0].startswith(PNG) and len(pngs[0]) > 5000
+
+
+def test_no_errors_and_quick(executed) -> None:
+    nb, seconds = executed
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            assert o.output_type != "error", cell.source
+            assert not (o.output_type == "stream" and o.name == "stderr"
+                        and "Error" in o.text and "Warning" not in o.text), o.text
+    assert seconds < 60  # about 5 s on a laptop; generous for a busy CI machine
+
+
+def test_headings_are_japanese_and_english() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    headings = [line for c in nb.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("#")]
+    assert len(headings) >= 9
+    for h in headings:
+        ja, _, en = h.partition(" / ")
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", ja), h
+        assert re.search(r"[A-Za-z]{3}", en), h
+
+
+def test_stored_outputs_are_current() -> None:
+    # Readers see the saved notebook without running it: it must be saved executed.
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code)
+    assert _stdout(code[0]) == "\n".join(SEED_LINES) + "\n"
