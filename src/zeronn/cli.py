@@ -137,12 +137,11 @@ def read_csv(path: str, str_columns: Sequence[str] = ()) -> Any:
                        "save it as a UTF-8 CSV file") from None
     except (ValueError, OSError) as exc:
         raise CLIError(f"cannot read {path}: {exc}") from None
-    doubt = not isinstance(df.index, pd.RangeIndex) or bool(df.isna().to_numpy().any())
-    if doubt:
-        problem = _field_count_error(path, len(df.columns) +
-                                     (0 if isinstance(df.index, pd.RangeIndex)
-                                      else df.index.nlevels))
-        if problem is None and not isinstance(df.index, pd.RangeIndex):
+    # pandas makes the first column the index when every row is longer than the header.
+    own_index = not df.index.equals(pd.RangeIndex(len(df)))
+    if own_index or bool(df.isna().to_numpy().any()):
+        problem = _field_count_error(path, len(df.columns))
+        if problem is None and own_index:
             problem = f"{path}: the rows have more fields than the header"
         if problem:
             raise CLIError(problem)

@@ -48,10 +48,10 @@ def _require_pandas() -> Any:
     return pd
 
 
-def _listing(names: Sequence[Any]) -> str:
-    """``a, b, c`` (at most ``MAX_LISTED`` names, then how many more)."""
-    shown = ", ".join(repr(str(n)) for n in names[:MAX_LISTED])
-    more = len(names) - MAX_LISTED
+def _listing(names: Sequence[Any], limit: int = MAX_LISTED) -> str:
+    """``'a', 'b', 'c'`` (at most ``limit`` names, then how many more)."""
+    shown = ", ".join(repr(str(n)) for n in names[:limit])
+    more = len(names) - limit
     return shown + (f" and {more} more" if more > 0 else "") if names else "(no columns)"
 
 
@@ -451,8 +451,9 @@ class TabularModel:
         return (X - self.x_mean) / self.x_scale
 
     def _outputs(self, df: pd.DataFrame) -> NDArray:
+        X = self._inputs(df)  # raises first if unfitted
         assert self.net is not None
-        return np.asarray(self.net.predict(self._inputs(df)), dtype=np.float64)
+        return np.asarray(self.net.predict(X), dtype=np.float64)
 
     def predict(self, df: pd.DataFrame) -> NDArray:
         """Regression: values (n, n_targets) in the targets' units; classification: labels (n,).
@@ -530,7 +531,7 @@ class TabularModel:
         unseen = sorted({str(v) for v in labels if v not in index})
         if unseen:
             raise ValueError(f"target column {str(tcols[0])!r} has labels the model never "
-                             f"saw: {_listing(unseen)}; it knows {_listing(self.classes)}")
+                             f"saw: {_listing(unseen, 5)}; it knows {_listing(self.classes)}")
         return np.fromiter((index[v] for v in labels), np.intp, len(labels)), tcols
 
     def _label_array(self) -> NDArray:
