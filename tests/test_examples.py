@@ -134,3 +134,36 @@ def test_stored_outputs_are_current() -> None:
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code)
     assert _stdout(code[0]) == "\n".join(SEED_LINES) + "\n"
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def test_readme_ja_code_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys) -> None:
+    root = NOTEBOOK.parents[1]
+    blocks = _python_blocks((root / "README.ja.md").read_text(encoding="utf-8"))
+    assert len(blocks) >= 8
+    monkeypatch.chdir(tmp_path)  # the plotting block saves PNG files
+    ns: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "README.ja.md", "exec"), ns)
+    out = capsys.readouterr().out
+    assert "\n".join(SEED_LINES) in out
+    assert "[[0. 0. 3.]] [[0 0 1]]" in out  # the seed's relu, relu_deriv
+    assert "False" not in out and out.count("True") == 4
+    assert (tmp_path / "loss.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "fit.png").read_bytes().startswith(PNG)
+
+
+def test_readme_learning_section_code_runs(capsys) -> None:
+    import zeronn as zn
+
+    text = (NOTEBOOK.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Learning from it", 1)[1].split("\n## ", 1)[0]
+    (block,) = _python_blocks(section)
+    ns: dict[str, Any] = {"zn": zn}
+    exec(compile(block, "README.md", "exec"), ns)
+    listed = re.search(r"list\(t\)\s+# (\[.*\])", block).group(1)
+    assert str(list(ns["t"])) == listed
+    assert "error_hidden  (100, 5)      (error_output·W2.T) * relu'(z1)" in capsys.readouterr().out
