@@ -145,8 +145,19 @@ def _unwrap(model: Any) -> tuple[str, MLP, dict[str, Any], dict[str, Any]]:
     return str(kind), net, dict(meta), dict(arrays)
 
 
+def _label_kind_of_dtype(dtype: Any) -> str:
+    """scikit-learn's ``classes_`` dtype (as saved in the metadata) -> a label kind."""
+    kind = np.dtype(dtype).kind
+    return {"U": "str", "O": "str", "S": "str", "i": "int", "u": "int", "f": "float",
+            "b": "bool"}.get(kind, "unknown")
+
+
 def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
-    """What to put around the network: scaling, task, classes (from the protocol's meta)."""
+    """What to put around the network: scaling, task, classes (from the protocol's meta).
+
+    ``task``: ``network`` (a bare MLP), ``regression``, ``classification`` (one label per
+    row) or ``multilabel`` (a 0/1 indicator per output).
+    """
     n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
     spec: dict[str, Any] = {"task": "network", "x_scaling": None, "y_scaling": None,
                             "classes": None, "label_kind": None}
@@ -155,28 +166,36 @@ def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> 
     if arrays.get("x_mean") is not None and np.size(arrays["x_mean"]):
         spec["x_scaling"] = (_row(arrays["x_mean"], n_in, "x_mean"),
                              _row(arrays["x_scale"], n_in, "x_scale"))
-    task = meta.get("task")
-    if task is None:
-        task = "classification" if kind == "sklearn.MLPClassifier" else "regression"
+    if kind == "sklearn.MLPClassifier":
+        y_type = meta.get("y_type")
+        task = "multilabel" if y_type == "multilabel-indicator" else "classification"
+        label_kind = _label_kind_of_dtype(meta.get("classes_dtype", "O"))
+    elif kind == "sklearn.MLPRegressor":
+        task, label_kind = "regression", None
+    else:
+        task, label_kind = meta.get("task"), meta.get("label_kind")
     if task == "regression":
         spec["task"] = "regression"
         if arrays.get("y_mean") is not None and np.size(arrays["y_mean"]):
             spec["y_scaling"] = (_row(arrays["y_mean"], n_out, "y_mean"),
                                  _row(arrays["y_scale"], n_out, "y_scale"))
-    elif task == "classification":
-        spec["task"] = "classification"
-        classes = meta.get("classes")
-        kind_ = meta.get("label_kind") or meta.get("classes_kind") or "str"
-        if not isinstance(classes, list) or len(classes) < 2 or kind_ not in _LABEL_DTYPES:
-            raise ValueError(f"the model's metadata has no usable class labels "
-                             f"(classes={classes!r}, label kind {kind_!r})")
-        want = 1 if len(classes) == 2 else len(classes)
-        if n_out != want or net.output_activation != ("sigmoid" if want == 1 else "softmax"):
-            raise ValueError(f"{len(classes)} classes but the network has {n_out} "
-                             f"{net.output_activation} output(s)")
-        spec["classes"], spec["label_kind"] = classes, kind_
-    else:
+        return spec
+    if task not in ("classification", "multilabel"):
         raise ValueError(f"unknown task {task!r} in the model's metadata")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or label_kind not in _LABEL_DTYPES:
+        raise ValueError(f"the model's metadata has no usable class labels "
+                         f"(classes={classes!r}, label kind {label_kind!r}): export needs "
+                         "at least two classes of numbers, strings or booleans")
+    if task == "multilabel":
+        want, act = len(classes), "sigmoid"
+    else:
+        want = 1 if len(classes) == 2 else len(classes)
+        act = "sigmoid" if want == 1 else "softmax"
+    if n_out != want or net.output_activation != act:
+        raise ValueError(f"{len(classes)} classes ({task}) need {want} {act} output(s), but "
+                         f"the network has {n_out} {net.output_activation} output(s)")
+    spec.update(task=task, classes=classes, label_kind=label_kind)
     return spec
 
 
@@ -193,7 +212,15 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
         x = g.op("Div", [x, g.const("x_scale", scale)], "x_scaled")
     out = _network(g, net, x)
     outputs: list[Any] = []
-    if spec["task"] == "classification":
+    if spec["task"] == "multilabel":  # an indicator per label: p > 0.5, as predict
+        g.op("Identity", [out], output="probabilities")
+        pos = g.op("Greater", [out, g.const("threshold", 0.5)])
+        g.op("Cast", [pos], output="label", to=tp.INT64)
+        outputs = [
+            helper.make_tensor_value_info("label", tp.INT64, ["batch", n_out]),
+            helper.make_tensor_value_info("probabilities", tp.FLOAT, ["batch", n_out]),
+        ]
+    elif spec["task"] == "classification":
         classes = spec["classes"]
         if n_out == 1:  # binary: P(class 1) = p, label = classes[p > 0.5], as predict does
             one_minus = g.op("Sub", [g.const("one", 1.0), out])
@@ -204,8 +231,7 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
         else:
             g.op("Identity", [out], output="probabilities")
             index = g.op("ArgMax", [out], axis=1, keepdims=0)
-        labels = g.const("classes", np.array(classes, dtype=_LABEL_DTYPES[spec["label_kind"]]),
-                         dtype=_LABEL_DTYPES[spec["label_kind"]])
+        labels = g.const("classes", classes, dtype=_LABEL_DTYPES[spec["label_kind"]])
         g.op("Gather", [labels, index], output="label", axis=0)
         outputs = [
             helper.make_tensor_value_info("label", _label_tensor_type(onnx, spec["label_kind"]),
@@ -235,7 +261,7 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
     props = {"zeronn_kind": kind, "layer_sizes": json.dumps(net.layer_sizes),
              "activations": json.dumps(net.activations),
              "output_activation": net.output_activation}
-    for key in ("feature_names", "target_names"):
+    for key in ("feature_names", "feature_names_in", "target_names", "classes"):
         if isinstance(meta.get(key), list):
             props[key] = json.dumps(meta[key])
     helper.set_model_props(m, props)
