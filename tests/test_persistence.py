@@ -631,3 +631,49 @@ def test_tabular_metadata_inconsistency_is_a_value_error(tmp_path):
     worse = _edit_header(tmp_path / "t.zeronn", tmp_path / "c.zeronn",
                          lambda h: h["meta"].update(config={"hidden": [4], "bogus": 1}))
     _load_fails(worse)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ConvergenceWarning: few iterations
+@pytest.mark.parametrize("labels", ["strings", "ints3", "multilabel", None])
+def test_sklearn_estimators_round_trip(tmp_path, labels):
+    sk = pytest.importorskip("zeronn.sklearn")
+    rng = np.random.default_rng(2)
+    X, Z = _data(rng, n=60, d=4, k=3)
+    if labels is None:
+        est = sk.MLPRegressor(hidden_layer_sizes=(6, 5), max_iter=15, early_stopping=True,
+                              random_state=0)
+        y: Any = Z[:, :2]
+    else:
+        est = sk.MLPClassifier(hidden_layer_sizes=(6,), max_iter=15, random_state=0)
+        y = {"strings": np.where(Z[:, 0] > 0, "pos", "neg"),
+             "ints3": np.digitize(Z[:, 0], [-0.3, 0.3]) + 4,
+             "multilabel": (Z > 0).astype(int)}[labels]
+    est.fit(X, y)
+    zn.save(est, tmp_path / "e.zeronn")
+    back = zn.load(tmp_path / "e.zeronn")
+    assert type(back) is type(est)
+    assert back.get_params() == est.get_params()
+    pred, pred0 = back.predict(X), est.predict(X)
+    assert pred.dtype == pred0.dtype and np.array_equal(pred, pred0)
+    if labels is not None:
+        assert np.array_equal(back.classes_, est.classes_)
+        assert np.array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert back.loss_curve_ == est.loss_curve_ and back.n_iter_ == est.n_iter_
+    unfitted = type(est)(hidden_layer_sizes=(3,), alpha=0.5)
+    zn.save(unfitted, tmp_path / "u.zeronn")
+    assert zn.load(tmp_path / "u.zeronn").get_params() == unfitted.get_params()
+
+
+def test_sklearn_metadata_inconsistency_is_a_value_error(tmp_path):
+    sk = pytest.importorskip("zeronn.sklearn")
+    rng = np.random.default_rng(2)
+    X, Z = _data(rng, n=30, d=4, k=1)
+    est = sk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    with pytest.warns(UserWarning):
+        est.fit(X, Z[:, 0] > 0)
+    zn.save(est, tmp_path / "e.zeronn")
+    for edit in (lambda h: h["meta"].update(n_outputs=2),
+                 lambda h: h["meta"].update(y_type="continuous"),
+                 lambda h: h["meta"]["params"].update(hidden_layer_sizes=[5]),
+                 lambda h: h["meta"].pop("n_iter")):
+        _load_fails(_edit_header(tmp_path / "e.zeronn", tmp_path / "b.zeronn", edit))
