@@ -139,6 +139,13 @@ class MLP:
         for i, layer in enumerate(self.layers):
             layer.W, layer.b = params[2 * i], params[2 * i + 1]
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickle and deepcopy store every array on its own, so the layers' W, b come back
+        # as copies, no longer views into the flat buffer the optimizer updates: re-bind.
+        self.__dict__.update(state)
+        for layer, s in zip(self.layers, self.slices):
+            layer._bind(self._flat_params[s], self._flat_grads[s])
+
     def copy(self, dtype: DTypeLike | None = None) -> MLP:
         """An independent copy (optionally converted to ``dtype``) without work buffers."""
         new = MLP(self.layer_sizes, [layer.activation for layer in self.layers[:-1]],
