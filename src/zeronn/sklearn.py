@@ -268,8 +268,10 @@ class _BaseMLP(BaseEstimator):
             b = rng.uniform(-bound, bound, fan_out)
             init += [W.astype(dtype), b.reshape(1, -1).astype(dtype)]
         out_act = self._output_activation()
+        # No further draws here: the validation split comes next from the same stream, as
+        # in scikit-learn (each fit passes the engine its own shuffling seed).
         self.net_ = MLP(sizes, activation=acts, output_activation=out_act, init=init,
-                        dtype=dtype, seed=int(rng.randint(np.iinfo(np.int32).max)))
+                        dtype=dtype)
         self.n_outputs_ = n_outputs
         self.n_layers_ = len(sizes)
         self.out_activation_ = _SKLEARN_NAMES.get(out_act, out_act)
@@ -350,11 +352,15 @@ class _BaseMLP(BaseEstimator):
         best: list[NDArray] | None = None
         stopped = [False]
 
+        flat = net._flat_params
+        # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
+        # very term scikit-learn adds; mini-batches: it averages the batches' terms).
+        penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
+
         def on_epoch_end(epoch: int, history: dict[str, list[Any]]) -> bool:
-            nonlocal best
-            flat = net._flat_params
-            loss = float(history["loss"][-1]) + 0.5 * opt.weight_decay * float(
-                np.dot(flat, flat))
+            nonlocal best, penalty
+            loss = float(history["loss"][-1]) + penalty
+            penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
             self.n_iter_ += 1
             self.t_ += n
             self.loss_ = loss
