@@ -108,15 +108,17 @@ def _huber(a: NDArray, y: NDArray, grad: NDArray, work: NDArray, w: NDArray | No
 
 
 def _bce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray, w: NDArray | None) -> float:
-    # -[y log p + (1 - y) log(1 - p)] = log(1 + e^z) - y z, summed over outputs.
+    # -[y log p + (1 - y) log(1 - p)] = (1 - y) z + log(1 + e^-z), summed over outputs.
+    # Element by element, as torch's binary_cross_entropy_with_logits: the difference of
+    # the sums of log(1 + e^z) and y z would cancel a confident right answer's tiny loss
+    # away (z = 30, y = 1: 30.0000000000001 - 30).
     n = z.shape[0]
-    np.logaddexp(0, z, out=grad)
-    if w is None:
-        value = float(grad.sum() - np.vdot(y, z)) / n
-    else:
-        grad -= y * z
+    np.negative(z, out=grad)
+    np.logaddexp(0, grad, out=grad)
+    grad += (1.0 - y) * z
+    if w is not None:
         grad *= w
-        value = float(grad.sum()) / n
+    value = float(grad.sum()) / n
     np.subtract(p, y, out=grad)
     if w is not None:
         grad *= w
@@ -125,18 +127,21 @@ def _bce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray, w: NDArray | N
 
 
 def _cce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray, w: NDArray | None) -> float:
-    # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z) - z_k).
+    # -sum_k y_k log softmax(z)_k = sum_k y_k (logsumexp(z - m) - (z_k - m)), m = max z.
+    # Kept relative to m (as torch's log_softmax): adding m back and subtracting z_k would
+    # cancel a confident right answer's log(1 + e^-gap) away.
     n = z.shape[0]
     m = z.max(axis=1, keepdims=True)
     np.subtract(z, m, out=grad)
+    ysum = y.sum(axis=1, keepdims=True)
+    y_shifted = (y * grad).sum(axis=1, keepdims=True) if w is not None else None
+    y_dot_shifted = float(np.vdot(y, grad)) if w is None else 0.0
     np.exp(grad, out=grad)
     lse = np.log(grad.sum(axis=1, keepdims=True))
-    lse += m
-    ysum = y.sum(axis=1, keepdims=True)
     if w is None:
-        value = float(np.vdot(ysum, lse) - np.vdot(y, z)) / n
+        value = (float(np.vdot(ysum, lse)) - y_dot_shifted) / n
     else:
-        per_sample = ysum * lse - (y * z).sum(axis=1, keepdims=True)
+        per_sample = ysum * lse - y_shifted
         value = float(np.vdot(w, per_sample)) / n
     np.multiply(p, ysum, out=grad)
     grad -= y

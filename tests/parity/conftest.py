@@ -13,6 +13,9 @@ size of one summand, ``max(|x|^T |delta|) / N`` for ``dW = x^T delta`` and
 ``max(sum |delta|) / N`` for ``db``. It only matters when a gradient cancels to far
 below its own summands (MAE's signs +-1/size balancing out to exactly 0); the error is
 then measured against the size of the terms it came from, the scale its rounding has.
+For a cross-entropy's output layer, whose ``delta = (p - y) / N`` itself cancels where
+``p ~ y`` (a confident right answer: p carries an ulp of rounding relative to 1), the
+summands are taken before that cancellation, ``(|p| + |y|) / N``.
 Scalars (loss values) are the 1-element case: ``|a - b| / max(|b|, tiny)``.
 
 Every check records its error under a group name; at the end of the run pytest prints

@@ -98,6 +98,10 @@ def torch_run(params: list[np.ndarray], hidden: list[str], output: str, X: np.nd
     floors = []
     for x, z in zip(inputs, zs):
         dz = z.grad.abs()
+        if z is logits and loss.endswith("crossentropy"):
+            # dz = (p - y) / N cancels where p ~ y (a confident right answer), and p holds
+            # an ulp of rounding relative to 1: the summands' size before cancelling.
+            dz = (out.detach().abs() + torch.tensor(np.abs(y))) / n
         floors.append(float((x.detach().abs().T @ dz).max()) / n)
         floors.append(float(dz.sum(dim=0).max()) / n)
     return {"out": out.detach().numpy(), "loss": value.item(),
@@ -158,13 +162,18 @@ def _relu_sides_agree(net_params: list[np.ndarray], prob: dict[str, Any], output
 
 
 def _check_network(parity: Any, prob: dict[str, Any], loss: str, output: str,
-                   dtype: str, tol: float) -> None:
+                   dtype: str, tol: float, group: str = "") -> list[np.ndarray]:
+    """Compares forward, loss and gradients; records them under ``group`` (default: dtype
+    and what is compared). Returns zeronn's gradients.
+
+    Without ``group`` (the hypothesis tests), float32 examples whose rounding put a kink's
+    input on different sides in the two frameworks are rejected with ``assume``."""
     params = [p.astype(dtype) for p in prob["params"]]
     X, y = prob["X"].astype(dtype), prob["y"].astype(dtype)
     net = zn.MLP(prob["sizes"], prob["hidden"], output_activation=output, init=params,
                  dtype=dtype)
     ref = torch_run(params, prob["hidden"], output, X, y, loss)
-    if dtype == "float32":
+    if dtype == "float32" and not group:
         assume(_relu_sides_agree(params, prob, output, dtype, ref["zs"]))
         if loss == "mae":  # sign(a - y) jumps at a == y
             assume(np.array_equal(net.predict(X) > y, ref["out"] > y))
@@ -172,13 +181,17 @@ def _check_network(parity: Any, prob: dict[str, Any], loss: str, output: str,
     out = net.predict(X)
     assert out.dtype == np.dtype(dtype) and all(g.dtype == np.dtype(dtype) for g in grads)
     arch = f"{prob['sizes']} {prob['hidden']}->{output} n={X.shape[0]} {loss}"
-    parity.check(f"{dtype} forward", out, ref["out"], tol, arch)
-    parity.check(f"{dtype} forward", net.forward(X), ref["out"], tol, arch)
-    parity.check(f"{dtype} loss", np.float64(value), np.float64(ref["loss"]), tol, arch)
+    assert np.isfinite(value) and np.isfinite(out).all()
+    parity.check(group or f"{dtype} forward", out, ref["out"], tol, arch)
+    parity.check(group or f"{dtype} forward", net.forward(X), ref["out"], tol, arch)
+    parity.check(group or f"{dtype} loss", np.float64(value), np.float64(ref["loss"]), tol,
+                 arch)
     assert len(grads) == len(ref["grads"])
     for i, (g, tg, floor) in enumerate(zip(grads, ref["grads"], ref["floors"])):
         name = f"{'Wb'[i % 2]}{i // 2 + 1}"
-        parity.check(f"{dtype} gradients", g, tg, tol, f"{name} of {arch}", floor=floor)
+        parity.check(group or f"{dtype} gradients", g, tg, tol, f"{name} of {arch}",
+                     floor=floor)
+    return grads
 
 
 def _pair_id(pair: tuple[str, str]) -> str:
@@ -203,3 +216,108 @@ def test_every_hidden_activation_has_a_torch_counterpart() -> None:
     # The hypothesis draws above cover exactly zeronn's built-in activations.
     assert set(HIDDEN) == set(TORCH_ACT)
     assert all(name in zn.ACTIVATIONS for name in HIDDEN)
+
+
+# -- edge values ------------------------------------------------------------------------
+DTYPES_TOL = [("float64", F64_TOL), ("float32", F32_TOL)]
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES_TOL, ids=["float64", "float32"])
+@pytest.mark.parametrize("all_right", [False, True], ids=["mixed", "all-right"])
+@pytest.mark.parametrize("scale", [1000.0, 40.0, 30.0, 10.0])
+@pytest.mark.parametrize("loss, output", PAIRS[3:], ids=[_pair_id(p) for p in PAIRS[3:]])
+def test_cross_entropies_at_extreme_logits(parity: Any, loss: str, output: str, scale: float,
+                                           all_right: bool, dtype: str, tol: float) -> None:
+    # Logits of +-scale straight into the output (W = I, b = 0 make z = X exactly); rows
+    # confidently right, or half of them right and the rest random (so some confidently
+    # wrong). A confident right answer has a loss near e^-scale: only a per-element
+    # log-sigmoid / log-softmax (as torch computes it) keeps it; a difference of large
+    # sums cancels it away.
+    k, n = 3, 8
+    rng = np.random.default_rng(int(scale))
+    X = rng.choice([-scale, scale], (n, k))
+    m = n if all_right else n // 2
+    if not all_right:
+        X[-1, 0] = 0.0  # and one logit at 0
+    if loss == "categorical_crossentropy":
+        X = rng.choice([-scale, 0.0], (n, k))
+        X[np.arange(n), rng.integers(0, k, n)] = scale  # one clear winner in every row
+        right = np.eye(k)[X.argmax(axis=1)]
+        y = np.vstack([right[:m], np.eye(k)[rng.integers(0, k, n - m)]])
+    else:
+        right = (X > 0).astype(float)
+        y = np.vstack([right[:m], rng.integers(0, 2, (n - m, k)).astype(float)])
+    prob = {"sizes": [k, k], "hidden": [], "params": [np.eye(k), np.zeros((1, k))],
+            "X": X, "y": y}
+    _check_network(parity, prob, loss, output, dtype, tol, group=f"edge {dtype}")
+
+
+def _saturated(act: str, seed: int) -> dict[str, Any]:
+    """[k, k, 1] with W1 = I, b1 = 0: the hidden pre-activations are exactly X."""
+    k, n = 6, 5
+    rng = np.random.default_rng(seed)
+    X = rng.choice([-50.0, 50.0, -20.0, 20.0, -1.0, 0.5], (n, k))
+    return {"sizes": [k, k, 1], "hidden": [act],
+            "params": [np.eye(k), np.zeros((1, k)), rng.standard_normal((k, 1)),
+                       np.full((1, 1), 0.1)],
+            "X": X, "y": rng.standard_normal((n, 1))}
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES_TOL, ids=["float64", "float32"])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "softplus", "gelu", "elu"])
+def test_saturated_hidden_units(parity: Any, act: str, dtype: str, tol: float) -> None:
+    # Inputs of +-50 put sigmoid/tanh where the output rounds to 0 or +-1 (derivative 0
+    # or ~1e-22); both frameworks take the derivative from the same output.
+    _check_network(parity, _saturated(act, 1), "mse", "identity", dtype, tol,
+                   group=f"edge {dtype}")
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES_TOL, ids=["float64", "float32"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "elu"])
+def test_exact_kinks(parity: Any, act: str, dtype: str, tol: float) -> None:
+    # Pre-activations exactly 0: ReLU's derivative there is 0 (the seed's relu_deriv and
+    # torch's), leaky_relu's is the slope 0.01 (torch's), ELU's is 1 (continuous).
+    prob = _saturated(act, 2)
+    prob["X"][:, ::2] = 0.0
+    prob["X"] = prob["X"][:1]  # one sample: dL/db1 is dL/dz1 itself, entry by entry
+    prob["y"] = prob["y"][:1]
+    grads = _check_network(parity, prob, "mse", "identity", dtype, tol, group=f"edge {dtype}")
+    db1 = grads[1][0]
+    dz_over_da = prob["params"][2][:, 0] * grads[3][0, 0]  # dL/da1 = W2 dL/dz2
+    slope = {"relu": 0.0, "leaky_relu": 0.01, "elu": 1.0}[act]
+    np.testing.assert_allclose(db1[::2], (slope * dz_over_da[::2]).astype(dtype), rtol=tol,
+                               atol=0)
+    if act == "relu":
+        assert (db1[::2] == 0).all()
+
+
+EDGE_POINTS = {
+    "float64": [0.0, -0.0, 1e-300, -1e-300, 1e-8, -1e-8, 1.0, -1.0, 19.999999, 20.0,
+                20.000001, -20.0, 36.0, -36.0, 50.0, -50.0, 100.0, -100.0, 700.0, -700.0,
+                1000.0, -1000.0],
+    "float32": [0.0, -0.0, 1e-30, -1e-30, 1e-4, -1e-4, 1.0, -1.0, 19.99, 20.0, 20.01, -20.0,
+                50.0, -50.0],  # normal float32 results only (sigmoid(-100) is subnormal)
+}
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES_TOL, ids=["float64", "float32"])
+@pytest.mark.parametrize("act", [a for a in HIDDEN if a != "softmax"])
+def test_activation_values_and_derivatives_at_edge_points(parity: Any, act: str, dtype: str,
+                                                          tol: float) -> None:
+    # Entry by entry (no sums here, so each value must match on its own): f(z) and f'(z)
+    # against torch's forward and autograd at kinks, thresholds and saturation. A
+    # derivative taken from the output (sigmoid: a (1 - a), tanh: 1 - a^2) inherits the
+    # output's last-bit rounding, which near saturation is large next to the derivative
+    # itself (sigmoid'(20) = 2e-9 from a = 1 - 2e-9): it is measured against |f(z)| too.
+    z = np.array(EDGE_POINTS[dtype], dtype=dtype).reshape(1, -1)
+    fn = zn.ACTIVATIONS[act]
+    tz = torch.tensor(z, requires_grad=True)
+    ta = TORCH_ACT[act](tz)
+    ta.sum().backward()
+    assert tz.grad is not None
+    ours_a, ours_d = fn(z), fn.derivative(z)
+    for i, point in enumerate(z[0]):
+        parity.check(f"edge {dtype}", ours_a[0, i], ta.detach().numpy()[0, i], tol,
+                     f"{act}({point})")
+        parity.check(f"edge {dtype}", ours_d[0, i], tz.grad.numpy()[0, i], tol,
+                     f"{act}'({point})", floor=abs(float(ta.detach().numpy()[0, i])))
