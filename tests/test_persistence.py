@@ -436,6 +436,8 @@ def test_future_and_invalid_versions(tmp_path):
     (lambda h: h["network"].update(layer_sizes=[3, 0, 4, 1]), ["layer_sizes"]),
     (lambda h: h["network"].update(layer_sizes=[3, True, 4, 1]), ["layer_sizes"]),
     (lambda h: h["network"].update(dtype="int64"), ["dtype"]),
+    (lambda h: h["network"].update(seed=-1), ["network.seed"]),
+    (lambda h: h["network"].update(init=None), ["network.init"]),
     (lambda h: h["network"].update(rng={"bit_generator": "os.system"}), ["rng"]),
     (lambda h: h["network"]["rng"]["state"].update(state="x"), ["rng"]),
     (lambda h: h["network"]["optimizer"].update(name="lbfgs"), ["optimizer 'lbfgs'"]),

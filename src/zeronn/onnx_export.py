@@ -166,6 +166,8 @@ def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> 
     if arrays.get("x_mean") is not None and np.size(arrays["x_mean"]):
         spec["x_scaling"] = (_row(arrays["x_mean"], n_in, "x_mean"),
                              _row(arrays["x_scale"], n_in, "x_scale"))
+    task: Any
+    label_kind: Any
     if kind == "sklearn.MLPClassifier":
         y_type = meta.get("y_type")
         task = "multilabel" if y_type == "multilabel-indicator" else "classification"

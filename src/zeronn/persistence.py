@@ -532,6 +532,8 @@ def _load_network(head: Any, members: _Members) -> MLP:
     dtype = _DTYPES[dt_name]
     init = _get(head, "init", str, where)
     seed = _get(head, "seed", (int, type(None)), where)
+    if seed is not None and seed < 0:
+        raise _Bad(f"network.seed must be an integer >= 0 or null, got {seed}")
     params = []
     for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         for name, shape in ((f"W{i}", (fi, fo)), (f"b{i}", (1, fo))):
