@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.util
 import math
 import os
 import re
@@ -374,16 +375,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _plot_backend() -> None:
-    """matplotlib with the Agg backend (files only, no window), or a clear error."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise CLIError("--plot needs matplotlib: pip install 'zeronn[plot]'") from None
-    matplotlib.use("Agg")
+    """Fails early (before training) if matplotlib is missing; imported only to draw."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CLIError("--plot needs matplotlib: pip install 'zeronn[plot]'")
 
 
 def _plot(tmp: str, path: str, model: Any, hist: Any, df: Any) -> None:
     """Loss curves, and for 1 or 2 features the learned function or decision regions."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, no display needed
     import matplotlib.pyplot as plt
 
     from zeronn.plotting import plot_fit, plot_history

@@ -1,0 +1,517 @@
+"""The ``zeronn`` command, run as a subprocess the way users run it."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+
+from zeronn import cli  # noqa: E402
+
+# The seed notebook's printed output: the contract `zeronn demo` must keep.
+SEED_LINES = [
+    "Epoch 0, Loss: 10.1670",
+    "Epoch 100, Loss: 0.0126",
+    "Epoch 200, Loss: 0.0112",
+    "Epoch 300, Loss: 0.0105",
+    "Epoch 400, Loss: 0.0101",
+    "Epoch 500, Loss: 0.0098",
+    "Epoch 600, Loss: 0.0096",
+    "Epoch 700, Loss: 0.0094",
+    "Epoch 800, Loss: 0.0093",
+    "Epoch 900, Loss: 0.0092",
+]
+COMMANDS = ["demo", "train", "predict", "evaluate", "export", "info", "gradcheck"]
+FAST = ["--hidden", "8", "--epochs", "30", "--lr", "0.01", "--validation-split", "0.2"]
+needs_persistence = pytest.mark.skipif(
+    not (Path(cli.__file__).parent / "persistence.py").exists(),
+    reason="zeronn.persistence (model files) is not installed")
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 120,
+        **kw) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("capture_output", True)
+    return subprocess.run([sys.executable, "-m", "zeronn.cli", *args], text=True, cwd=cwd,
+                          timeout=timeout, **kw)
+
+
+def assert_user_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit code 2, one short `zeronn: error:` message, no traceback, naming the problem."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert 1 <= len(lines) <= 3, r.stderr
+    assert all(line.startswith("zeronn: error: ") for line in lines), r.stderr
+    assert "Traceback" not in r.stderr
+    for needle in needles:
+        assert needle in r.stderr, (needle, r.stderr)
+
+
+def write_regression(path: Path, n: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.uniform(-2, 2, n)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "y": 2 * x1 - 3 * x2 + 1})
+    df.to_csv(path, index=False)
+    return df
+
+
+def write_labels(path: Path, n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.uniform(-3, 3, n), rng.normal(size=n)
+    label = np.array(["low", "mid", "high"])[np.digitize(x1, [-1, 1])]
+    df = pd.DataFrame({"x1": x1, "x2": x2, "band": label})
+    df.to_csv(path, index=False)
+    return df
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A regression and a classification model, trained once for the tests that read them."""
+    if not (Path(cli.__file__).parent / "persistence.py").exists():
+        pytest.skip("zeronn.persistence (model files) is not installed")
+    d = tmp_path_factory.mktemp("models")
+    write_regression(d / "reg.csv")
+    write_labels(d / "cls.csv")
+    r = run("train", "reg.csv", "--target", "y", "--hidden", "8", "--epochs", "100", "--lr",
+            "0.02", "--batch-size", "8", "-o", "reg.zeronn", "-q", cwd=d)
+    assert r.returncode == 0, r.stderr
+    r = run("train", "cls.csv", "--target", "band", "--hidden", "16", "--epochs", "60",
+            "--lr", "0.02", "--validation-split", "0", "-o", "cls.zeronn", "-q", cwd=d)
+    assert r.returncode == 0, r.stderr
+    return {"dir": d, "reg": d / "reg.zeronn", "cls": d / "cls.zeronn"}
+
+
+# -- demo and help ------------------------------------------------------------------------
+def test_demo_prints_the_seed_lines_exactly() -> None:
+    # The timeout guards against a hang; the run itself takes well under a second.
+    r = run("demo", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:10] == SEED_LINES
+    assert r.stderr == ""
+    last = r.stdout.splitlines()[-1]
+    assert last.startswith("(") and last.endswith(" s)")
+    assert float(last[1:-3]) < 30  # its own report: the seed's 1000 tiny epochs, twice
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exc, _redirect(out):
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    text = out.getvalue()
+    assert f"usage: zeronn {command}" in text
+    assert "example" in text and f"zeronn {command}" in text.split("example")[1]
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    r = run()
+    assert r.returncode == 2
+    assert "train" in r.stdout and "gradcheck" in r.stdout
+
+
+class _redirect:
+    """contextlib.redirect_stdout, spelled out so the SystemExit check stays inside."""
+
+    def __init__(self, target: io.StringIO) -> None:
+        self.target = target
+
+    def __enter__(self) -> None:
+        self.saved, sys.stdout = sys.stdout, self.target  # type: ignore[assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout = self.saved
+
+
+# -- the happy paths ----------------------------------------------------------------------
+@needs_persistence
+def test_regression_train_predict_evaluate(trained: dict[str, Path], tmp_path: Path) -> None:
+    d = trained["dir"]
+    truth = pd.read_csv(d / "reg.csv")
+    r = run("predict", str(trained["reg"]), str(d / "reg.csv"))
+    assert r.returncode == 0, r.stderr
+    pred = pd.read_csv(io.StringIO(r.stdout))
+    assert list(pred.columns) == ["y"] and len(pred) == len(truth)
+    mse = float(((pred["y"] - truth["y"]) ** 2).mean())
+    r2 = 1 - mse / float(truth["y"].var(ddof=0))
+    assert r2 > 0.95  # a tiny net, 100 short epochs: it learned the plane
+
+    # -o writes the same CSV to a file
+    r = run("predict", str(trained["reg"]), str(d / "reg.csv"), "-o", str(tmp_path / "p.csv"))
+    assert r.returncode == 0 and r.stdout == ""
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv"), pred)
+
+    # evaluate reports what the predictions give
+    r = run("evaluate", str(trained["reg"]), str(d / "reg.csv"), "--target", "y")
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("y "))
+    got_mse, got_mae, got_r2 = map(float, row.split()[1:])
+    assert got_mse == pytest.approx(mse, rel=1e-4)
+    assert got_mae == pytest.approx(float((pred["y"] - truth["y"]).abs().mean()), rel=1e-4)
+    assert got_r2 == pytest.approx(r2, abs=1e-4)
+
+
+@needs_persistence
+def test_classifier_keeps_text_labels(trained: dict[str, Path]) -> None:
+    d = trained["dir"]
+    truth = pd.read_csv(d / "cls.csv")
+    r = run("predict", str(trained["cls"]), str(d / "cls.csv"), "--proba")
+    assert r.returncode == 0, r.stderr
+    pred = pd.read_csv(io.StringIO(r.stdout))
+    assert list(pred.columns) == ["band", "proba_high", "proba_low", "proba_mid"]
+    assert set(pred["band"]) <= {"low", "mid", "high"}
+    np.testing.assert_allclose(pred.iloc[:, 1:].sum(axis=1), 1.0, rtol=1e-9)
+    accuracy = float((pred["band"] == truth["band"]).mean())
+    assert accuracy > 0.8
+
+    r = run("evaluate", str(trained["cls"]), str(d / "cls.csv"), "--target", "band")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    acc_line = next(line for line in lines if line.startswith("accuracy:"))
+    assert float(acc_line.split()[1]) == pytest.approx(accuracy, abs=1e-4)
+    assert any(line.startswith("log loss:") for line in lines)
+    header = lines.index(next(line for line in lines if line.startswith("confusion matrix")))
+    assert lines[header + 1].split() == ["high", "low", "mid"]
+    counts = np.array([[int(v) for v in line.split()[1:]] for line in lines[header + 2:]])
+    assert counts.shape == (3, 3) and counts.sum() == len(truth)
+    assert np.trace(counts) == round(accuracy * len(truth))
+
+
+@needs_persistence
+def test_numeric_labels_stay_numbers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=40)
+    pd.DataFrame({"x": x, "k": (x > 0).astype(int) * 5 + 1}).to_csv(tmp_path / "d.csv",
+                                                                      index=False)
+    r = run("train", "d.csv", "--target", "k", "--task", "classification", *FAST,
+            "-o", "m.zeronn", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("predict", "m.zeronn", "d.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.split()[1:]) <= {"1", "6"}  # ints written back as ints, not 1.0
+
+
+@needs_persistence
+def test_progress_quiet_and_verbose(tmp_path: Path) -> None:
+    write_regression(tmp_path / "d.csv")
+    r = run("train", "d.csv", "--target", "y", *FAST, "-o", "m.zeronn", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == ""
+    assert len(r.stdout.splitlines()) == 1
+    summary = r.stdout
+    assert "30 epochs in" in summary and "loss" in summary and "val_loss" in summary
+    assert "saved m.zeronn" in summary
+
+    r = run("train", "d.csv", "--target", "y", *FAST, "-o", "m.zeronn", "-v", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    epochs = [line for line in r.stderr.splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 30
+    assert all(k in epochs[0] for k in ("loss:", "val_loss:", "lr:", "grad_norm:", "dead_relu"))
+    assert len(r.stdout.splitlines()) == 1 and "30 epochs in" in r.stdout
+
+    r = run("train", "d.csv", "--target", "y", *FAST, "-o", "m.zeronn", "-q", "-v",
+            cwd=tmp_path)
+    assert_user_error(r, "not allowed with argument")
+
+
+@needs_persistence
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX terminal")
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    write_regression(tmp_path / "d.csv")
+    master, slave = pty.openpty()
+    # A new pty is 0 columns wide, which tqdm would honour by drawing nothing.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    try:
+        r = run("train", "d.csv", "--target", "y", *FAST, "-o", "m.zeronn", cwd=tmp_path,
+                stderr=slave, stdout=subprocess.PIPE, capture_output=False)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal is closed once everything is read (Linux)
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    assert r.returncode == 0
+    bar = b"".join(chunks).decode(errors="replace")
+    assert "30/30" in bar and "epoch" in bar and "val_loss" in bar
+    assert "30 epochs in" in r.stdout
+
+
+@needs_persistence
+def test_plot_writes_an_image(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    write_labels(tmp_path / "d.csv")
+    r = run("train", "d.csv", "--target", "band", *FAST, "--plot", "fit.png", "-o", "m.zeronn",
+            "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Three features: the loss curves alone.
+    df = write_regression(tmp_path / "d3.csv")
+    df.assign(x3=df["x1"] * 2).to_csv(tmp_path / "d3.csv", index=False)
+    r = run("train", "d3.csv", "--target", "y", *FAST, "--plot", "loss.png", "-o", "m3.zeronn",
+            "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "d.csv", "d3.csv", "fit.png", "loss.png", "m.zeronn", "m3.zeronn"]
+
+
+@needs_persistence
+def test_early_stopping_and_features(tmp_path: Path) -> None:
+    write_regression(tmp_path / "d.csv", n=60)
+    r = run("train", "d.csv", "--target", "y", "--features", "x2", "--hidden", "4",
+            "--epochs", "400", "--lr", "0.05", "--early-stopping", "3", "-o", "m.zeronn", "-q",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "stopped early" in r.stdout
+    r = run("info", "m.zeronn", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "features (1): x2" in r.stdout
+
+
+@needs_persistence
+def test_info(trained: dict[str, Path]) -> None:
+    r = run("info", str(trained["cls"]))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "classification" in out and "classes (3, str): high, low, mid" in out
+    # MLP([2, 16, 3]): 2*16+16 + 16*3+3 parameters
+    assert "parameters: 99" in out
+    assert "training: 60 epochs" in out
+
+
+@needs_persistence
+def test_export_matches_predict(trained: dict[str, Path], tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    if not (Path(cli.__file__).parent / "onnx_export.py").exists():
+        pytest.skip("zeronn.onnx_export is not installed")
+    d = trained["dir"]
+    r = run("export", str(trained["reg"]), str(tmp_path / "m.onnx"))
+    assert r.returncode == 0, r.stderr
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    X = pd.read_csv(d / "reg.csv")[["x1", "x2"]].to_numpy(np.float32)
+    onnx_pred = sess.run(None, {sess.get_inputs()[0].name: X})[0]
+    r = run("predict", str(trained["reg"]), str(d / "reg.csv"))
+    pred = pd.read_csv(io.StringIO(r.stdout)).to_numpy()
+    np.testing.assert_allclose(onnx_pred.reshape(pred.shape), pred, rtol=1e-4, atol=1e-4)
+
+
+def test_gradcheck() -> None:
+    r = run("gradcheck")
+    assert r.returncode == 0, r.stderr
+    worst = next(line for line in r.stdout.splitlines() if line.startswith("passed"))
+    assert float(worst.split("error ")[1].split()[0]) < 1e-6
+    r = run("gradcheck", "--sizes", "4,6,3", "--activation", "gelu", "--loss",
+            "categorical_crossentropy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "softmax" in r.stdout
+
+
+# -- bad input: exit code 2, one clean line, no output file -----------------------------------
+BAD_FILES = {
+    "empty.csv": b"",
+    "binary.csv": bytes(range(256)) * 4,
+    "header_only.csv": b"x1,x2,y\n",
+    "short_row.csv": b"x1,x2,y\n1,2,3\n4,5\n7,8,9\n",
+    "long_row.csv": b"x1,x2,y\n1,2,3\n4,5,6,7\n7,8,9\n",
+    "all_long.csv": b"x1,y\n1,2,3\n4,5,6\n",
+    "text_cell.csv": b"x1,x2,y\n1,2,3\n4,abc,6\n7,8,9\n",
+    "empty_cell.csv": b"x1,x2,y\n1,2,3\n4,,6\n7,8,9\n",
+    "inf_cell.csv": b"x1,x2,y\n1,2,3\n4,5,6\n7,-inf,9\n",
+    "latin1.csv": "x1,x2,y\n1,2,3\n4,5,6\n7,8,caf\u00e9\n".encode("latin-1"),
+}
+
+
+def populate(d: Path) -> Path:
+    for name, data in BAD_FILES.items():
+        (d / name).write_bytes(data)
+    write_regression(d / "good.csv")
+    (d / "not_a_model.zeronn").write_text("x1,x2,y\n1,2,3\n")
+    (d / "noise.zeronn").write_bytes(np.random.default_rng(0).bytes(500))
+    return d
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return populate(tmp_path)
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
+TRAIN_ERRORS = [
+    (["missing.csv", "--target", "y"], ["missing.csv: no such file"]),
+    (["empty.csv", "--target", "y"], ["empty.csv is empty"]),
+    (["binary.csv", "--target", "y"], ["binary.csv is a binary file"]),
+    (["header_only.csv", "--target", "y"], ["header_only.csv has a header but no data rows"]),
+    (["short_row.csv", "--target", "y"], ["line 3 has 2 fields, but the header has 3"]),
+    (["long_row.csv", "--target", "y"], ["line 3 has 4 fields, but the header has 3"]),
+    (["all_long.csv", "--target", "y"], ["line 2 has 3 fields, but the header has 2"]),
+    (["text_cell.csv", "--target", "y"], ["column 'x2'", "'abc'", "row 2"]),
+    (["empty_cell.csv", "--target", "y"], ["column 'x2'", "missing value", "row 2"]),
+    (["inf_cell.csv", "--target", "y"], ["column 'x2'", "infinite", "row 3"]),
+    (["latin1.csv", "--target", "y"], ["not UTF-8"]),
+    (["good.csv", "--target", "price"], ["unknown target column 'price'",
+                                          "'x1', 'x2', 'y'"]),
+    (["good.csv", "--target", "y", "--features", "x1,x9"], ["unknown feature column 'x9'",
+                                                            "'x1', 'x2', 'y'"]),
+    (["good.csv", "--target", "y", "--epochs", "-5"], ["--epochs", "'-5'"]),
+    (["good.csv", "--target", "y", "--epochs", "0"], ["--epochs"]),
+    (["good.csv", "--target", "y", "--lr", "nan"], ["--lr", "'nan'"]),
+    (["good.csv", "--target", "y", "--lr", "inf"], ["--lr", "'inf'"]),
+    (["good.csv", "--target", "y", "--lr", "-1"], ["--lr"]),
+    (["good.csv", "--target", "y", "--activation", "swish9"], ["unknown activation 'swish9'",
+                                                               "relu"]),
+    (["good.csv", "--target", "y", "--hidden", "abc"], ["--hidden", "'abc'"]),
+    (["good.csv", "--target", "y", "--hidden", "8,-2"], ["--hidden"]),
+    (["good.csv", "--target", "y", "--optimizer", "adamm"], ["unknown optimizer 'adamm'"]),
+    (["good.csv", "--target", "y", "--loss", "l7"], ["unknown loss 'l7'"]),
+    (["good.csv", "--target", "y", "--validation-split", "1.5"], ["--validation-split"]),
+    (["good.csv", "--target", "y", "--batch-size", "zero"], ["--batch-size"]),
+    (["good.csv", "--target", "y", "--task", "ranking"], ["--task", "'ranking'"]),
+    (["good.csv", "--target", "y", "--no-such-option"], ["--no-such-option"]),
+    (["good.csv"], ["--target"]),
+    # The engine's own ValueError, mapped: a learning rate that blows the loss up.
+    (["good.csv", "--target", "y", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "5",
+      "--no-standardize"], ["learning rate is probably too large"]),
+]
+
+
+@pytest.fixture(scope="module")
+def train_error_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple]:
+    """Every TRAIN_ERRORS case run at once, each in its own folder (the cores share the work).
+
+    Returns {case index: (result, files before, files after)}.
+    """
+    def one(i: int) -> tuple:
+        d = populate(tmp_path_factory.mktemp(f"train_error_{i}"))
+        args = TRAIN_ERRORS[i][0]
+        before = _files(d)
+        r = run("train", *args, "--epochs" if "--epochs" not in args else "--seed", "2",
+                "-o", "model.zeronn", "--plot", "loss.png", cwd=d)
+        return r, before, _files(d)
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(enumerate(pool.map(one, range(len(TRAIN_ERRORS)))))
+
+
+@pytest.mark.parametrize("case", range(len(TRAIN_ERRORS)),
+                         ids=[" ".join(a) for a, _ in TRAIN_ERRORS])
+def test_train_user_errors(train_error_runs: dict[int, tuple], case: int) -> None:
+    r, before, after = train_error_runs[case]
+    assert_user_error(r, *TRAIN_ERRORS[case][1])
+    assert after == before  # no model, no plot, no temporary file
+
+
+@needs_persistence
+def test_failed_train_leaves_an_existing_model_untouched(workdir: Path) -> None:
+    (workdir / "model.zeronn").write_bytes(b"the old model")
+    r = run("train", "text_cell.csv", "--target", "y", "-o", "model.zeronn", cwd=workdir)
+    assert_user_error(r, "'abc'")
+    assert (workdir / "model.zeronn").read_bytes() == b"the old model"
+
+
+def test_output_folder_must_exist(workdir: Path) -> None:
+    before = _files(workdir)
+    r = run("train", "good.csv", "--target", "y", "-o", "no/such/dir/m.zeronn", cwd=workdir)
+    assert_user_error(r, "does not exist")
+    r = run("train", "good.csv", "--target", "y", "-o", ".", cwd=workdir)
+    assert_user_error(r, "is a folder")
+    assert _files(workdir) == before
+
+
+@needs_persistence
+@pytest.mark.parametrize(("command", "extra", "needles"), [
+    ("predict", [], ["not_a_model.zeronn", "not a zeronn model file"]),
+    ("evaluate", ["--target", "y"], ["not_a_model.zeronn", "not a zeronn model file"]),
+    ("info", None, ["not_a_model.zeronn", "not a zeronn model file"]),
+    ("export", None, ["not_a_model.zeronn", "not a zeronn model file"]),
+])
+def test_a_model_file_that_is_not_one(workdir: Path, command: str, extra: list[str] | None,
+                                      needles: list[str]) -> None:
+    before = _files(workdir)
+    for model in ("not_a_model.zeronn", "noise.zeronn", "missing.zeronn", "good.csv"):
+        if command == "export":
+            args = [model, "out.onnx"]
+        elif extra is None:
+            args = [model]
+        else:
+            args = [model, "good.csv", "-o", "out.csv", *extra] if command == "predict" \
+                else [model, "good.csv", *extra]
+        r = run(command, *args, cwd=workdir)
+        assert_user_error(r, model)
+        if model == "not_a_model.zeronn":
+            assert_user_error(r, *needles)
+    assert _files(workdir) == before
+
+
+@needs_persistence
+def test_predict_and_evaluate_need_the_models_columns(trained: dict[str, Path],
+                                                      workdir: Path) -> None:
+    model = str(trained["reg"])
+    pd.DataFrame({"x1": [1.0, 2.0], "z": [0.0, 1.0]}).to_csv(workdir / "lacks.csv",
+                                                             index=False)
+    before = _files(workdir)
+    r = run("predict", model, "lacks.csv", "-o", "out.csv", cwd=workdir)
+    assert_user_error(r, "lacks the model's feature column 'x2'", "'x1', 'z'")
+    r = run("predict", model, "text_cell.csv", "-o", "out.csv", cwd=workdir)
+    assert_user_error(r, "'abc'", "row 2")
+    r = run("predict", model, "binary.csv", "-o", "out.csv", cwd=workdir)
+    assert_user_error(r, "binary")
+    r = run("evaluate", model, "good.csv", "--target", "nope", cwd=workdir)
+    assert_user_error(r, "unknown target column 'nope'")
+    r = run("evaluate", str(trained["cls"]), "good.csv", "--target", "y", cwd=workdir)
+    assert_user_error(r, "labels the model never saw")
+    assert _files(workdir) == before
+
+
+# -- helpers, in process ------------------------------------------------------------------
+def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), cli._atomic_path(str(target)) as tmp:
+        Path(tmp).write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+    with cli._atomic_path(str(target)) as tmp:
+        Path(tmp).write_text("new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def boom(args: object) -> int:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(cli, "_gradcheck", boom)
+    monkeypatch.delenv("ZERONN_DEBUG", raising=False)
+    assert cli.main(["gradcheck"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("zeronn: error: internal error (KeyError") and err.count("\n") == 1
+    monkeypatch.setenv("ZERONN_DEBUG", "1")
+    with pytest.raises(KeyError):
+        cli.main(["gradcheck"])
+
+
+def test_long_messages_are_cut_to_one_line() -> None:
+    text = cli._one_line("a\nb " + "x" * 5000)
+    assert "\n" not in text and len(text) <= cli.MAX_ERROR_CHARS and text.startswith("a b")
