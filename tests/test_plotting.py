@@ -89,6 +89,9 @@ def test_plot_history_on_given_axes_and_from_a_trained_network() -> None:
     assert len(_lines(ax)["loss (train)"]) == 5  # every fit so far
     fig2, axs = plt.subplots(2, 1)
     assert plotting.plot_history(net.history, ax=axs, grad_norm=True) is fig2
+    fig3, grid = plt.subplots(1, 2, squeeze=False)  # a 2-D array of axes works too
+    assert plotting.plot_history(net, ax=grid, lr=True) is fig3
+    assert grid[0, 1].get_ylabel() == "learning rate"
 
 
 def test_plot_history_marks_the_best_epoch() -> None:

@@ -45,7 +45,10 @@ def _axes(ax: Any, n: int, figsize: tuple[float, float], what: str) -> tuple[Fig
         fig, axs = plt.subplots(n, 1, figsize=figsize, sharex=True, squeeze=False,
                                 layout="constrained")
         return fig, list(axs[:, 0])
-    axs = list(ax) if isinstance(ax, (Sequence, np.ndarray)) else [ax]
+    if isinstance(ax, np.ndarray):  # plt.subplots' grid of axes, any shape
+        axs = list(ax.ravel())
+    else:
+        axs = list(ax) if isinstance(ax, Sequence) else [ax]
     if len(axs) != n:
         raise ValueError(f"{what} draws {n} panel(s) but got {len(axs)} axes: pass ax=None "
                          f"to get a new figure, or a list of {n} axes")
