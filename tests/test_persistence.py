@@ -215,6 +215,20 @@ def test_unregistered_activation_object_cannot_be_saved(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_non_finite_weights_or_state_are_not_saved(tmp_path):
+    net = zn.MLP([2, 3, 1], seed=0)
+    net.fit(np.ones((4, 2)), np.ones(4), epochs=1)
+    zn.save(net, tmp_path / "m.zeronn")
+    before = (tmp_path / "m.zeronn").read_bytes()
+    net.optimizer.state[0]["exp_avg"][0] = np.inf
+    with pytest.raises(ValueError, match="optimizer state holds NaN or inf"):
+        zn.save(net, tmp_path / "m.zeronn")
+    net.params[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="weights hold NaN or inf"):
+        zn.save(net, tmp_path / "m.zeronn")
+    assert (tmp_path / "m.zeronn").read_bytes() == before
+
+
 def test_custom_optimizer_is_skipped_with_a_warning(tmp_path):
     class MySGD(SGD):
         pass

@@ -206,6 +206,10 @@ def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
             raise ValueError(f"activation {act.name!r} is not the registered one of that name, "
                              "so loading could not find it: use "
                              "zeronn.register_activation to make it known by name")
+    # load refuses non-finite weights, so such a file would be useless: say so now.
+    if not np.isfinite(net._flat_params).all():
+        raise ValueError("the network's weights hold NaN or inf (training diverged), so "
+                         "nothing was saved: train again with a smaller learning rate")
     for i, layer in enumerate(net.layers, start=1):
         w.add(f"network/W{i}.npy", layer.W)
         w.add(f"network/b{i}.npy", layer.b)
@@ -229,6 +233,10 @@ def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
         else:
             sd = opt.state_dict()
             _check_optimizer_state(opt, sd["state"], net)
+            if not all(np.isfinite(v).all() for st in sd["state"] for v in st.values()):
+                raise ValueError(f"the {opt.name} optimizer state holds NaN or inf (training "
+                                 "diverged), so nothing was saved: train again with a "
+                                 "smaller learning rate")
             state_keys: list[list[str]] = []
             for i, s in enumerate(sd["state"]):
                 state_keys.append(sorted(s))
