@@ -350,6 +350,9 @@ class _BaseMLP(BaseEstimator):
         epochs = 1 if incremental else int(self.max_iter)
         self.n_iter_ = 0
         best: list[NDArray] | None = None
+        if val is not None and not first_pass and self.validation_scores_:
+            # warm start: the weights the last fit kept hold best_validation_score_ so far
+            best = [p.copy() for p in net.params]
         stopped = [False]
 
         flat = net._flat_params
@@ -423,11 +426,13 @@ class _BaseMLP(BaseEstimator):
 
     def _check_architecture(self, n_features: int, n_outputs: int) -> None:
         hidden = self.net_.layer_sizes[1:-1]
-        if hidden != self._hidden_sizes() or n_outputs != self.n_outputs_:
+        if (hidden != self._hidden_sizes() or n_outputs != self.n_outputs_
+                or self.net_.activations != self._activations(len(hidden))):
             raise ValueError(
                 f"warm_start/partial_fit continue the fitted network {self.net_.layer_sizes}, "
-                f"but hidden_layer_sizes={self.hidden_layer_sizes!r} and y has {n_outputs} "
-                "outputs: keep them, or set warm_start=False to start anew")
+                f"{self.net_.activations}, but hidden_layer_sizes="
+                f"{self.hidden_layer_sizes!r}, activation={self.activation!r} and y has "
+                f"{n_outputs} outputs: keep them, or set warm_start=False to start anew")
 
     # -- prediction --------------------------------------------------------------------
     def _logits(self, X: NDArray) -> NDArray:
