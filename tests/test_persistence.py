@@ -510,6 +510,20 @@ def test_zip_bomb_is_refused_before_reading(tmp_path, monkeypatch):
     assert len(reads) == 1  # the header only: the bomb itself was never opened
 
 
+def test_deflated_files_load_but_not_inflated_ones(tmp_path):
+    net, path, X = _trained(tmp_path)
+    members = _members(path)
+    packed = _write_zip(tmp_path / "deflated.zeronn", members, zipfile.ZIP_DEFLATED)
+    assert np.array_equal(zn.load(packed).predict(X), net.predict(X))
+    # A header that agrees with a huge, highly compressible array is still refused.
+    wide = zn.MLP([20000, 5, 1], seed=0)
+    wide.layers[0].W = np.zeros((20000, 5))
+    zn.save(wide, tmp_path / "wide.zeronn")
+    assert zn.load(tmp_path / "wide.zeronn").layer_sizes[0] == 20000  # stored: fine
+    members = _members(tmp_path / "wide.zeronn")
+    _load_fails(_write_zip(tmp_path / "c.zeronn", members, zipfile.ZIP_DEFLATED), "ratio")
+
+
 def test_member_sizes_lying_about_the_file(tmp_path):
     """Central directory sizes edited to claim more data than the file has."""
     _, path, _ = _trained(tmp_path)
