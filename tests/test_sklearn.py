@@ -25,6 +25,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import zeronn as zn
 from zeronn.sklearn import MLPClassifier, MLPRegressor
 
+# Small budgets on purpose; the one test about the warning asks for it with pytest.warns.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 # -- scikit-learn's own checks, with the default parameters, no expected failures ----------
 @parametrize_with_checks([MLPRegressor(), MLPClassifier()])
