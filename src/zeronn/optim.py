@@ -401,12 +401,13 @@ class CosineAnnealingLR(Schedule):
 
 class ReduceLROnPlateau(Schedule):
     """Multiplies the lr by ``factor`` once the monitored loss has not improved by a relative
-    ``threshold`` for more than ``patience`` epochs (torch's ReduceLROnPlateau, mode "min")."""
+    ``threshold`` for more than ``patience`` epochs (torch's ReduceLROnPlateau, mode "min").
+    A reduction smaller than ``eps`` is skipped, as torch does."""
 
     name = "plateau"
 
     def __init__(self, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
-                 cooldown: int = 0, min_lr: float = 0.0) -> None:
+                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8) -> None:
         self.factor = positive_number("factor", factor)
         if self.factor >= 1.0:
             raise ValueError(f"factor must be < 1, got {factor!r}")
@@ -414,6 +415,8 @@ class ReduceLROnPlateau(Schedule):
         self.threshold = non_negative_number("threshold", threshold)
         self.cooldown = int(non_negative_number("cooldown", cooldown))
         self.min_lr = non_negative_number("min_lr", min_lr)
+        self.eps = non_negative_number("eps", eps)
+        self._lr: float | None = None  # the last lr handed out, for the eps test
         self._best = math.inf
         self._bad = 0
         self._cooldown_left = 0
@@ -422,7 +425,8 @@ class ReduceLROnPlateau(Schedule):
     def lr(self, epoch: int, base_lr: float) -> float:
         if epoch == 0:
             self._best, self._bad, self._cooldown_left, self._scale = math.inf, 0, 0, 1.0
-        return max(base_lr * self._scale, self.min_lr) if self._scale != 1.0 else base_lr
+        self._lr = max(base_lr * self._scale, self.min_lr) if self._scale != 1.0 else base_lr
+        return self._lr
 
     def observe(self, metric: float) -> None:
         if metric < self._best * (1.0 - self.threshold):
@@ -433,7 +437,9 @@ class ReduceLROnPlateau(Schedule):
             self._cooldown_left -= 1
             self._bad = 0
         if self._bad > self.patience:
-            self._scale *= self.factor
+            old = self._lr
+            if old is None or old - max(old * self.factor, self.min_lr) > self.eps:
+                self._scale *= self.factor
             self._cooldown_left = self.cooldown
             self._bad = 0
 
