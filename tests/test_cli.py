@@ -43,6 +43,12 @@ def run(*args: str, cwd: Path | None = None, timeout: float = 120,
                           timeout=timeout, **kw)
 
 
+def run_all(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Runs independent commands concurrently (the cores share the interpreter start-ups)."""
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return list(pool.map(lambda args: run(*args, cwd=cwd), commands))
+
+
 def assert_user_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
     """Exit code 2, one short `zeronn: error:` message, no traceback, naming the problem."""
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
@@ -447,7 +453,9 @@ def test_output_folder_must_exist(workdir: Path) -> None:
 def test_a_model_file_that_is_not_one(workdir: Path, command: str, extra: list[str] | None,
                                       needles: list[str]) -> None:
     before = _files(workdir)
-    for model in ("not_a_model.zeronn", "noise.zeronn", "missing.zeronn", "good.csv"):
+    models = ("not_a_model.zeronn", "noise.zeronn", "missing.zeronn", "good.csv")
+    commands = []
+    for model in models:
         if command == "export":
             args = [model, "out.onnx"]
         elif extra is None:
@@ -455,7 +463,8 @@ def test_a_model_file_that_is_not_one(workdir: Path, command: str, extra: list[s
         else:
             args = [model, "good.csv", "-o", "out.csv", *extra] if command == "predict" \
                 else [model, "good.csv", *extra]
-        r = run(command, *args, cwd=workdir)
+        commands.append([command, *args])
+    for model, r in zip(models, run_all(commands, workdir)):
         assert_user_error(r, model)
         if model == "not_a_model.zeronn":
             assert_user_error(r, *needles)
@@ -469,16 +478,18 @@ def test_predict_and_evaluate_need_the_models_columns(trained: dict[str, Path],
     pd.DataFrame({"x1": [1.0, 2.0], "z": [0.0, 1.0]}).to_csv(workdir / "lacks.csv",
                                                              index=False)
     before = _files(workdir)
-    r = run("predict", model, "lacks.csv", "-o", "out.csv", cwd=workdir)
-    assert_user_error(r, "lacks the model's feature column 'x2'", "'x1', 'z'")
-    r = run("predict", model, "text_cell.csv", "-o", "out.csv", cwd=workdir)
-    assert_user_error(r, "'abc'", "row 2")
-    r = run("predict", model, "binary.csv", "-o", "out.csv", cwd=workdir)
-    assert_user_error(r, "binary")
-    r = run("evaluate", model, "good.csv", "--target", "nope", cwd=workdir)
-    assert_user_error(r, "unknown target column 'nope'")
-    r = run("evaluate", str(trained["cls"]), "good.csv", "--target", "y", cwd=workdir)
-    assert_user_error(r, "labels the model never saw")
+    lacks, text, binary, unknown, unseen = run_all([
+        ["predict", model, "lacks.csv", "-o", "out.csv"],
+        ["predict", model, "text_cell.csv", "-o", "out.csv"],
+        ["predict", model, "binary.csv", "-o", "out.csv"],
+        ["evaluate", model, "good.csv", "--target", "nope"],
+        ["evaluate", str(trained["cls"]), "good.csv", "--target", "y"],
+    ], workdir)
+    assert_user_error(lacks, "lacks the model's feature column 'x2'", "'x1', 'z'")
+    assert_user_error(text, "'abc'", "row 2")
+    assert_user_error(binary, "binary")
+    assert_user_error(unknown, "unknown target column 'nope'")
+    assert_user_error(unseen, "labels the model never saw")
     assert _files(workdir) == before
 
 

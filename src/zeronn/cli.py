@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -607,7 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str,
                 description: str, examples: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=description,
+        # Raw formatting keeps the examples' lines; the prose paragraphs are wrapped here.
+        text = "\n\n".join(textwrap.fill(par, 79) for par in description.split("\n\n"))
+        p = sub.add_parser(name, help=help, description=text,
                            epilog="example" + ("s" if "\n" in examples else "") + ":\n  "
                            + examples.replace("\n", "\n  "),
                            formatter_class=_help_formatter)
