@@ -215,7 +215,7 @@ def test_unfitted_estimator_is_refused(tmp_path):
         zn.export_onnx(sk.MLPRegressor(), tmp_path / "r.onnx")
 
 
-@pytest.mark.parametrize("target", ["y", "y2", "cls", "two", "flag", "code"])
+@pytest.mark.parametrize("target", ["y", "y2", "cls", "two", "flag", "code", "half"])
 def test_tabular_model_bakes_in_scaling(tmp_path, target):
     tabular = pytest.importorskip("zeronn.tabular")
     pd = pytest.importorskip("pandas")
@@ -227,9 +227,10 @@ def test_tabular_model_bakes_in_scaling(tmp_path, target):
     df["two"] = np.where(Z[:, 1] > 0, "up", "down")
     df["flag"] = Z[:, 2] > 0
     df["code"] = np.where(Z[:, 3] > 0, 7, 3)
+    df["half"] = np.select([Z[:, 3] > 0.3, Z[:, 3] < -0.3], [0.5, -2.25], 1.5)
     targets = ["y", "y2"] if target == "y2" else target
-    model = tabular.TabularModel(hidden=(8,), epochs=15, task="auto" if target != "code"
-                                 else "classification")
+    task = "classification" if target in ("code", "half") else "auto"  # numeric labels
+    model = tabular.TabularModel(hidden=(8,), epochs=15, task=task)
     model.fit(df, targets, features=["a", "b", "c", "d"])
     assert model.x_scale.max() > 10  # the scaling matters: forgetting it would fail
     zn.export_onnx(model, tmp_path / "t.onnx")
