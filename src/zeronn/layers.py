@@ -20,6 +20,7 @@ from zeronn.activations import Activation, get_activation
 
 __all__ = ["Dense"]
 
+_add_reduce = np.add.reduce
 _MAX_CACHED_BATCH_SIZES = 4  # a training batch, its remainder, and a prediction chunk or two
 
 
@@ -136,10 +137,12 @@ class Dense:
 
     def forward(self, x: NDArray) -> NDArray:
         """x (n, fan_in) -> a (n, fan_out). Returns a work buffer, valid until the next call."""
-        buf = self.buffers(x.shape[0])
+        buf = self._cache.get(x.shape[0])
+        if buf is None:
+            buf = self.buffers(x.shape[0])
         z = buf.z
         np.dot(x, self._W, out=z)
-        z += self._b
+        np.add(z, self._b, out=z)
         self.activation.forward(z, buf.a)
         self._x, self._buf = x, buf
         return buf.a
@@ -156,7 +159,7 @@ class Dense:
         buf, x = self._buf, self._x
         assert buf is not None and x is not None, "backward() needs a forward() first"
         np.dot(x.T, delta, out=self.dW)
-        np.sum(delta, axis=0, out=self._db_flat)
+        _add_reduce(delta, axis=0, out=self._db_flat)  # np.sum without its Python wrapper
         if not need_dx:
             return None
         if buf.dx is None:

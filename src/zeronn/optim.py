@@ -73,6 +73,22 @@ class Optimizer:
     def step(self, params: Sequence[NDArray], grads: Sequence[NDArray],
              scratch_grads: bool = False) -> None:
         """One update of every parameter in place. ``scratch_grads``: grads may be overwritten."""
+        self.prepare(params, grads)
+        if scratch_grads:
+            self.step_prepared(params, grads)
+            return
+        self.t += 1
+        for p, g, s in zip(params, grads, self.state):
+            if "scratch" not in s:
+                s["scratch"] = np.empty_like(g)
+            np.copyto(s["scratch"], g)
+            self._update(p, s["scratch"], s)
+
+    def prepare(self, params: Sequence[NDArray], grads: Sequence[NDArray]) -> None:
+        """Creates the state for ``params`` (or checks that it fits them); ``step`` calls it.
+
+        The training loop calls it once, then :meth:`step_prepared` for every batch.
+        """
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} params but {len(grads)} grads")
         if not self.state:
@@ -82,13 +98,14 @@ class Optimizer:
         ):
             raise ValueError(f"{type(self).__name__} holds state for other parameters: use a "
                              "new optimizer (or .reset()) for a different network")
+
+    def step_prepared(self, params: Sequence[NDArray], grads: Sequence[NDArray]) -> None:
+        """``step(params, grads, scratch_grads=True)`` after :meth:`prepare` checked the state.
+
+        The hot loop's step: no checks and no allocation (``grads`` are overwritten).
+        """
         self.t += 1
         for p, g, s in zip(params, grads, self.state):
-            if not scratch_grads:
-                if "scratch" not in s:
-                    s["scratch"] = np.empty_like(g)
-                np.copyto(s["scratch"], g)
-                g = s["scratch"]
             self._update(p, g, s)
 
     def _init_state(self, p: NDArray) -> State:
@@ -281,24 +298,51 @@ class Adam(Optimizer):
         else:
             self._decay(p, g)
         m, v = s["exp_avg"], s["exp_avg_sq"]
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        np.multiply(g, g, out=g)  # g is scratch from here on
-        g *= 1.0 - b2
-        v += g
-        if self.amsgrad:
-            vmax = s["max_exp_avg_sq"]
-            np.maximum(vmax, v, out=vmax)
-            v = vmax
-        bias1 = 1.0 - b1 ** self.t
-        bias2_sqrt = math.sqrt(1.0 - b2 ** self.t)
-        np.sqrt(v, out=g)
-        g /= bias2_sqrt
-        g += self.eps
-        np.divide(m, g, out=g)
-        g *= -self.lr / bias1
-        p += g
+        vmax = s["max_exp_avg_sq"] if self.amsgrad else None
+        # torch: denom = sqrt(v) / bc2 + eps; p -= lr / bias1 * m / denom. Multiplying through
+        # by bc2 saves a pass: p -= (lr / bias1 * bc2) * m / (sqrt(v) + eps * bc2).
+        bc2 = math.sqrt(1.0 - b2 ** self.t)
+        coefs = (b1, 1.0 - b1, b2, (1.0 - b2) / (1.0 - b1) ** 2, self.eps * bc2,
+                 -self.lr / (1.0 - b1 ** self.t) * bc2)
+        n = p.size
+        if p.ndim != 1 or n <= 2 * _CHUNK:
+            _adam_pass(p, g, m, v, vmax, *coefs)
+            return
+        # The flat parameter buffer: a dozen passes over it, one cache-sized chunk at a time,
+        # so each chunk is read from memory once instead of a dozen times.
+        for lo in range(0, n, _CHUNK):
+            hi = lo + _CHUNK
+            _adam_pass(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi],
+                       None if vmax is None else vmax[lo:hi], *coefs)
+
+
+# Elements per chunk of the chunked Adam update: a few such slices of each array stay in
+# the L2 cache across the dozen elementwise passes.
+_CHUNK = 16384
+
+
+def _adam_pass(p: NDArray, g: NDArray, m: NDArray, v: NDArray, vmax: NDArray | None,
+               b1: float, c1: float, b2: float, c2: float, eps: float, step: float) -> None:
+    """One Adam update in place, ``g`` used as scratch; allocates nothing.
+
+    ``c1 = 1 - b1``, ``c2 = (1 - b2) / c1**2`` (applied to ``(c1 g)**2``), ``eps`` and
+    ``step`` already scaled by the bias correction (see :meth:`Adam._update`).
+    """
+    m *= b1
+    g *= c1
+    m += g  # m = b1 m + (1 - b1) g
+    np.multiply(g, g, out=g)
+    g *= c2
+    v *= b2
+    v += g  # v = b2 v + (1 - b2) g^2
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    np.sqrt(v, out=g)
+    g += eps
+    np.divide(m, g, out=g)
+    g *= step
+    p += g
 
 
 class AdamW(Adam):

@@ -266,21 +266,43 @@ def fit(
     best_params: NDArray | None = None
     best, wait = math.inf, 0
     relu_layers = [layer for layer in net.layers[:-1] if layer.activation.relu_family]
-    alive = [np.zeros(layer.fan_out, net.dtype) for layer in relu_layers]
-    colmax = [np.zeros(layer.fan_out, net.dtype) for layer in relu_layers]
-    n_layers = len(net.layers)
-    layer_sq = np.zeros(n_layers)
-    slices = net.slices
+    # Dead-unit diagnostic: per batch, each ReLU-family layer's column maximum of its outputs,
+    # folded into `alive` (> 0: the unit fired this epoch). Plain ReLU outputs are >= 0, so
+    # there the column sum (one BLAS call with a ones vector) says the same, faster.
+    alive_all = np.zeros(sum(layer.fan_out for layer in relu_layers), net.dtype)
+    alive_bool = np.zeros(alive_all.size, bool)
+    diag = []
+    start = 0
+    for layer in relu_layers:
+        al = alive_all[start:start + layer.fan_out]
+        diag.append((layer, np.zeros(layer.fan_out, net.dtype), al,
+                     layer.activation.name == "relu"))
+        start += layer.fan_out
+    all_plain = all(plain for *_, plain in diag)
+    gviews = [flat_g[sl] for sl in net.slices]  # each layer's gradient, for its norm
+    layer_sq = [0.0] * len(gviews)
 
     # Gather buffers for shuffled batches: a full batch and the remainder.
     starts = list(range(0, n, bs))
+    nb = len(starts)
+    single = nb == 1
+    spans = [(b, s, min(s + bs, n)) for b, s in enumerate(starts)]
+    ones = {e - s: np.ones(e - s, net.dtype) for _, s, e in spans}
+    if not shuffle:  # the batches are views, made once
+        views = [(Xt[s:e], yt[s:e]) for _, s, e in spans]
     if shuffle:
         order = np.arange(n)
         idx = np.empty_like(order)
         xbufs = {m: np.empty((m, Xt.shape[1]), net.dtype) for m in {min(bs, n - s) for s in starts}}
         ybufs = {m: np.empty((m, yt.shape[1]), net.dtype) for m in xbufs}
 
+    opt.prepare(params, grads)  # checked once; each batch then takes the unchecked step
+    step = opt.step_prepared
+    loss_grad = net._loss_grad
+    dot, max_reduce, isfinite = np.dot, np.maximum.reduce, math.isfinite
+
     history = History()
+    appenders: list[tuple[str, Callable[[Any], None]]] = []
     bar = tqdm(total=epochs, unit="epoch", disable=verbose != 1, leave=True,
                file=sys.stderr, dynamic_ncols=True)
     try:
@@ -295,47 +317,52 @@ def fit(
                     rng.shuffle(idx)
                 total = 0.0
                 wtotal = 0.0
-                layer_sq[:] = 0.0
-                for a in alive:
-                    a.fill(0.0)
-                for b, s in enumerate(starts):
-                    e = min(s + bs, n)
+                layer_sq = [0.0] * len(gviews)
+                if not single:
+                    alive_all.fill(0.0)
+                for b, s, e in spans:
                     if shuffle:
                         m = e - s
                         xb, yb = xbufs[m], ybufs[m]
                         np.take(Xt, idx[s:e], axis=0, out=xb)
                         np.take(yt, idx[s:e], axis=0, out=yb)
                     else:
-                        xb, yb = Xt[s:e], yt[s:e]
+                        xb, yb = views[b]
                     bw: float = e - s
                     if weights is None:
-                        value = net._loss_grad(xb, yb, loss_obj)
+                        value = loss_grad(xb, yb, loss_obj)
                     else:
                         wb = weights[idx[s:e]] if shuffle else weights[s:e]
                         bw = float(wb.sum())
                         if bw <= 0:  # only zero-weight rows: nothing to learn from
                             continue
-                        value = net._loss_grad(xb, yb, loss_obj, normalized_weights(wb))
-                    for layer, cm, al in zip(relu_layers, colmax, alive):
-                        assert layer._buf is not None
-                        np.max(layer._buf.a, axis=0, out=cm)
-                        np.maximum(al, cm, out=al)
+                        value = loss_grad(xb, yb, loss_obj, normalized_weights(wb))
+                    for layer, cm, al, plain in diag:
+                        lbuf = layer._buf
+                        assert lbuf is not None
+                        # One batch per epoch: straight into `alive`, nothing to fold.
+                        out = al if single else cm
+                        if plain:
+                            dot(ones[e - s], lbuf.a, out=out)
+                        else:
+                            max_reduce(lbuf.a, axis=0, out=out)
+                        if not single:
+                            np.maximum(al, cm, out=al)
                     gsq = 0.0
-                    for i, sl in enumerate(slices):
-                        g = flat_g[sl]
-                        sq = float(np.dot(g, g))
+                    for i, g in enumerate(gviews):
+                        sq = float(dot(g, g))
                         layer_sq[i] += sq
                         gsq += sq
-                    if not (math.isfinite(value) and math.isfinite(gsq)):
+                    if not (isfinite(value) and isfinite(gsq)):
                         np.copyto(flat_p, last_good)
-                        what = f"loss became {value}" if not math.isfinite(value) else \
+                        what = f"loss became {value}" if not isfinite(value) else \
                             "the gradient became non-finite"
                         raise ValueError(
                             f"{what} at epoch {epoch + 1} (batch {b + 1}) with lr={lr:g}: the "
                             f"learning rate is probably too large, try a smaller one (e.g. "
                             f"{lr / 10:g}); the weights were restored to the end of epoch "
                             f"{epoch}")
-                    opt.step(params, grads, scratch_grads=True)
+                    step(params, grads)
                     total += value * bw
                     wtotal += bw
                     if interrupted[0]:
@@ -349,20 +376,28 @@ def fit(
                         TrainingInterrupted, stacklevel=2)
                     break
                 np.copyto(last_good, flat_p)
-                nb = len(starts)
                 record: dict[str, Any] = {
                     "loss": total / wtotal if wtotal else 0.0,
                     "lr": lr,
-                    "grad_norm": math.sqrt(float(layer_sq.sum()) / nb),
+                    "grad_norm": math.sqrt(sum(layer_sq) / nb),
                     "layer_grad_norms": [math.sqrt(v / nb) for v in layer_sq],
                 }
                 if val is not None:
                     record["val_loss"] = _eval_loss(net, val[0], val[1], loss_obj, bs)
                 if relu_layers:
-                    dead = sum(int(np.count_nonzero(a <= 0)) for a in alive)
-                    record["dead_relu_fraction"] = dead / sum(a.size for a in alive)
+                    if all_plain:  # column sums are >= 0: nonzero means alive
+                        dead = alive_all.size - int(np.count_nonzero(alive_all))
+                    else:
+                        np.greater(alive_all, 0, out=alive_bool)
+                        dead = alive_all.size - int(np.count_nonzero(alive_bool))
+                    record["dead_relu_fraction"] = dead / alive_all.size
                 record["time"] = time.perf_counter() - t0
-                history.append(**record)
+                if appenders:  # the same keys every epoch: append to the lists directly
+                    for key, append in appenders:
+                        append(record[key])
+                else:
+                    history.append(**record)
+                    appenders = [(key, history[key].append) for key in record]
                 metric = record[monitor]
                 schedule.observe(metric)
                 stop = False
