@@ -718,7 +718,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Trains on X (n_samples, n_features) and y (n_samples,) or (n_samples, n_outputs).
 
-        ``sample_weight`` (n_samples,): integer weights equal repeated rows.
+        ``sample_weight`` (n_samples,): each batch's loss is the weighted mean, so integer
+        weights equal repeated rows (exactly for a full batch; with mini-batches the
+        batches themselves differ).
         """
         self._fit(X, y, sample_weight, incremental=False)
         return self
@@ -856,8 +858,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
         """Trains on X (n_samples, n_features) and labels y (n_samples,), or a multilabel
-        indicator matrix (n_samples, n_labels). ``sample_weight``: integer weights equal
-        repeated rows."""
+        indicator matrix (n_samples, n_labels). ``sample_weight``: as in
+        :meth:`MLPRegressor.fit`."""
         self._fit(X, y, sample_weight, incremental=False)
         return self
 
