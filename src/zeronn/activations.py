@@ -191,10 +191,11 @@ SOFTPLUS_THRESHOLD = 20.0  # above it softplus(z) is z to double precision; PyTo
 
 
 def _softplus(z: NDArray, out: NDArray) -> NDArray:
-    np.logaddexp(0, z, out=out)  # log(1 + e^z), stable for large |z|
     big = z > SOFTPLUS_THRESHOLD
-    if big.any():
-        np.copyto(out, z, where=big)
+    keep = z[big] if big.any() else None  # copied before `out`, which may be `z`, changes
+    np.logaddexp(0, z, out=out)  # log(1 + e^z), stable for large |z|
+    if keep is not None:
+        out[big] = keep
     return out
 
 
