@@ -191,3 +191,38 @@ def test_cross_entropy_needs_its_output_activation():
     with pytest.raises(ValueError, match="needs output_activation='softmax'"):
         zn.MLP([2, 3, 2]).loss_and_gradients(GOOD_X, np.eye(2)[[0, 1, 0, 1]],
                                              "categorical_crossentropy")
+
+
+def test_pickle_and_deepcopy_keep_params_bound_to_the_flat_buffer():
+    """A bug: unpickled layers held copies, so training moved the flat buffer only."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 3)), rng.standard_normal((32, 1))
+    for clone in (lambda n: pickle.loads(pickle.dumps(n)), copy.deepcopy):
+        net = zn.MLP([3, 4, 1], seed=0)
+        net.fit(X, y, epochs=2, batch_size=8)
+        twin = clone(net)
+        np.testing.assert_array_equal(twin.predict(X), net.predict(X))
+        before = twin.predict(X)
+        twin.fit(X, y, epochs=2, batch_size=8)
+        assert not np.array_equal(twin.predict(X), before)  # training reaches the layers
+        for p, layer_p in zip(np.split(twin._flat_params, np.cumsum(
+                [p.size for p in twin.params])[:-1]), twin.params):
+            np.testing.assert_array_equal(p, layer_p.ravel())
+
+
+def test_predict_is_thread_safe():
+    """predict must not share work buffers between threads (dask's threaded scheduler)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    net = zn.MLP([8, 64, 64, 3], "gelu", "softmax", seed=0)
+    inputs = [rng.standard_normal((500, 8)) for _ in range(16)]
+    expected = [net.predict(x) for x in inputs]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            got = list(pool.map(net.predict, inputs))
+            for g, e in zip(got, expected):
+                np.testing.assert_array_equal(g, e)

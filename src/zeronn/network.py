@@ -230,10 +230,18 @@ class MLP:
         return self._predict_checked(Xc)
 
     def _predict_checked(self, X: NDArray, chunk: int = PREDICT_CHUNK) -> NDArray:
+        # Fresh arrays per chunk rather than the layers' shared training buffers: prediction
+        # is not the hot loop, and this keeps predict() safe to call from several threads.
         n = X.shape[0]
         out = np.empty((n, self.layer_sizes[-1]), self.dtype)
         for s in range(0, n, chunk):
-            out[s:s + chunk] = self._forward(X[s:s + chunk])
+            a = X[s:s + chunk]
+            for layer in self.layers:
+                z = np.dot(a, layer.W)
+                z += layer.b
+                act = layer.activation
+                a = act.forward(z, np.empty_like(z) if act.uses_input else z)
+            out[s:s + chunk] = a
         return out
 
     def loss_and_gradients(self, X: Any, y: Any, loss: str | Loss = "mse",
