@@ -403,3 +403,72 @@ def test_cross_entropy_targets_checked(rng):
     with pytest.raises(ValueError, match=r"needs targets in \[0, 1\]"):
         zn.MLP([3, 4, 1], output_activation="sigmoid").fit(
             X, np.full(10, 2.0), loss="binary_crossentropy")
+
+
+# -- memory: the hot loop allocates nothing per step; fit's peak stays within budget -----
+# Timing lives in benchmarks/run.py; these check the allocation rules the speed relies on.
+def _mlp_problem(n: int, d: int, dtype: str = "float64"):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    return X, np.tanh(X[:, :1]) + 0.1 * rng.standard_normal((n, 1)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_steady_state_training_allocates_nothing_per_step(dtype, opt):
+    """200 steps (epochs 2 to 22, 10 shuffled batches each) under tracemalloc: memory grows
+    only by History's few numbers per epoch, and no temporary is anywhere near the size of
+    one batch's activations (numpy's fixed 8192-element iterator buffer is the largest)."""
+    import tracemalloc
+
+    X, y = _mlp_problem(2560, 16, dtype)
+    net = zn.MLP([16, 128, 128, 1], dtype=dtype, seed=0)
+    optimizer = zn.optim.SGD(lr=1e-3) if opt == "sgd" else zn.optim.Adam(lr=1e-3)
+    marks: list[tuple[int, int]] = []
+
+    def mark(epoch, history):
+        if epoch in (2, 22):
+            marks.append(tracemalloc.get_traced_memory())
+            tracemalloc.reset_peak()
+
+    tracemalloc.start()
+    try:
+        net.fit(X, y, optimizer=optimizer, epochs=22, batch_size=256, callbacks=[mark], seed=0)
+    finally:
+        tracemalloc.stop()
+    (start, _), (end, peak) = marks
+    one_activation = 256 * 128 * np.dtype(dtype).itemsize  # one hidden layer, one batch
+    assert end - start < 16_000  # a retained (256, 1) array per step alone would be 400 kB
+    assert peak - start < one_activation / 2
+
+
+@pytest.mark.parametrize(("optimizer", "multiple"), [
+    (zn.optim.SGD(lr=1e-4), 3),
+    (zn.optim.SGD(lr=1e-4, momentum=0.9), 4),
+    (zn.optim.Adam(lr=1e-4), 5),
+], ids=["sgd", "sgd-momentum", "adam"])
+def test_fit_peak_memory_within_budget(optimizer, multiple):
+    """Peak while fitting <= data + k x parameters + 3 x one batch's activations + 10 MB.
+
+    k counts the parameters, their gradients, the optimizer's state arrays and the copy of
+    the weights fit keeps from the end of each epoch, to restore them if the loss turns
+    non-finite: 3 for plain SGD, 4 with momentum (the budget asked for), 5 for Adam's two
+    moments (keeping that restore guarantee costs the fifth copy).
+    """
+    import tracemalloc
+
+    X, y = _mlp_problem(512, 128)  # allocated before tracing: the data term
+    h, bs = 1536, 64
+    net = zn.MLP([128, h, h, 1], seed=0)  # parameters and gradients: 2 x params, untraced
+    tracemalloc.start()
+    try:
+        net.fit(X, y, optimizer=optimizer, epochs=1, batch_size=bs, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    params = net.n_params * 8
+    activations = bs * (h + h + 1) * 8
+    assert params > 20e6  # big enough that one more copy of the weights would not fit
+    total = 2 * params + peak
+    assert total <= multiple * params + 3 * activations + 10e6
+    assert total > multiple * params  # the count above is the real one, not a loose bound

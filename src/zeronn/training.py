@@ -324,8 +324,10 @@ def fit(
                     if shuffle:
                         m = e - s
                         xb, yb = xbufs[m], ybufs[m]
-                        np.take(Xt, idx[s:e], axis=0, out=xb)
-                        np.take(yt, idx[s:e], axis=0, out=yb)
+                        # mode="clip": the indices are a permutation, always in range, and
+                        # the default mode="raise" would gather into a temporary first.
+                        np.take(Xt, idx[s:e], axis=0, out=xb, mode="clip")
+                        np.take(yt, idx[s:e], axis=0, out=yb, mode="clip")
                     else:
                         xb, yb = views[b]
                     bw: float = e - s
