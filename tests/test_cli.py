@@ -526,3 +526,35 @@ def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
 def test_long_messages_are_cut_to_one_line() -> None:
     text = cli._one_line("a\nb " + "x" * 5000)
     assert "\n" not in text and len(text) <= cli.MAX_ERROR_CHARS and text.startswith("a b")
+
+
+@needs_persistence
+@pytest.mark.parametrize("epochs_done", [3, 0])
+def test_ctrl_c_keeps_what_was_learned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       epochs_done: int) -> None:
+    import warnings
+
+    from zeronn.tabular import TabularModel
+    from zeronn.training import History, TrainingInterrupted
+
+    original = TabularModel.fit
+
+    def interrupted_fit(self, *args, **kwargs):  # as fit returns after Ctrl-C
+        hist = original(self, *args, **kwargs)
+        cut = History({k: v[:epochs_done] for k, v in hist.items()})
+        cut.interrupted = True
+        warnings.warn("training interrupted at epoch 4", TrainingInterrupted, stacklevel=2)
+        return cut
+
+    monkeypatch.setattr(TabularModel, "fit", interrupted_fit)
+    write_regression(tmp_path / "d.csv")
+    model = tmp_path / "m.zeronn"
+    code = cli.main(["train", str(tmp_path / "d.csv"), "--target", "y", *FAST, "-o", str(model)])
+    out, err = capsys.readouterr()
+    assert code == 130  # the shell's code for Ctrl-C: `zeronn train ... && ...` stops
+    if epochs_done:
+        assert "3 epochs in" in out and "interrupted" in out and model.exists()
+        assert "warning" not in err
+    else:
+        assert out == "" and "nothing saved" in err and not model.exists()

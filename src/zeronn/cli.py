@@ -346,7 +346,15 @@ def _train(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         hist = model.fit(df, targets, features=args.features, verbose=verbose)
     seconds = time.perf_counter() - t0
-    interrupted = any("interrupted" in str(w.message) for w in caught)
+    # Ctrl-C stops fit at the end of a batch (it warns; the warning is this summary's job).
+    interrupted = bool(hist.interrupted)
+    for w in caught:
+        if not interrupted or "interrupted" not in str(w.message):
+            print(f"zeronn: warning: {_one_line(str(w.message))}", file=sys.stderr)
+    if interrupted and hist.epochs == 0:
+        print("zeronn: interrupted before the first epoch ended; nothing saved",
+              file=sys.stderr)
+        return 130
 
     from zeronn.persistence import save
 
@@ -368,11 +376,11 @@ def _train(args: argparse.Namespace) -> int:
     if hist.stopped_early:
         stop = f", stopped early (best epoch {hist.best_epoch})"
     elif interrupted:
-        stop = ", interrupted"
+        stop = ", interrupted (what was learned is saved)"
     plot = f", plot {args.plot}" if args.plot else ""
     print(f"trained {what}: {hist.epochs} epochs in {seconds:.2f} s{stop}, "
           f"{', '.join(parts)}; saved {args.output}{plot}")
-    return 0
+    return 130 if interrupted else 0  # 130: the shell's code for Ctrl-C, so `&&` chains stop
 
 
 def _plot_backend() -> None:

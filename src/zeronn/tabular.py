@@ -411,7 +411,7 @@ class TabularModel:
         if len(tcols) != 1:
             raise ValueError(f"classification takes one target column, got {len(tcols)} "
                              f"({_listing([str(c) for c in tcols])}): train one model per "
-                             "target, or pass --task regression for numeric targets")
+                             "target")
         if self.task == "auto":
             # A numeric column spoilt by a few typos should not silently become hundreds
             # of classes: ask for the intent instead.
@@ -428,7 +428,7 @@ class TabularModel:
                     raise ValueError(
                         f"target column {str(tcols[0])!r} is mostly numeric but has "
                         f"{obj.iloc[p]!r} at {_row(df, p)}: fix the cell for regression, "
-                        "or ask for classification (task='classification')")
+                        "or choose the task 'classification' to treat the values as labels")
         return "classification"
 
     # -- prediction ------------------------------------------------------------------
