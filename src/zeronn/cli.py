@@ -210,7 +210,7 @@ def _load_tabular(path: str) -> Any:
 
     model = _load_model(path)
     if not isinstance(model, TabularModel):
-        raise CLIError(f"{path} holds a {type(model).__name__}, not a model trained with "
+        raise CLIError(f"{path} holds a zeronn {type(model).__name__}, not a model trained with "
                        "`zeronn train`: it has no column names to match a CSV against")
     if not model.fitted:
         raise CLIError(f"{path} holds a model that was never trained")
