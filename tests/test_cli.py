@@ -558,3 +558,21 @@ def test_ctrl_c_keeps_what_was_learned(monkeypatch: pytest.MonkeyPatch, tmp_path
         assert "warning" not in err
     else:
         assert out == "" and "nothing saved" in err and not model.exists()
+
+
+def test_plot_labels_use_the_datas_names() -> None:
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, (a, b) = plt.subplots(1, 2)
+    a.plot([0, 1], label="class 0")
+    a.plot([1, 0], label="P(class 2)")
+    a.legend()
+    b.set_ylabel("P(y=1)")
+    cli._relabel(fig, "species", ["setosa", "versicolor", "virginica"])
+    assert [t.get_text() for t in a.get_legend().get_texts()] == ["setosa", "P(virginica)"]
+    assert b.get_ylabel() == "P(y=1)"  # three classes: no "class 1 vs rest" to name
+    cli._relabel(fig, "ok", [False, True])
+    assert b.get_ylabel() == "P(ok = True)"
+    b.set_ylabel("prediction")
+    cli._relabel(fig, "price", [])
+    assert b.get_ylabel() == "predicted price"
+    plt.close(fig)

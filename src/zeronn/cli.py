@@ -415,8 +415,7 @@ def _plot(tmp: str, path: str, model: Any, hist: Any, df: Any) -> None:
             a.set_ylabel(model.feature_names[1])
         elif model.fitted_task == "regression":
             a.set_ylabel(model.target_names[0])
-        if model.fitted_task == "classification":
-            _relabel_classes(a, model.classes)
+        _relabel(fig, model.target_names[0], model.classes)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     try:
         fig.savefig(tmp, format=fmt, dpi=100)
@@ -426,15 +425,24 @@ def _plot(tmp: str, path: str, model: Any, hist: Any, df: Any) -> None:
         plt.close(fig)
 
 
-def _relabel_classes(ax: Any, classes: Sequence[Any]) -> None:
-    """plot_fit names classes by index ("class 0"); show the data's labels instead."""
-    legend = ax.get_legend()
-    if legend is None:
-        return
-    for text in legend.get_texts():
-        m = re.fullmatch(r"(.*)class (\d+)(.*)", text.get_text())
+def _relabel(fig: Any, target: str, classes: Sequence[Any]) -> None:
+    """plot_fit knows no column names ("class 0", "P(y=1)", "prediction"): use the data's."""
+    def relabel(text: str) -> str:
+        if text == "prediction":
+            return f"predicted {target}"
+        if text.startswith("P(y") and text.endswith("=1)") and len(classes) == 2:
+            return f"P({target} = {classes[1]})"
+        m = re.fullmatch(r"(.*)class (\d+)(.*)", text)
         if m and int(m.group(2)) < len(classes):
-            text.set_text(f"{m.group(1)}{classes[int(m.group(2))]}{m.group(3)}")
+            return f"{m.group(1)}{classes[int(m.group(2))]}{m.group(3)}"
+        return text
+
+    for ax in fig.axes:
+        ax.set_ylabel(relabel(ax.get_ylabel()))
+        legend = ax.get_legend()
+        if legend is not None:
+            for t in legend.get_texts():
+                t.set_text(relabel(t.get_text()))
 
 
 # -- predict / evaluate ---------------------------------------------------------------
