@@ -40,6 +40,11 @@ __all__ = [
 
 State = dict[str, NDArray]
 
+# Elements per chunk of the chunked updates (flat buffers over twice this size): the
+# slices of the four arrays stay in the L2 cache across the elementwise passes. Measured
+# best among 8k..128k for 80k to 1.6M float32/float64 parameters.
+_CHUNK = 65536
+
 
 class Optimizer:
     """Base class: ``step(params, grads)`` updates ``params`` in place.
@@ -175,8 +180,16 @@ class SGD(Optimizer):
                 g += self.momentum * buf
             else:
                 np.copyto(g, buf)
-        g *= -self.lr
-        p += g
+        step = -self.lr
+        if p.ndim != 1 or p.size <= 2 * _CHUNK:
+            g *= step
+            p += g
+            return
+        # The flat buffer: scale and add chunk by chunk, so g is read from memory once.
+        for lo in range(0, p.size, _CHUNK):
+            gc = g[lo:lo + _CHUNK]
+            gc *= step
+            p[lo:lo + _CHUNK] += gc
 
 
 class AdaGrad(Optimizer):
@@ -314,11 +327,6 @@ class Adam(Optimizer):
             hi = lo + _CHUNK
             _adam_pass(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi],
                        None if vmax is None else vmax[lo:hi], *coefs)
-
-
-# Elements per chunk of the chunked Adam update: a few such slices of each array stay in
-# the L2 cache across the dozen elementwise passes.
-_CHUNK = 16384
 
 
 def _adam_pass(p: NDArray, g: NDArray, m: NDArray, v: NDArray, vmax: NDArray | None,
