@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -434,12 +435,21 @@ def test_failed_train_leaves_an_existing_model_untouched(workdir: Path) -> None:
     assert (workdir / "model.zeronn").read_bytes() == b"the old model"
 
 
-def test_output_folder_must_exist(workdir: Path) -> None:
+def test_output_paths_are_checked_before_any_work(workdir: Path) -> None:
     before = _files(workdir)
-    r = run("train", "good.csv", "--target", "y", "-o", "no/such/dir/m.zeronn", cwd=workdir)
-    assert_user_error(r, "does not exist")
-    r = run("train", "good.csv", "--target", "y", "-o", ".", cwd=workdir)
-    assert_user_error(r, "is a folder")
+    train = ["train", "good.csv", "--target", "y"]
+    cases = [
+        ([*train, "-o", "no/such/dir/m.zeronn"], "does not exist"),
+        ([*train, "-o", "."], "is a folder"),
+        ([*train, "-o", "good.csv"], "also an input"),
+        ([*train, "-o", "m.zeronn", "--plot", "m.zeronn"], "both name m.zeronn"),
+        ([*train, "-o", "m.zeronn", "--plot", "fit.jpeg2"], "cannot write .jpeg2 files"),
+        (["predict", "noise.zeronn", "good.csv", "-o", "good.csv"], "also an input"),
+    ]
+    if importlib.util.find_spec("matplotlib") is None:
+        cases = cases[:-1]
+    for (_, needle), r in zip(cases, run_all([c for c, _ in cases], workdir)):
+        assert_user_error(r, needle)
     assert _files(workdir) == before
 
 

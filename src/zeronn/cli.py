@@ -153,9 +153,14 @@ def read_csv(path: str, str_columns: Sequence[str] = ()) -> Any:
     return df
 
 
-def _check_output_path(path: str, what: str) -> None:
-    """Fails before any work if ``path`` cannot be written (no folder, a folder, read-only)."""
+def _check_output_path(path: str, what: str, inputs: Sequence[str] = ()) -> None:
+    """Fails before any work if ``path`` cannot be written (no folder, a folder, read-only)
+    or would overwrite one of the command's ``inputs``."""
     folder = os.path.dirname(os.path.abspath(path))
+    for source in inputs:
+        if os.path.exists(source) and os.path.exists(path) and os.path.samefile(source, path):
+            raise CLIError(f"the {what} {path} is also an input of this command: writing it "
+                           "would destroy the input; choose another name")
     if os.path.isdir(path):
         raise CLIError(f"the {what} {path} is a folder: give a file name")
     if not os.path.isdir(folder):
@@ -317,10 +322,12 @@ def _column_list(text: str) -> list[str]:
 def _train(args: argparse.Namespace) -> int:
     from zeronn.tabular import TabularModel
 
-    _check_output_path(args.output, "model file")
+    _check_output_path(args.output, "model file", [args.data])
     if args.plot:
-        _check_output_path(args.plot, "plot")
-        _plot_backend()
+        _check_output_path(args.plot, "plot", [args.data, args.output])
+        if os.path.abspath(args.plot) == os.path.abspath(args.output):
+            raise CLIError(f"--plot and -o both name {args.output}: give the plot its own file")
+        _plot_backend(args.plot)
     try:
         model = TabularModel(hidden=args.hidden, activation=args.activation, loss=args.loss,
                              optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
@@ -383,10 +390,17 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0  # 130: the shell's code for Ctrl-C, so `&&` chains stop
 
 
-def _plot_backend() -> None:
-    """Fails early (before training) if matplotlib is missing; imported only to draw."""
+def _plot_backend(path: str) -> None:
+    """Fails early (before training) without matplotlib or for a format it cannot write."""
     if importlib.util.find_spec("matplotlib") is None:
         raise CLIError("--plot needs matplotlib: pip install 'zeronn[plot]'")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext and ext not in formats:
+        raise CLIError(f"--plot {path}: matplotlib cannot write .{ext} files; use one of "
+                       f"{', '.join('.' + f for f in sorted(formats))}")
 
 
 def _plot(tmp: str, path: str, model: Any, hist: Any, df: Any) -> None:
@@ -448,9 +462,9 @@ def _relabel(fig: Any, target: str, classes: Sequence[Any]) -> None:
 # -- predict / evaluate ---------------------------------------------------------------
 def _predict(args: argparse.Namespace) -> int:
     pd = _pandas()
-    model = _load_tabular(args.model)
     if args.output:
-        _check_output_path(args.output, "output file")
+        _check_output_path(args.output, "output file", [args.data, args.model])
+    model = _load_tabular(args.model)
     df = read_csv(args.data)
     pred = model.predict(df)
     if model.fitted_task == "regression":
@@ -501,8 +515,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # -- export / info / gradcheck ----------------------------------------------------------
 def _export(args: argparse.Namespace) -> int:
+    _check_output_path(args.output, "ONNX file", [args.model])
     model = _load_model(args.model)
-    _check_output_path(args.output, "ONNX file")
     try:
         from zeronn.onnx_export import export_onnx
     except ImportError as exc:
