@@ -355,9 +355,9 @@ def _train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     # Ctrl-C stops fit at the end of a batch (it warns; the warning is this summary's job).
     interrupted = bool(hist.interrupted)
-    for w in caught:
-        if not interrupted or "interrupted" not in str(w.message):
-            print(f"zeronn: warning: {_one_line(str(w.message))}", file=sys.stderr)
+    for message in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
+        if not interrupted or "interrupted" not in message:
+            print(f"zeronn: warning: {_one_line(message)}", file=sys.stderr)
     if interrupted and hist.epochs == 0:
         print("zeronn: interrupted before the first epoch ended; nothing saved",
               file=sys.stderr)
