@@ -28,9 +28,12 @@ test:
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# A quick look: make bench BENCH_ARGS=--quick. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, when
+# set, force a slower OpenBLAS kernel: unset for this command only (the report names the kernel).
+BENCH_ARGS ?=
 bench:
 	$(MAKE) install EXTRAS=all,test,parity
-	$(BIN)/python benchmarks/run.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
