@@ -239,6 +239,9 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("softmax", _softmax, _softmax_back),
     )
 }
+# The built-in identity (a user may register another under the same name): the hot loop
+# skips its no-op calls.
+IDENTITY = ACTIVATIONS["identity"]
 # Common aliases (scikit-learn says "logistic", Keras says "linear").
 _ALIASES = {"linear": "identity", "logistic": "sigmoid", "none": "identity"}
 

@@ -22,7 +22,7 @@ from zeronn._validation import (
     positive_number,
     resolve_dtype,
 )
-from zeronn.activations import Activation, get_activation
+from zeronn.activations import IDENTITY, Activation, get_activation
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers import Dense
 from zeronn.losses import Loss, get_loss
@@ -186,7 +186,8 @@ class MLP:
         else:
             assert loss.value_and_grad is not None
             value = loss.value_and_grad(a, y, delta, buf.work, w)
-            out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
+            if out.activation is not IDENTITY:  # the seed's regression output: dL/dz = dL/da
+                out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
         layers = self.layers
         for i in range(len(layers) - 1, 0, -1):
             dx = layers[i].backward_linear(delta, True)

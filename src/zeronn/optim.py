@@ -165,7 +165,8 @@ class SGD(Optimizer):
         return {"momentum_buffer": np.zeros_like(p)} if self.momentum else {}
 
     def _update(self, p: NDArray, g: NDArray, s: State) -> None:
-        self._decay(p, g)
+        if self.weight_decay:
+            self._decay(p, g)
         if self.momentum:
             buf = s["momentum_buffer"]
             if self.t == 1:
