@@ -295,6 +295,17 @@ RUNNERS: dict[str, Callable[..., Callable[[int], Any] | None]] = {
 
 
 # -- the run -------------------------------------------------------------------------
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def blas_description() -> str:
     parts = []
     for info in threadpool_info():
@@ -506,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         meta = {
-            "CPU": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
+            "CPU": f"{cpu_name()}, {os.cpu_count()} logical cores",
             "threads": str(args.threads),
             "NumPy BLAS": blas_description(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
