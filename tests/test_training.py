@@ -472,3 +472,31 @@ def test_fit_peak_memory_within_budget(optimizer, multiple):
     total = 2 * params + peak
     assert total <= multiple * params + 3 * activations + 10e6
     assert total > multiple * params  # the count above is the real one, not a loose bound
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu"])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_dead_unit_fraction_matches_an_explicit_count(activation, batch_size):
+    """The per-batch dead-unit bookkeeping (a column sum for ReLU, a column max for the
+    rest of the family; straight into the result for a full batch) counts what the forward
+    pass shows: units whose output is <= 0 for every sample."""
+    rng = np.random.default_rng(1)
+    X = np.abs(rng.standard_normal((40, 3)))
+    y = rng.standard_normal((40, 1))
+    net = zn.MLP([3, 6, 5, 1], activation=activation, seed=0)
+    W1 = np.abs(net.params[0])
+    W1[:, :2] *= -1  # units 0 and 1 never fire on positive inputs
+    b1 = np.zeros((1, 6))
+    b1[0, :2] = -1.0
+    net.set_params([W1, b1, *net.params[2:]])
+    act = zn.ACTIVATIONS[activation]
+    a, dead, units = X, 0, 0
+    for W, b in zip(net.params[0:-2:2], net.params[1:-2:2]):
+        a = act(a @ W + b)
+        dead += int(np.count_nonzero((a <= 0).all(axis=0)))
+        units += a.shape[1]
+    assert dead >= 2
+    # A tiny learning rate: the weights barely move within the epoch.
+    hist = net.fit(X, y, optimizer=zn.optim.SGD(lr=1e-12), epochs=1, batch_size=batch_size,
+                   shuffle=False)
+    assert hist["dead_relu_fraction"] == [dead / units]

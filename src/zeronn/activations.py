@@ -239,9 +239,10 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("softmax", _softmax, _softmax_back),
     )
 }
-# The built-in identity (a user may register another under the same name): the hot loop
-# skips its no-op calls.
+# The built-in identity and ReLU (a user may register others under these names): the hot
+# loop skips the identity's no-op calls and relies on ReLU's outputs being >= 0.
 IDENTITY = ACTIVATIONS["identity"]
+RELU = ACTIVATIONS["relu"]
 # Common aliases (scikit-learn says "logistic", Keras says "linear").
 _ALIASES = {"linear": "identity", "logistic": "sigmoid", "none": "identity"}
 

@@ -28,6 +28,7 @@ from zeronn._validation import (
     normalized_weights,
     positive_number,
 )
+from zeronn.activations import RELU
 from zeronn.losses import Loss
 from zeronn.network import MLP
 from zeronn.optim import Adam, Optimizer, Schedule, get_optimizer, get_schedule
@@ -275,8 +276,7 @@ def fit(
     start = 0
     for layer in relu_layers:
         al = alive_all[start:start + layer.fan_out]
-        diag.append((layer, np.zeros(layer.fan_out, net.dtype), al,
-                     layer.activation.name == "relu"))
+        diag.append((layer, np.zeros(layer.fan_out, net.dtype), al, layer.activation is RELU))
         start += layer.fan_out
     all_plain = all(plain for *_, plain in diag)
     gviews = [flat_g[sl] for sl in net.slices]  # each layer's gradient, for its norm
