@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         if s not in IMPLS:
             p.error(f"unknown implementation {s!r}: choose from {', '.join(IMPLS)}")
     scale = args.repeat_scale * (0.6 if args.quick else 1.0)
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
 
     import torch
 
