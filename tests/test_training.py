@@ -500,3 +500,24 @@ def test_dead_unit_fraction_matches_an_explicit_count(activation, batch_size):
     hist = net.fit(X, y, optimizer=zn.optim.SGD(lr=1e-12), epochs=1, batch_size=batch_size,
                    shuffle=False)
     assert hist["dead_relu_fraction"] == [dead / units]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_plain_sgd_fast_path_equals_the_general_step(dtype):
+    """fit folds plain SGD's -lr into the backward pass (the step becomes p += g); a
+    subclass takes the general optimizer step. Same weights and diagnostics, to rounding."""
+
+    class GeneralSGD(zn.optim.SGD):
+        pass
+
+    X, y = _mlp_problem(96, 4, dtype)
+    nets = [zn.MLP([4, 8, 8, 1], dtype=dtype, seed=0) for _ in range(2)]
+    hists = [net.fit(X, y, optimizer=cls(lr=0.05), epochs=5, batch_size=16, seed=0,
+                     lr_schedule="cosine")
+             for net, cls in zip(nets, (zn.optim.SGD, GeneralSGD))]
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    for a, b in zip(nets[0].params, nets[1].params):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-3)
+    for key in ("loss", "grad_norm", "dead_relu_fraction"):
+        np.testing.assert_allclose(hists[0][key], hists[1][key], rtol=rtol)
+    assert nets[0].optimizer is not None and nets[0].optimizer.t == 30

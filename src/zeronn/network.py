@@ -168,10 +168,13 @@ class MLP:
             x = layer.forward(x)
         return x
 
-    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None) -> float:
+    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
+                   scale: float = 1.0) -> float:
         """One forward and backward pass on a checked batch; fills the flat gradient buffer.
 
-        ``w``: None, or sample weights (n, 1) scaled to sum to n.
+        ``w``: None, or sample weights (n, 1) scaled to sum to n. ``scale``: the gradients
+        come out multiplied by it (fit passes ``-lr`` for plain SGD, whose step is then one
+        addition); the returned loss is unscaled.
         """
         a = self._forward(x)
         out = self.layers[-1]
@@ -188,6 +191,8 @@ class MLP:
             value = loss.value_and_grad(a, y, delta, buf.work, w)
             if out.activation is not IDENTITY:  # the seed's regression output: dL/dz = dL/da
                 out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
+        if scale != 1.0:  # every gradient below is linear in delta
+            np.multiply(delta, scale, out=delta)
         layers = self.layers
         for i in range(len(layers) - 1, 0, -1):
             dx = layers[i].backward_linear(delta, True)

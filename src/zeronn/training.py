@@ -31,7 +31,7 @@ from zeronn._validation import (
 from zeronn.activations import RELU
 from zeronn.losses import Loss
 from zeronn.network import MLP
-from zeronn.optim import Adam, Optimizer, Schedule, get_optimizer, get_schedule
+from zeronn.optim import SGD, Adam, Optimizer, Schedule, get_optimizer, get_schedule
 
 __all__ = ["EarlyStopping", "History", "TrainingInterrupted", "fit"]
 
@@ -298,6 +298,10 @@ def fit(
 
     opt.prepare(params, grads)  # checked once; each batch then takes the unchecked step
     step = opt.step_prepared
+    # Plain SGD (no momentum, no weight decay): the backward pass computes the update
+    # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is one
+    # pass over the parameters, p += g. The diagnostics divide the lr back out.
+    fold_lr = type(opt) is SGD and not opt.momentum and not opt.weight_decay
     loss_grad = net._loss_grad
     dot, max_reduce, isfinite = np.dot, np.maximum.reduce, math.isfinite
 
@@ -311,6 +315,11 @@ def fit(
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 opt.lr = lr = schedule.lr(epoch, opt.initial_lr)
+                # Not for lr = 0 (a schedule may reach it) nor tiny ones: the scaled
+                # gradients' squares (the norms) would underflow in float32.
+                folded = fold_lr and lr >= 1e-6
+                scale = -lr if folded else 1.0
+                unscale = 1.0 / (lr * lr) if folded else 1.0  # for the squared norms
                 if shuffle:
                     # A fresh permutation each epoch (as rng.permutation), without allocating.
                     np.copyto(idx, order)
@@ -332,13 +341,13 @@ def fit(
                         xb, yb = views[b]
                     bw: float = e - s
                     if weights is None:
-                        value = loss_grad(xb, yb, loss_obj)
+                        value = loss_grad(xb, yb, loss_obj, None, scale)
                     else:
                         wb = weights[idx[s:e]] if shuffle else weights[s:e]
                         bw = float(wb.sum())
                         if bw <= 0:  # only zero-weight rows: nothing to learn from
                             continue
-                        value = loss_grad(xb, yb, loss_obj, normalized_weights(wb))
+                        value = loss_grad(xb, yb, loss_obj, normalized_weights(wb), scale)
                     for layer, cm, al, plain in diag:
                         lbuf = layer._buf
                         assert lbuf is not None
@@ -352,7 +361,7 @@ def fit(
                             np.maximum(al, cm, out=al)
                     gsq = 0.0
                     for i, g in enumerate(gviews):
-                        sq = float(dot(g, g))
+                        sq = float(dot(g, g)) * unscale
                         layer_sq[i] += sq
                         gsq += sq
                     if not (isfinite(value) and isfinite(gsq)):
@@ -364,7 +373,11 @@ def fit(
                             f"learning rate is probably too large, try a smaller one (e.g. "
                             f"{lr / 10:g}); the weights were restored to the end of epoch "
                             f"{epoch}")
-                    step(params, grads)
+                    if folded:
+                        opt.t += 1
+                        flat_p += flat_g
+                    else:
+                        step(params, grads)
                     total += value * bw
                     wtotal += bw
                     if interrupted[0]:
