@@ -462,10 +462,11 @@ NOTES = """## Where the time goes
 - A training step is the matrix products (the GEMM bound) plus elementwise NumPy passes:
   the bias add, ReLU and its mask, the bias gradients, the optimizer update, and the
   per-batch diagnostics fit records (per-layer gradient norms, dead-unit counts). Buffers
-  are allocated once per batch size, every pass writes into them (`out=`), Adam and SGD
-  update the one flat parameter buffer in cache-sized chunks, and the dead-unit count of a
-  ReLU layer is one BLAS column sum. `tests/test_training.py` checks that steady-state
-  training allocates nothing per step.
+  are allocated once per batch size, every pass writes into them (`out=`), plain SGD's
+  `-lr` is folded into the backward pass (its step is one addition), Adam updates the one
+  flat parameter buffer in cache-sized chunks, and the dead-unit count of a ReLU layer is
+  one BLAS column sum. `tests/test_training.py` checks that steady-state training
+  allocates nothing per step.
 - OpenBLAS runs the GEMMs on every thread; NumPy runs each elementwise pass on one. On
   wide layers that share is a few percent of a step on one thread and about twice that on
   two, which is what separates zeronn from the bound there. PyTorch also runs its
