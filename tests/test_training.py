@@ -333,6 +333,46 @@ def test_non_finite_loss_stops_with_epoch_and_restores_weights(rng):
             np.testing.assert_array_equal(a, b)
 
 
+def test_overflow_in_the_last_update_is_caught():
+    """A found bug: the check looked only at each batch's loss, so an update that overflowed
+    the weights in the very last step returned inf weights without a word."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 2)) * 100, rng.standard_normal((20, 1))
+    net = zn.MLP([2, 3, 1], seed=0)
+    before = [p.copy() for p in net.params]
+    # (momentum: plain SGD folds -lr into the gradients, which would overflow first)
+    with pytest.raises(ValueError, match="the weights became non-finite at epoch 1"):
+        net.fit(X, y, optimizer=zn.optim.SGD(lr=1e306, momentum=0.5), epochs=1,
+                batch_size=None)
+    for a, b in zip(net.params, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_failure_resets_the_optimizer_state():
+    """After a rollback the optimizer's moments belong to the abandoned trajectory: they are
+    reset, so a later fit(optimizer=None) starts them afresh with the restored weights."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 3)), rng.standard_normal((64, 1)) * 1e3
+    net = zn.MLP([3, 16, 16, 1], seed=0)
+    opt = zn.optim.SGD(lr=10.0, momentum=0.9)
+    with pytest.raises(ValueError, match="optimizer state was reset"):
+        net.fit(X, y, optimizer=opt, epochs=500, batch_size=8)
+    assert opt.t == 0 and opt.state == [] and opt.lr == 10.0
+
+
+def test_zero_weight_batches_do_not_dilute_the_gradient_norm():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 1))
+    w = np.r_[np.ones(8), np.zeros(8)]
+    a = zn.MLP([3, 4, 1], seed=0)
+    b = a.copy()
+    ha = a.fit(X, y, sample_weight=w, optimizer=zn.optim.SGD(lr=0.01), epochs=1,
+               batch_size=8, shuffle=False)
+    hb = b.fit(X[:8], y[:8], optimizer=zn.optim.SGD(lr=0.01), epochs=1, batch_size=8)
+    assert ha["grad_norm"] == pytest.approx(hb["grad_norm"], rel=1e-12)
+    assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-12)
+
+
 def test_ctrl_c_stops_at_end_of_batch_and_keeps_progress(rng):
     X, y = _regression(rng, n=256)
     net = zn.MLP([3, 8, 1], seed=0)
@@ -474,12 +514,16 @@ def test_fit_peak_memory_within_budget(optimizer, multiple):
     assert total > multiple * params  # the count above is the real one, not a loose bound
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu"])
+@pytest.mark.parametrize("activation", ["relu", "test_clipped_relu"])
 @pytest.mark.parametrize("batch_size", [None, 8])
 def test_dead_unit_fraction_matches_an_explicit_count(activation, batch_size):
-    """The per-batch dead-unit bookkeeping (a column sum for ReLU, a column max for the
-    rest of the family; straight into the result for a full batch) counts what the forward
-    pass shows: units whose output is <= 0 for every sample."""
+    """The per-batch dead-unit bookkeeping (a column sum for the built-in ReLU, a column
+    max for other activations that output 0 below their kink; straight into the result for
+    a full batch) counts what the forward pass shows: units whose output is 0 for every
+    sample."""
+    if activation == "test_clipped_relu":  # a user's ReLU-family activation
+        zn.register_activation(activation, lambda z: np.clip(z, 0, 6),
+                               lambda z: ((z > 0) & (z < 6)).astype(float), relu_family=True)
     rng = np.random.default_rng(1)
     X = np.abs(rng.standard_normal((40, 3)))
     y = rng.standard_normal((40, 1))
@@ -499,7 +543,25 @@ def test_dead_unit_fraction_matches_an_explicit_count(activation, batch_size):
     # A tiny learning rate: the weights barely move within the epoch.
     hist = net.fit(X, y, optimizer=zn.optim.SGD(lr=1e-12), epochs=1, batch_size=batch_size,
                    shuffle=False)
+    zn.ACTIVATIONS.pop("test_clipped_relu", None)
     assert hist["dead_relu_fraction"] == [dead / units]
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu"])
+def test_units_that_keep_a_gradient_below_zero_are_not_counted_as_dead(activation):
+    """leaky_relu and elu output negative values (never 0) below the kink and keep a
+    gradient there: they cannot die, so the diagnostic leaves them out."""
+    rng = np.random.default_rng(1)
+    X = np.abs(rng.standard_normal((40, 3)))
+    net = zn.MLP([3, 6, 1], activation=activation, seed=0)
+    W1 = -np.abs(net.params[0])  # every unit is below its kink on every sample
+    net.set_params([W1, net.params[1] - 1.0, *net.params[2:]])
+    hist = net.fit(X, rng.standard_normal(40), optimizer=zn.optim.SGD(lr=1e-12), epochs=1)
+    assert "dead_relu_fraction" not in hist
+    mixed = zn.MLP([3, 6, 4, 1], activation=["relu", activation], seed=0)
+    mixed.set_params([W1, net.params[1], *mixed.params[2:]])
+    hist = mixed.fit(X, rng.standard_normal(40), optimizer=zn.optim.SGD(lr=1e-12), epochs=1)
+    assert hist["dead_relu_fraction"] == [1.0]  # the 6 ReLU units, all dead
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -37,8 +37,9 @@ class Activation:
     """A named activation: ``forward(z, out) -> out`` and ``backward(delta, z, a, work)``.
 
     ``uses_input``: the derivative needs ``z``, so ``z`` and ``a`` must be separate buffers.
-    ``relu_family``: counts for the dead-unit diagnostic (a unit is dead when it outputs
-    ``<= 0`` for every sample).
+    ``relu_family``: a ReLU-like activation (He initialisation suits it). Those that output
+    exactly 0 below their kink (relu) count for the dead-unit diagnostic: a unit is dead
+    when it outputs 0 for every sample.
     """
 
     name: str

@@ -16,11 +16,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it warns in every Jupyter kernel without ipywidgets
 
 from zeronn._validation import (
     check_sample_weight,
@@ -49,8 +49,9 @@ class History(dict[str, list[Any]]):
     size (full batch: the loss before the epoch's update, as the seed prints it).
     ``val_loss`` (with validation data), ``lr``, ``grad_norm`` (global L2 norm of the
     gradient, as a root mean square over the epoch's batches), ``layer_grad_norms`` (the
-    same per layer, a list per epoch), ``dead_relu_fraction`` (share of ReLU-family hidden units
-    that output <= 0 for every sample of the epoch; absent without such units),
+    same per layer, a list per epoch), ``dead_relu_fraction`` (share of ReLU hidden units that
+    output 0 for every sample of the epoch; leaky_relu and elu units output negative values
+    there and keep a gradient, so they never count; absent without ReLU units),
     ``time`` (seconds). Attributes: ``epochs`` run, ``stopped_early``, ``best_epoch``
     (1-based, with early stopping), ``interrupted``.
     """
@@ -266,7 +267,10 @@ def fit(
     last_good = flat_p.copy()  # weights at the end of the last all-finite epoch
     best_params: NDArray | None = None
     best, wait = math.inf, 0
-    relu_layers = [layer for layer in net.layers[:-1] if layer.activation.relu_family]
+    # Units that can die: ReLU-family activations that output exactly 0 below the kink
+    # (leaky_relu and elu output negative values there and keep a gradient: never dead).
+    relu_layers = [layer for layer in net.layers[:-1] if layer.activation.relu_family
+                   and layer.activation(np.array([[-1.0]], net.dtype))[0, 0] == 0]
     # Dead-unit diagnostic: per batch, each ReLU-family layer's column maximum of its outputs,
     # folded into `alive` (> 0: the unit fired this epoch). Plain ReLU outputs are >= 0, so
     # there the column sum (one BLAS call with a ones vector) says the same, faster.
@@ -326,6 +330,7 @@ def fit(
                     rng.shuffle(idx)
                 total = 0.0
                 wtotal = 0.0
+                used = 0  # batches with weight (zero-weight batches are skipped)
                 layer_sq = [0.0] * len(gviews)
                 if not single:
                     alive_all.fill(0.0)
@@ -365,14 +370,9 @@ def fit(
                         layer_sq[i] += sq
                         gsq += sq
                     if not (isfinite(value) and isfinite(gsq)):
-                        np.copyto(flat_p, last_good)
                         what = f"loss became {value}" if not isfinite(value) else \
                             "the gradient became non-finite"
-                        raise ValueError(
-                            f"{what} at epoch {epoch + 1} (batch {b + 1}) with lr={lr:g}: the "
-                            f"learning rate is probably too large, try a smaller one (e.g. "
-                            f"{lr / 10:g}); the weights were restored to the end of epoch "
-                            f"{epoch}")
+                        _roll_back(flat_p, last_good, opt, what, epoch, b, lr)
                     if folded:
                         opt.t += 1
                         flat_p += flat_g
@@ -380,6 +380,7 @@ def fit(
                         step(params, grads)
                     total += value * bw
                     wtotal += bw
+                    used += 1
                     if interrupted[0]:
                         break
                 if interrupted[0]:
@@ -390,12 +391,18 @@ def fit(
                         f"{history.epochs} completed epochs are kept",
                         TrainingInterrupted, stacklevel=2)
                     break
+                # The losses were finite, but the epoch's last update may still have overflowed
+                # the weights (one BLAS pass; weights beyond 1e154 count as diverged too).
+                if not isfinite(float(dot(flat_p, flat_p))):
+                    _roll_back(flat_p, last_good, opt, "the weights became non-finite",
+                               epoch, b, lr)
                 np.copyto(last_good, flat_p)
+                used = max(used, 1)
                 record: dict[str, Any] = {
                     "loss": total / wtotal if wtotal else 0.0,
                     "lr": lr,
-                    "grad_norm": math.sqrt(sum(layer_sq) / nb),
-                    "layer_grad_norms": [math.sqrt(v / nb) for v in layer_sq],
+                    "grad_norm": math.sqrt(sum(layer_sq) / used),
+                    "layer_grad_norms": [math.sqrt(v / used) for v in layer_sq],
                 }
                 if val is not None:
                     record["val_loss"] = _eval_loss(net, val[0], val[1], loss_obj, bs)
@@ -449,6 +456,21 @@ def fit(
     if stopper is not None and stopper.restore_best and best_params is not None:
         np.copyto(flat_p, best_params)
     return history
+
+
+def _roll_back(flat_p: NDArray, last_good: NDArray, opt: Optimizer, what: str, epoch: int,
+               batch: int, lr: float) -> NoReturn:
+    """Restores the last all-finite weights, resets the optimizer, raises the user's error.
+
+    The optimizer's moments belong to the abandoned trajectory, so they are reset (its lr
+    back to the initial one) rather than left to mismatch the restored weights.
+    """
+    np.copyto(flat_p, last_good)
+    opt.reset()
+    raise ValueError(
+        f"{what} at epoch {epoch + 1} (batch {batch + 1}) with lr={lr:g}: the learning rate "
+        f"is probably too large, try a smaller one (e.g. {lr / 10:g}); the weights were "
+        f"restored to the end of epoch {epoch} and the optimizer state was reset")
 
 
 def _epoch_line(epoch: int, epochs: int, record: dict[str, Any]) -> str:
