@@ -168,13 +168,12 @@ class MLP:
             x = layer.forward(x)
         return x
 
-    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
-                   scale: float = 1.0) -> float:
-        """One forward and backward pass on a checked batch; fills the flat gradient buffer.
+    def _batch_loss(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None,
+                    backprop: bool) -> tuple[float, NDArray]:
+        """Forward pass and loss on a checked batch; returns (loss, the output's delta buffer).
 
-        ``w``: None, or sample weights (n, 1) scaled to sum to n. ``scale``: the gradients
-        come out multiplied by it (fit passes ``-lr`` for plain SGD, whose step is then one
-        addition); the returned loss is unscaled.
+        With ``backprop`` the buffer holds dL/dz of the output layer (else its content is
+        scratch).
         """
         a = self._forward(x)
         out = self.layers[-1]
@@ -185,12 +184,22 @@ class MLP:
         delta = buf.delta
         if loss.fused is not None:
             # Fused output step: delta = dL/dz = (p - y) / N, from the logits.
-            value = loss.fused(buf.z, a, y, delta, w)
-        else:
-            assert loss.value_and_grad is not None
-            value = loss.value_and_grad(a, y, delta, buf.work, w)
-            if out.activation is not IDENTITY:  # the seed's regression output: dL/dz = dL/da
-                out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
+            return loss.fused(buf.z, a, y, delta, w), delta
+        assert loss.value_and_grad is not None
+        value = loss.value_and_grad(a, y, delta, buf.work, w)
+        if backprop and out.activation is not IDENTITY:  # identity (the seed's): dL/dz = dL/da
+            out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
+        return value, delta
+
+    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
+                   scale: float = 1.0) -> float:
+        """One forward and backward pass on a checked batch; fills the flat gradient buffer.
+
+        ``w``: None, or sample weights (n, 1) scaled to sum to n. ``scale``: the gradients
+        come out multiplied by it (fit passes ``-lr`` for plain SGD, whose step is then one
+        addition); the returned loss is unscaled.
+        """
+        value, delta = self._batch_loss(x, y, loss, w, backprop=True)
         if scale != 1.0:  # every gradient below is linear in delta
             np.multiply(delta, scale, out=delta)
         layers = self.layers

@@ -171,17 +171,7 @@ def _eval_loss(net: MLP, X: NDArray, y: NDArray, loss: Loss, chunk: int) -> floa
     n = X.shape[0]
     for s in range(0, n, chunk):
         xb, yb = X[s:s + chunk], y[s:s + chunk]
-        a = net._forward(xb)
-        out = net.layers[-1]
-        buf = out._buf
-        assert buf is not None
-        if buf.delta is None:
-            buf.delta = np.empty_like(a)
-        if loss.fused is not None:
-            v = loss.fused(buf.z, a, yb, buf.delta, None)
-        else:
-            assert loss.value_and_grad is not None
-            v = loss.value_and_grad(a, yb, buf.delta, buf.work, None)
+        v, _ = net._batch_loss(xb, yb, loss, None, backprop=False)
         # Regression losses are means over elements, cross-entropies over samples: both
         # combine over chunks as a row-weighted mean.
         total += v * xb.shape[0]
