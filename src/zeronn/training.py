@@ -178,6 +178,137 @@ def _eval_loss(net: MLP, X: NDArray, y: NDArray, loss: Loss, chunk: int) -> floa
     return total / n
 
 
+class _DeadUnits:
+    """Which hidden units fired this epoch, for ``dead_relu_fraction``.
+
+    Only units that can die count: ReLU-family activations that output exactly 0 below
+    the kink (leaky_relu and elu output negative values there and keep a gradient). Per
+    batch each such layer's column maximum of its outputs is folded into ``alive``
+    (> 0: the unit fired); for the built-in ReLU, whose outputs are >= 0, the column sum
+    (one BLAS call with a ones vector) says the same, faster.
+    """
+
+    def __init__(self, net: MLP, batch_rows: set[int], single: bool) -> None:
+        layers = [layer for layer in net.layers[:-1] if layer.activation.relu_family
+                  and layer.activation(np.array([[-1.0]], net.dtype))[0, 0] == 0]
+        self.alive = np.zeros(sum(layer.fan_out for layer in layers), net.dtype)
+        self.entries = []
+        start = 0
+        for layer in layers:
+            view = self.alive[start:start + layer.fan_out]
+            self.entries.append((layer, np.zeros(layer.fan_out, net.dtype), view,
+                                 layer.activation is RELU))
+            start += layer.fan_out
+        self.all_plain = all(plain for *_, plain in self.entries)
+        self.ones = {m: np.ones(m, net.dtype) for m in batch_rows}
+        self.single = single  # one batch an epoch: straight into `alive`, nothing to fold
+
+    def start_epoch(self) -> None:
+        if not self.single:
+            self.alive.fill(0.0)
+
+    def observe(self, rows: int) -> None:
+        """Folds in the batch of ``rows`` rows that the layers' buffers hold now."""
+        for layer, colmax, alive, plain in self.entries:
+            a = layer._buf.a  # type: ignore[union-attr]
+            out = alive if self.single else colmax
+            if plain:
+                np.dot(self.ones[rows], a, out=out)
+            else:
+                np.maximum.reduce(a, axis=0, out=out)
+            if not self.single:
+                np.maximum(alive, colmax, out=alive)
+
+    def fraction(self) -> float:
+        if self.all_plain:  # column sums are >= 0: nonzero means alive
+            fired = int(np.count_nonzero(self.alive))
+        else:
+            fired = int(np.count_nonzero(self.alive > 0))
+        return (self.alive.size - fired) / self.alive.size
+
+
+class _Batches:
+    """The epoch's batches: views of the data without shuffling, else rows gathered into
+    buffers made once (a full batch and the remainder) from a fresh permutation."""
+
+    def __init__(self, X: NDArray, y: NDArray, weights: NDArray | None, bs: int,
+                 shuffle: bool, rng: np.random.Generator) -> None:
+        n = X.shape[0]
+        self.X, self.y, self.weights, self.shuffle, self.rng = X, y, weights, shuffle, rng
+        self.spans = [(b, s, min(s + bs, n)) for b, s in enumerate(range(0, n, bs))]
+        self.rows = {e - s for _, s, e in self.spans}
+        if shuffle:
+            self.order = np.arange(n)
+            self.idx = np.empty_like(self.order)
+            self.xbufs = {m: np.empty((m, X.shape[1]), X.dtype) for m in self.rows}
+            self.ybufs = {m: np.empty((m, y.shape[1]), y.dtype) for m in self.rows}
+        else:
+            self.views = [(X[s:e], y[s:e]) for _, s, e in self.spans]
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __iter__(self) -> Iterator[tuple[int, int, NDArray, NDArray, NDArray | None]]:
+        """(batch index, rows, X batch, y batch, raw weights or None)."""
+        weights, idx = self.weights, None
+        if self.shuffle:
+            # A fresh permutation each epoch (as rng.permutation), without allocating.
+            idx = self.idx
+            np.copyto(idx, self.order)
+            self.rng.shuffle(idx)
+        for b, s, e in self.spans:
+            if idx is not None:
+                m = e - s
+                xb, yb = self.xbufs[m], self.ybufs[m]
+                # mode="clip": the indices are a permutation, always in range, and the
+                # default mode="raise" would gather into a temporary first.
+                np.take(self.X, idx[s:e], axis=0, out=xb, mode="clip")
+                np.take(self.y, idx[s:e], axis=0, out=yb, mode="clip")
+            else:
+                xb, yb = self.views[b]
+            wb = None if weights is None else (weights[idx[s:e]] if idx is not None
+                                               else weights[s:e])
+            yield b, e - s, xb, yb, wb
+
+
+class _Stopper:
+    """Early-stopping state: the best monitored value, the wait, the best weights."""
+
+    def __init__(self, config: EarlyStopping, flat_p: NDArray) -> None:
+        self.config, self.flat_p = config, flat_p
+        self.best, self.wait = math.inf, 0
+        self.best_params: NDArray | None = None
+
+    def update(self, metric: float, epoch: int, history: History) -> bool:
+        """Records epoch ``epoch`` (0-based); True when training should stop."""
+        if metric < self.best - self.config.min_delta:
+            self.best, self.wait = metric, 0
+            history.best_epoch = epoch + 1
+            if self.config.restore_best:
+                if self.best_params is None:
+                    self.best_params = self.flat_p.copy()
+                else:
+                    np.copyto(self.best_params, self.flat_p)
+            return False
+        self.wait += 1
+        if self.wait >= self.config.patience:
+            history.stopped_early = True
+            return True
+        return False
+
+    def restore(self) -> None:
+        if self.config.restore_best and self.best_params is not None:
+            np.copyto(self.flat_p, self.best_params)
+
+
+def _check_targets(loss: Loss, y: NDArray) -> None:
+    if loss.output_activation is not None and (y.min() < 0 or (
+            loss.name == "binary_crossentropy" and y.max() > 1)):
+        want = "[0, 1]" if loss.name == "binary_crossentropy" else ">= 0 (one-hot rows)"
+        raise ValueError(f"{loss.name} needs targets in {want}; "
+                         f"got values in [{y.min():g}, {y.max():g}]")
+
+
 def fit(
     net: MLP,
     X: Any,
@@ -212,18 +343,16 @@ def fit(
     (integer weights equal repeated rows for a full batch). Returns this fit's
     :class:`History`; ``net.history`` holds every fit's.
 
-    A loss that turns NaN or inf raises ``ValueError`` after restoring the weights of the
-    end of the last epoch whose losses were all finite. Ctrl-C stops at the end of the
-    current batch, keeps weights and history, and warns :class:`TrainingInterrupted`.
+    A loss, gradient or weight that turns NaN or inf raises ``ValueError`` after restoring
+    the weights of the end of the last all-finite epoch and resetting the optimizer's
+    state. Ctrl-C stops at the end of the current batch, keeps weights and history, and
+    warns :class:`TrainingInterrupted`.
     """
+    # -- check everything before touching the network ------------------------------------
     loss_obj = net.check_loss(loss)
     Xc, yc = net.check_data(X, y)
     assert yc is not None
-    if loss_obj.output_activation is not None and (yc.min() < 0 or (
-            loss_obj.name == "binary_crossentropy" and yc.max() > 1)):
-        want = "[0, 1]" if loss_obj.name == "binary_crossentropy" else ">= 0 (one-hot rows)"
-        raise ValueError(f"{loss_obj.name} needs targets in {want}; "
-                         f"got values in [{yc.min():g}, {yc.max():g}]")
+    _check_targets(loss_obj, yc)
     epochs = positive_number("epochs", epochs, integer=True)
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
@@ -231,7 +360,7 @@ def fit(
         if not callable(cb) and not hasattr(cb, "on_epoch_end"):
             raise ValueError(f"callback {cb!r} is not callable")
     weights = check_sample_weight(sample_weight, Xc.shape[0], net.dtype)
-    stopper = _early_stopping(early_stopping)
+    stop_config = _early_stopping(early_stopping)
     schedule = get_schedule(lr_schedule)
     Xt, yt, val = _split_validation(Xc, yc, validation_split, validation_data, net)
     if weights is not None:
@@ -243,68 +372,37 @@ def fit(
         opt = net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
     else:
         opt = get_optimizer(optimizer)
-    rng = np.random.default_rng(seed) if seed is not None else net.rng
     monitor = "val_loss" if val is not None else "loss"
-    if stopper is not None:
-        if stopper.monitor == "val_loss" and val is None:
+    if stop_config is not None:
+        if stop_config.monitor == "val_loss" and val is None:
             raise ValueError("early stopping monitors val_loss but there is no validation data: "
                              "pass validation_split/validation_data or monitor='loss'")
-        monitor = stopper.monitor or monitor
+        monitor = stop_config.monitor or monitor
 
+    # -- set up: everything the batches need is allocated here, once ---------------------
     net.optimizer = opt
     flat_p, flat_g = net._flat_params, net._flat_grads
     params, grads = [flat_p], [flat_g]
     last_good = flat_p.copy()  # weights at the end of the last all-finite epoch
-    best_params: NDArray | None = None
-    best, wait = math.inf, 0
-    # Units that can die: ReLU-family activations that output exactly 0 below the kink
-    # (leaky_relu and elu output negative values there and keep a gradient: never dead).
-    relu_layers = [layer for layer in net.layers[:-1] if layer.activation.relu_family
-                   and layer.activation(np.array([[-1.0]], net.dtype))[0, 0] == 0]
-    # Dead-unit diagnostic: per batch, each ReLU-family layer's column maximum of its outputs,
-    # folded into `alive` (> 0: the unit fired this epoch). Plain ReLU outputs are >= 0, so
-    # there the column sum (one BLAS call with a ones vector) says the same, faster.
-    alive_all = np.zeros(sum(layer.fan_out for layer in relu_layers), net.dtype)
-    alive_bool = np.zeros(alive_all.size, bool)
-    diag = []
-    start = 0
-    for layer in relu_layers:
-        al = alive_all[start:start + layer.fan_out]
-        diag.append((layer, np.zeros(layer.fan_out, net.dtype), al, layer.activation is RELU))
-        start += layer.fan_out
-    all_plain = all(plain for *_, plain in diag)
+    stopper = None if stop_config is None else _Stopper(stop_config, flat_p)
+    rng = np.random.default_rng(seed) if seed is not None else net.rng
+    batches = _Batches(Xt, yt, weights, bs, shuffle, rng)
+    dead = _DeadUnits(net, batches.rows, single=len(batches) == 1)
     gviews = [flat_g[sl] for sl in net.slices]  # each layer's gradient, for its norm
-    layer_sq = [0.0] * len(gviews)
-
-    # Gather buffers for shuffled batches: a full batch and the remainder.
-    starts = list(range(0, n, bs))
-    nb = len(starts)
-    single = nb == 1
-    spans = [(b, s, min(s + bs, n)) for b, s in enumerate(starts)]
-    ones = {e - s: np.ones(e - s, net.dtype) for _, s, e in spans}
-    if not shuffle:  # the batches are views, made once
-        views = [(Xt[s:e], yt[s:e]) for _, s, e in spans]
-    if shuffle:
-        order = np.arange(n)
-        idx = np.empty_like(order)
-        xbufs = {m: np.empty((m, Xt.shape[1]), net.dtype) for m in {min(bs, n - s) for s in starts}}
-        ybufs = {m: np.empty((m, yt.shape[1]), net.dtype) for m in xbufs}
-
     opt.prepare(params, grads)  # checked once; each batch then takes the unchecked step
     step = opt.step_prepared
     # Plain SGD (no momentum, no weight decay): the backward pass computes the update
     # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is one
     # pass over the parameters, p += g. The diagnostics divide the lr back out.
     fold_lr = type(opt) is SGD and not opt.momentum and not opt.weight_decay
-    loss_grad = net._loss_grad
-    dot, max_reduce, isfinite = np.dot, np.maximum.reduce, math.isfinite
+    loss_grad, dot, isfinite = net._loss_grad, np.dot, math.isfinite
 
     history = History()
     appenders: list[tuple[str, Callable[[Any], None]]] = []
     bar = tqdm(total=epochs, unit="epoch", disable=verbose != 1, leave=True,
                file=sys.stderr, dynamic_ncols=True)
     try:
-        # Overflow inside a diverging step is reported once, by the finiteness check below.
+        # Overflow inside a diverging step is reported once, by the finiteness checks below.
         with _defer_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(epochs):
                 t0 = time.perf_counter()
@@ -314,46 +412,20 @@ def fit(
                 folded = fold_lr and lr >= 1e-6
                 scale = -lr if folded else 1.0
                 unscale = 1.0 / (lr * lr) if folded else 1.0  # for the squared norms
-                if shuffle:
-                    # A fresh permutation each epoch (as rng.permutation), without allocating.
-                    np.copyto(idx, order)
-                    rng.shuffle(idx)
-                total = 0.0
-                wtotal = 0.0
+                total = wtotal = 0.0
                 used = 0  # batches with weight (zero-weight batches are skipped)
                 layer_sq = [0.0] * len(gviews)
-                if not single:
-                    alive_all.fill(0.0)
-                for b, s, e in spans:
-                    if shuffle:
-                        m = e - s
-                        xb, yb = xbufs[m], ybufs[m]
-                        # mode="clip": the indices are a permutation, always in range, and
-                        # the default mode="raise" would gather into a temporary first.
-                        np.take(Xt, idx[s:e], axis=0, out=xb, mode="clip")
-                        np.take(yt, idx[s:e], axis=0, out=yb, mode="clip")
-                    else:
-                        xb, yb = views[b]
-                    bw: float = e - s
-                    if weights is None:
+                dead.start_epoch()
+                for b, rows, xb, yb, wb in batches:
+                    bw: float = rows
+                    if wb is None:
                         value = loss_grad(xb, yb, loss_obj, None, scale)
                     else:
-                        wb = weights[idx[s:e]] if shuffle else weights[s:e]
                         bw = float(wb.sum())
                         if bw <= 0:  # only zero-weight rows: nothing to learn from
                             continue
                         value = loss_grad(xb, yb, loss_obj, normalized_weights(wb), scale)
-                    for layer, cm, al, plain in diag:
-                        lbuf = layer._buf
-                        assert lbuf is not None
-                        # One batch per epoch: straight into `alive`, nothing to fold.
-                        out = al if single else cm
-                        if plain:
-                            dot(ones[e - s], lbuf.a, out=out)
-                        else:
-                            max_reduce(lbuf.a, axis=0, out=out)
-                        if not single:
-                            np.maximum(al, cm, out=al)
+                    dead.observe(rows)
                     gsq = 0.0
                     for i, g in enumerate(gviews):
                         sq = float(dot(g, g)) * unscale
@@ -377,7 +449,7 @@ def fit(
                     history.interrupted = True
                     warnings.warn(
                         f"training interrupted at epoch {epoch + 1} (batch {b + 1} of "
-                        f"{len(starts)}); the weights and the history of the "
+                        f"{len(batches)}); the weights and the history of the "
                         f"{history.epochs} completed epochs are kept",
                         TrainingInterrupted, stacklevel=2)
                     break
@@ -396,13 +468,8 @@ def fit(
                 }
                 if val is not None:
                     record["val_loss"] = _eval_loss(net, val[0], val[1], loss_obj, bs)
-                if relu_layers:
-                    if all_plain:  # column sums are >= 0: nonzero means alive
-                        dead = alive_all.size - int(np.count_nonzero(alive_all))
-                    else:
-                        np.greater(alive_all, 0, out=alive_bool)
-                        dead = alive_all.size - int(np.count_nonzero(alive_bool))
-                    record["dead_relu_fraction"] = dead / alive_all.size
+                if dead.entries:
+                    record["dead_relu_fraction"] = dead.fraction()
                 record["time"] = time.perf_counter() - t0
                 if appenders:  # the same keys every epoch: append to the lists directly
                     for key, append in appenders:
@@ -412,20 +479,7 @@ def fit(
                     appenders = [(key, history[key].append) for key in record]
                 metric = record[monitor]
                 schedule.observe(metric)
-                stop = False
-                if stopper is not None:
-                    if metric < best - stopper.min_delta:
-                        best, wait = metric, 0
-                        history.best_epoch = epoch + 1
-                        if stopper.restore_best:
-                            if best_params is None:
-                                best_params = flat_p.copy()
-                            else:
-                                np.copyto(best_params, flat_p)
-                    else:
-                        wait += 1
-                        if wait >= stopper.patience:
-                            stop = history.stopped_early = True
+                stop = stopper is not None and stopper.update(metric, epoch, history)
                 for cb in callbacks:
                     hook = getattr(cb, "on_epoch_end", cb)
                     if hook(epoch + 1, history):
@@ -443,8 +497,8 @@ def fit(
         if net.history is None:
             net.history = History()
         net.history.extend(history)
-    if stopper is not None and stopper.restore_best and best_params is not None:
-        np.copyto(flat_p, best_params)
+    if stopper is not None:
+        stopper.restore()
     return history
 
 
