@@ -19,6 +19,22 @@ def seed_problem() -> tuple[np.ndarray, np.ndarray, NN]:
     return X, y, nn
 
 
+# The seed notebook's printed output (shared/seed): the contract of zeronn.classic, the
+# demo and the tutorial notebook.
+SEED_LINES = [
+    "Epoch 0, Loss: 10.1670", "Epoch 100, Loss: 0.0126", "Epoch 200, Loss: 0.0112",
+    "Epoch 300, Loss: 0.0105", "Epoch 400, Loss: 0.0101", "Epoch 500, Loss: 0.0098",
+    "Epoch 600, Loss: 0.0096", "Epoch 700, Loss: 0.0094", "Epoch 800, Loss: 0.0093",
+    "Epoch 900, Loss: 0.0092",
+]
+
+
+@pytest.fixture
+def seed_lines() -> list[str]:
+    """The seed's ten ``Epoch k, Loss: ...`` lines, exactly as the notebook printed them."""
+    return list(SEED_LINES)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -12,21 +12,15 @@ import numpy as np
 import zeronn
 from zeronn import classic
 
-SEED_LINES = [
-    "Epoch 0, Loss: 10.1670", "Epoch 100, Loss: 0.0126", "Epoch 200, Loss: 0.0112",
-    "Epoch 300, Loss: 0.0105", "Epoch 400, Loss: 0.0101", "Epoch 500, Loss: 0.0098",
-    "Epoch 600, Loss: 0.0096", "Epoch 700, Loss: 0.0094", "Epoch 800, Loss: 0.0093",
-    "Epoch 900, Loss: 0.0092",
-]
 SEED_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_8fd7bd2958beb408.txt"
 
 
-def test_run_seed_prints_the_ten_lines(capsys):
+def test_run_seed_prints_the_ten_lines(capsys, seed_lines):
     classic.run_seed()
-    assert capsys.readouterr().out.splitlines() == SEED_LINES
+    assert capsys.readouterr().out.splitlines() == seed_lines
 
 
-def test_seed_main_block_against_the_module(capsys):
+def test_seed_main_block_against_the_module(capsys, seed_lines):
     """The notebook's own __main__ cell, run with the module's names, prints its ten lines."""
     main_cell = '''
 np.random.seed(0)
@@ -43,19 +37,19 @@ for epoch in range(epochs):
         print(f"Epoch {epoch}, Loss: {loss:.4f}")
 '''
     exec(main_cell, {"np": np, "NN": classic.NN, "mse_loss": classic.mse_loss})
-    assert capsys.readouterr().out.splitlines() == SEED_LINES
+    assert capsys.readouterr().out.splitlines() == seed_lines
 
 
-def test_seed_file_lines_match_if_present():
+def test_seed_file_lines_match_if_present(seed_lines):
     if SEED_FILE.exists():
         text = SEED_FILE.read_text(encoding="utf-8")
-        assert re.findall(r"^Epoch \d+, Loss: [\d.]+$", text, flags=re.M) == SEED_LINES
+        assert re.findall(r"^Epoch \d+, Loss: [\d.]+$", text, flags=re.M) == seed_lines
 
 
-def test_python_dash_m_prints_the_lines():
+def test_python_dash_m_prints_the_lines(seed_lines):
     out = subprocess.run([sys.executable, "-m", "zeronn.classic"], capture_output=True,
                          text=True, check=True).stdout
-    assert out.splitlines() == SEED_LINES
+    assert out.splitlines() == seed_lines
 
 
 def test_functions_and_shapes():

@@ -17,19 +17,6 @@ pd = pytest.importorskip("pandas")
 
 from zeronn import cli  # noqa: E402
 
-# The seed notebook's printed output: the contract `zeronn demo` must keep.
-SEED_LINES = [
-    "Epoch 0, Loss: 10.1670",
-    "Epoch 100, Loss: 0.0126",
-    "Epoch 200, Loss: 0.0112",
-    "Epoch 300, Loss: 0.0105",
-    "Epoch 400, Loss: 0.0101",
-    "Epoch 500, Loss: 0.0098",
-    "Epoch 600, Loss: 0.0096",
-    "Epoch 700, Loss: 0.0094",
-    "Epoch 800, Loss: 0.0093",
-    "Epoch 900, Loss: 0.0092",
-]
 COMMANDS = ["demo", "train", "predict", "evaluate", "export", "info", "gradcheck"]
 FAST = ["--hidden", "8", "--epochs", "30", "--lr", "0.01", "--validation-split", "0.2"]
 needs_persistence = pytest.mark.skipif(
@@ -96,11 +83,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 # -- demo and help ------------------------------------------------------------------------
-def test_demo_prints_the_seed_lines_exactly() -> None:
+def test_demo_prints_the_seed_lines_exactly(seed_lines) -> None:
     # The timeout guards against a hang; the run itself takes well under a second.
     r = run("demo", timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[:10] == SEED_LINES
+    assert r.stdout.splitlines()[:10] == seed_lines
     assert r.stderr == ""
     last = r.stdout.splitlines()[-1]
     assert last.startswith("(") and last.endswith(" s)")

@@ -16,19 +16,6 @@ pytest.importorskip("ipykernel", reason="the notebook test needs the test extra"
 pytest.importorskip("matplotlib", reason="the notebook draws with the plot extra")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "01_seed_walkthrough.ipynb"
-# The seed notebook's printed output, its contract (shared/seed).
-SEED_LINES = [
-    "Epoch 0, Loss: 10.1670",
-    "Epoch 100, Loss: 0.0126",
-    "Epoch 200, Loss: 0.0112",
-    "Epoch 300, Loss: 0.0105",
-    "Epoch 400, Loss: 0.0101",
-    "Epoch 500, Loss: 0.0098",
-    "Epoch 600, Loss: 0.0096",
-    "Epoch 700, Loss: 0.0094",
-    "Epoch 800, Loss: 0.0093",
-    "Epoch 900, Loss: 0.0092",
-]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,17 +45,17 @@ def _pngs(cell: Any) -> list[bytes]:
             if o.output_type in ("display_data", "execute_result") and "image/png" in o.data]
 
 
-def test_first_code_cell_prints_the_seeds_ten_lines_exactly(executed) -> None:
+def test_first_code_cell_prints_the_seeds_ten_lines_exactly(executed, seed_lines) -> None:
     nb, _ = executed
     first = next(c for c in nb.cells if c.cell_type == "code")
     assert first is _cell(nb, "seed-run")
-    assert _stdout(first) == "\n".join(SEED_LINES) + "\n"
+    assert _stdout(first) == "\n".join(seed_lines) + "\n"
 
 
-def test_engine_run_matches_the_seed(executed) -> None:
+def test_engine_run_matches_the_seed(executed, seed_lines) -> None:
     nb, _ = executed
     out = _stdout(_cell(nb, "engine-run"))
-    assert "\n".join(SEED_LINES) in out
+    assert "\n".join(seed_lines) in out
     worst = float(re.search(r"over 1000 epochs: (\S+)", out).group(1))
     assert worst < 1e-10
 
@@ -128,19 +115,21 @@ def test_headings_are_japanese_and_english() -> None:
         assert re.search(r"[A-Za-z]{3}", en), h
 
 
-def test_stored_outputs_are_current() -> None:
+def test_stored_outputs_are_current(seed_lines) -> None:
     # Readers see the saved notebook without running it: it must be saved executed.
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code)
-    assert _stdout(code[0]) == "\n".join(SEED_LINES) + "\n"
+    assert _stdout(code[0]) == "\n".join(seed_lines) + "\n"
 
 
 def _python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
 
 
-def test_readme_ja_code_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys) -> None:
+def test_readme_ja_code_runs_and_prints_what_it_says(
+    tmp_path, monkeypatch, capsys, seed_lines
+) -> None:
     root = NOTEBOOK.parents[1]
     blocks = _python_blocks((root / "README.ja.md").read_text(encoding="utf-8"))
     assert len(blocks) >= 8
@@ -149,7 +138,7 @@ def test_readme_ja_code_runs_and_prints_what_it_says(tmp_path, monkeypatch, caps
     for block in blocks:
         exec(compile(block, "README.ja.md", "exec"), ns)
     out = capsys.readouterr().out
-    assert "\n".join(SEED_LINES) in out
+    assert "\n".join(seed_lines) in out
     assert "[[0. 0. 3.]] [[0 0 1]]" in out  # the seed's relu, relu_deriv
     assert "False" not in out and out.count("True") == 4
     assert (tmp_path / "loss.png").read_bytes().startswith(PNG)
