@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -33,6 +34,24 @@ SEED_LINES = [
 def seed_lines() -> list[str]:
     """The seed's ten ``Epoch k, Loss: ...`` lines, exactly as the notebook printed them."""
     return list(SEED_LINES)
+
+
+def _central_differences(f: Callable[[np.ndarray], float], x: np.ndarray,
+                         h: float = 1e-6) -> np.ndarray:
+    """The gradient of scalar ``f`` at ``x`` by central differences, element by element."""
+    numeric = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        numeric[idx] = (f(xp) - f(xm)) / (2 * h)
+    return numeric
+
+
+@pytest.fixture(scope="session")
+def central_differences() -> Callable[..., np.ndarray]:
+    """``central_differences(f, x, h=1e-6)``: the numerical gradient of a scalar function."""
+    return _central_differences
 
 
 @pytest.fixture

@@ -33,19 +33,13 @@ shapes = st.tuples(st.integers(1, 8), st.integers(1, 4))
 @pytest.mark.parametrize("name", REGRESSION)
 @settings(max_examples=30, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2 ** 16))
-def test_regression_value_and_gradient(name, shape, seed):
+def test_regression_value_and_gradient(name, shape, seed, central_differences):
     rng = np.random.default_rng(seed)
     a, y = rng.standard_normal(shape) * 2, rng.standard_normal(shape) * 2
     grad = np.empty_like(a)
     value = get_loss(name).value_and_grad(a, y, grad, np.empty_like(a), None)
     assert value == pytest.approx(_reference(name, a, y), rel=1e-12)
-    h = 1e-6
-    numeric = np.empty_like(a)
-    for idx in np.ndindex(a.shape):
-        ap, am = a.copy(), a.copy()
-        ap[idx] += h
-        am[idx] -= h
-        numeric[idx] = (_reference(name, ap, y) - _reference(name, am, y)) / (2 * h)
+    numeric = central_differences(lambda aa: _reference(name, aa, y), a)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
 
 
@@ -53,7 +47,8 @@ def test_regression_value_and_gradient(name, shape, seed):
                                            ("categorical_crossentropy", "softmax")])
 @settings(max_examples=30, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2 ** 16), scale=st.sampled_from([0.5, 3.0, 30.0]))
-def test_fused_cross_entropy_value_and_logit_gradient(name, act, shape, seed, scale):
+def test_fused_cross_entropy_value_and_logit_gradient(name, act, shape, seed, scale,
+                                                      central_differences):
     rng = np.random.default_rng(seed)
     z = rng.standard_normal(shape) * scale
     if name == "binary_crossentropy":
@@ -76,13 +71,7 @@ def test_fused_cross_entropy_value_and_logit_gradient(name, act, shape, seed, sc
     grad = np.empty_like(z)
     value = get_loss(name).fused(z, f(z), y, grad, None)
     assert value == pytest.approx(ref(z), rel=1e-10, abs=1e-12)
-    h = 1e-6
-    numeric = np.empty_like(z)
-    for idx in np.ndindex(z.shape):
-        zp, zm = z.copy(), z.copy()
-        zp[idx] += h
-        zm[idx] -= h
-        numeric[idx] = (ref(zp) - ref(zm)) / (2 * h)
+    numeric = central_differences(ref, z)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
