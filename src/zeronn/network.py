@@ -244,19 +244,26 @@ class MLP:
         Xc, _ = self.check_data(X)
         return self._predict_checked(Xc)
 
+    def _forward_fresh(self, x: NDArray, logits: bool = False) -> NDArray:
+        """Forward pass on a checked batch in fresh arrays, not the layers' shared training
+        buffers: prediction is not the hot loop, and this keeps it safe to call from several
+        threads. With ``logits``, the output layer's pre-activation (n, n_outputs)."""
+        a = x
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            z = np.dot(a, layer.W)
+            z += layer.b
+            if logits and i == last:
+                return z
+            act = layer.activation
+            a = act.forward(z, np.empty_like(z) if act.uses_input else z)
+        return a
+
     def _predict_checked(self, X: NDArray, chunk: int = PREDICT_CHUNK) -> NDArray:
-        # Fresh arrays per chunk rather than the layers' shared training buffers: prediction
-        # is not the hot loop, and this keeps predict() safe to call from several threads.
         n = X.shape[0]
         out = np.empty((n, self.layer_sizes[-1]), self.dtype)
         for s in range(0, n, chunk):
-            a = X[s:s + chunk]
-            for layer in self.layers:
-                z = np.dot(a, layer.W)
-                z += layer.b
-                act = layer.activation
-                a = act.forward(z, np.empty_like(z) if act.uses_input else z)
-            out[s:s + chunk] = a
+            out[s:s + chunk] = self._forward_fresh(X[s:s + chunk])
         return out
 
     def loss_and_gradients(self, X: Any, y: Any, loss: str | Loss = "mse",

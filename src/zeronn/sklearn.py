@@ -438,16 +438,10 @@ class _BaseMLP(BaseEstimator):
     def _logits(self, X: NDArray) -> NDArray:
         """The output layer's pre-activation (n, n_outputs).
 
-        Uses fresh arrays instead of the network's work buffers, so one fitted estimator
-        can predict from several threads at once (dask's threaded scheduler does that).
+        Fresh arrays instead of the network's work buffers, so one fitted estimator can
+        predict from several threads at once (dask's threaded scheduler does that).
         """
-        a = X
-        layers = self.net_.layers
-        for i, layer in enumerate(layers):
-            z = a @ layer.W
-            z += layer.b
-            a = z if i == len(layers) - 1 else layer.activation.forward(z, z)
-        return a
+        return self.net_._forward_fresh(X, logits=True)
 
     def _outputs(self, X: NDArray) -> NDArray:
         z = self._logits(X)
