@@ -79,15 +79,15 @@ class Optimizer:
              scratch_grads: bool = False) -> None:
         """One update of every parameter in place. ``scratch_grads``: grads may be overwritten."""
         self.prepare(params, grads)
-        if scratch_grads:
-            self.step_prepared(params, grads)
-            return
-        self.t += 1
-        for p, g, s in zip(params, grads, self.state):
-            if "scratch" not in s:
-                s["scratch"] = np.empty_like(g)
-            np.copyto(s["scratch"], g)
-            self._update(p, s["scratch"], s)
+        if not scratch_grads:  # the caller's grads stay as they are: update from copies
+            copies = []
+            for g, s in zip(grads, self.state):
+                if "scratch" not in s:
+                    s["scratch"] = np.empty_like(g)
+                np.copyto(s["scratch"], g)
+                copies.append(s["scratch"])
+            grads = copies
+        self.step_prepared(params, grads)
 
     def prepare(self, params: Sequence[NDArray], grads: Sequence[NDArray]) -> None:
         """Creates the state for ``params`` (or checks that it fits them); ``step`` calls it.
