@@ -479,10 +479,11 @@ NOTES = """## Where the time goes
   with a column of ones: `zeronn.trace` reproduces the engine's numbers bit for bit with the
   textbook formulas (`x·W + b`, the sum over the batch), and that fold would round
   differently.
-- Memory: fit holds the parameters, their gradients, the optimizer state and one copy of
-  the weights from the end of the last epoch (restored if the loss turns non-finite), plus
-  about three batches' activations of work buffers: 3x the parameters with plain SGD, 4x
-  with momentum, 5x with Adam (two moments). `tests/test_training.py` measures it.
+- Memory: fit holds the parameters, their gradients and the optimizer state, plus about
+  three batches' activations of work buffers: 2x the parameters with plain SGD, 3x with
+  momentum, 4x with Adam (two moments). No spare copy of the weights: an update that would
+  make them non-finite is refused before it is applied (checked only when a running bound
+  on the weights' norm says it could happen). `tests/test_training.py` measures it.
 """.splitlines()
 
 

@@ -191,19 +191,28 @@ def test_plateau_follows_torch_semantics():
     assert s.lr(11, 1.0) == 0.2
 
 
-@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+@pytest.mark.parametrize("cls", [
+    optim.SGD, optim.Adam, optim.AdamW, optim.AdaGrad,
+    lambda lr: optim.SGD(lr=lr, momentum=0.9, nesterov=True, weight_decay=0.1),
+    lambda lr: optim.RMSProp(lr=lr, momentum=0.5, centered=True, weight_decay=0.1),
+], ids=["sgd", "adam", "adamw", "adagrad", "sgd-nesterov-wd", "rmsprop-centered-wd"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_chunked_update_of_a_flat_buffer_equals_the_whole_array_update(cls, dtype):
-    """Past 2 * _CHUNK elements the flat buffer is updated chunk by chunk (for the cache);
-    every element sees the same arithmetic, so the result is bitwise the same."""
+    """Past 2 * _CHUNK elements the buffer is updated chunk by chunk (for the cache); every
+    element sees the same arithmetic, so the result is bitwise the same as in one piece
+    (a non-contiguous view is updated in one piece)."""
     rng = np.random.default_rng(0)
     n = 2 * optim._CHUNK + 1234
     p0 = rng.standard_normal(n).astype(dtype)
     grads = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
     flat, nd = cls(lr=0.01), cls(lr=0.01)
-    pa, pb = p0.copy(), p0.copy().reshape(1, n)  # 2-D: the whole-array path
+    pa = p0.copy()
+    pb = np.empty((n, 2), dtype)[:, 0]  # strided: no flat view, the whole-array path
+    pb[:] = p0
     for g in grads:
         flat.step([pa], [g.copy()], scratch_grads=True)
-        nd.step([pb], [g.reshape(1, n).copy()], scratch_grads=True)
-    np.testing.assert_array_equal(pa, pb.ravel())
+        gb = np.empty((n, 2), dtype)[:, 0]
+        gb[:] = g
+        nd.step([pb], [gb], scratch_grads=True)
+    np.testing.assert_array_equal(pa, pb)
     assert pa.dtype == dtype and not np.array_equal(pa, p0)

@@ -311,7 +311,7 @@ def test_verbose_0_is_silent(rng, capsys):
 
 
 # -- failing safe -------------------------------------------------------------------------
-def test_non_finite_loss_stops_with_epoch_and_restores_weights(rng):
+def test_non_finite_loss_stops_with_epoch_and_keeps_the_last_finite_weights(rng):
     X, y = _regression(rng)
     y = y * 1e3
     net = zn.MLP([3, 16, 16, 1], seed=0)
@@ -320,17 +320,47 @@ def test_non_finite_loss_stops_with_epoch_and_restores_weights(rng):
     def keep(epoch, history):
         snapshots.append([p.copy() for p in net.params])
 
-    with pytest.raises(ValueError, match=r"at epoch (\d+).*smaller") as info:
-        net.fit(X, y, optimizer=zn.optim.SGD(lr=10.0), epochs=500, batch_size=8,
+    # Full batch: one step an epoch, so the weights before the failing step are the
+    # weights at the end of the previous epoch, which the callback saw.
+    with pytest.raises(ValueError, match=r"at epoch (\d+).*smaller.*before this step") as info:
+        net.fit(X, y, optimizer=zn.optim.SGD(lr=10.0), epochs=500, batch_size=None,
                 callbacks=[keep])
     msg = str(info.value)
     epoch = int(msg.split("at epoch ")[1].split()[0])
-    assert "lr=10" in msg
+    assert "lr=10" in msg and epoch > 1
     assert all(np.isfinite(p).all() for p in net.params)
     assert net.history is not None and net.history.epochs == epoch - 1
-    if snapshots:  # the weights are those at the end of the last finite epoch
-        for a, b in zip(net.params, snapshots[-1]):
-            np.testing.assert_array_equal(a, b)
+    assert len(snapshots) == epoch - 1
+    for a, b in zip(net.params, snapshots[-1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mini_batch_failure_keeps_finite_weights(rng):
+    X, y = _regression(rng)
+    net = zn.MLP([3, 16, 16, 1], seed=0)
+    for opt in (zn.optim.SGD(lr=10.0), zn.optim.Adam(lr=1e3), zn.optim.RMSProp(lr=1e3)):
+        with pytest.raises(ValueError, match="before this step"):
+            net.fit(X, y * 1e3, optimizer=opt, epochs=500, batch_size=8)
+        assert all(np.isfinite(p).all() for p in net.params)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_checked_update_path_gives_the_same_weights(rng, monkeypatch, opt):
+    """Past the norm bound the update is formed in its buffer, checked, then copied: the
+    same arithmetic as the direct ``p += update``, so the same weights to the bit."""
+    from zeronn import training
+
+    X, y = _regression(rng, n=64)
+    make = {"sgd": lambda: zn.optim.SGD(lr=0.01),
+            "momentum": lambda: zn.optim.SGD(lr=0.01, momentum=0.9),
+            "adam": lambda: zn.optim.Adam(lr=0.01)}[opt]
+    direct = zn.MLP([3, 8, 1], seed=0)
+    direct.fit(X, y, optimizer=make(), epochs=3, batch_size=16, seed=0)
+    monkeypatch.setattr(training, "_norm_limit", lambda dtype: 0.0)  # always check first
+    checked = zn.MLP([3, 8, 1], seed=0)
+    checked.fit(X, y, optimizer=make(), epochs=3, batch_size=16, seed=0)
+    for a, b in zip(direct.params, checked.params):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_overflow_in_the_last_update_is_caught():
@@ -483,17 +513,20 @@ def test_steady_state_training_allocates_nothing_per_step(dtype, opt):
 
 
 @pytest.mark.parametrize(("optimizer", "multiple"), [
-    (zn.optim.SGD(lr=1e-4), 3),
-    (zn.optim.SGD(lr=1e-4, momentum=0.9), 4),
-    (zn.optim.Adam(lr=1e-4), 5),
-], ids=["sgd", "sgd-momentum", "adam"])
+    (zn.optim.SGD(lr=1e-4), 2),
+    (zn.optim.SGD(lr=1e-4, momentum=0.9), 3),
+    (zn.optim.AdaGrad(lr=1e-4), 3),
+    (zn.optim.RMSProp(lr=1e-4), 3),
+    (zn.optim.Adam(lr=1e-4), 4),
+    (zn.optim.AdamW(lr=1e-4), 4),
+], ids=["sgd", "sgd-momentum", "adagrad", "rmsprop", "adam", "adamw"])
 def test_fit_peak_memory_within_budget(optimizer, multiple):
     """Peak while fitting <= data + k x parameters + 3 x one batch's activations + 10 MB.
 
-    k counts the parameters, their gradients, the optimizer's state arrays and the copy of
-    the weights fit keeps from the end of each epoch, to restore them if the loss turns
-    non-finite: 3 for plain SGD, 4 with momentum (the budget asked for), 5 for Adam's two
-    moments (keeping that restore guarantee costs the fifth copy).
+    k counts the parameters, their gradients and the optimizer's state arrays, nothing
+    more: 2 for plain SGD, 3 with one state array (momentum, AdaGrad, RMSProp), 4 for
+    Adam's two moments, the budget asked for. No copy of the weights is kept to recover
+    from a non-finite step: such a step is refused before it is applied.
     """
     import tracemalloc
 

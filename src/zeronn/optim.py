@@ -1,7 +1,9 @@
 """Optimizers with ``torch.optim``'s update rules and defaults, and learning-rate schedules.
 
 One base class owns ``step(params, grads)`` (in place, keeping its own state per
-parameter position); each optimizer writes one short ``_update``. The formulas are
+parameter position); each optimizer writes one short ``_direction``, which puts the
+update into the gradient's buffer without touching the parameters (so the training loop
+can check an update before applying it). The formulas are
 PyTorch's (``torch.optim`` docs, non-foreach single-tensor path), so trajectories can be
 compared to it number for number. ``grads`` are never modified by ``step``; the training
 loop, which owns its gradient buffer, lets the optimizer reuse it as scratch space
@@ -51,6 +53,12 @@ class Optimizer:
 
     ``lr`` is the current learning rate (schedules change it); ``initial_lr`` the one
     given. ``t`` counts steps taken. ``state`` holds one dict of arrays per parameter.
+
+    A subclass writes ``_direction(p, g, s, scratch)``: given one piece of a parameter
+    ``p``, its gradient ``g`` and the matching pieces of its state arrays ``s``, it updates
+    the state and leaves the update ``delta`` in ``g`` (``p + delta`` is the new value),
+    without touching ``p``; ``scratch`` is a work array of ``p``'s shape. The base class
+    cuts large contiguous buffers into cache-sized pieces and applies the updates.
     """
 
     name = "optimizer"
@@ -62,6 +70,7 @@ class Optimizer:
         self.weight_decay = non_negative_number("weight_decay", weight_decay)
         self.t = 0
         self.state: list[State] = []
+        self._scratch: NDArray | None = None  # work space of one piece, made on first use
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor arguments, to rebuild an equal optimizer."""
@@ -92,7 +101,7 @@ class Optimizer:
     def prepare(self, params: Sequence[NDArray], grads: Sequence[NDArray]) -> None:
         """Creates the state for ``params`` (or checks that it fits them); ``step`` calls it.
 
-        The training loop calls it once, then :meth:`step_prepared` for every batch.
+        The training loop calls it once, then :meth:`updates_prepared` for every batch.
         """
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} params but {len(grads)} grads")
@@ -105,23 +114,57 @@ class Optimizer:
                              "new optimizer (or .reset()) for a different network")
 
     def step_prepared(self, params: Sequence[NDArray], grads: Sequence[NDArray]) -> None:
-        """``step(params, grads, scratch_grads=True)`` after :meth:`prepare` checked the state.
+        """``step(params, grads, scratch_grads=True)`` after :meth:`prepare` checked the state."""
+        self.updates_prepared(params, grads)
+        for p, g in zip(params, grads):
+            p += g
 
-        The hot loop's step: no checks and no allocation (``grads`` are overwritten).
+    def updates_prepared(self, params: Sequence[NDArray], grads: Sequence[NDArray]) -> float:
+        """Advances the state one step and leaves each parameter's update in its gradient
+        buffer (``params`` untouched); returns the squared norm of all the updates.
+
+        The hot loop's step, after :meth:`prepare`: no checks, no allocation after the
+        first call (``grads`` are overwritten). The training loop applies the updates
+        (``p += g``) only once it knows the result is finite.
         """
         self.t += 1
+        self._begin_step()
+        total = 0.0
         for p, g, s in zip(params, grads, self.state):
-            self._update(p, g, s)
+            n = p.size
+            if not (p.flags.c_contiguous and g.flags.c_contiguous):  # rare: no flat views
+                self._direction(p, g, s, np.empty_like(p))
+                total += float(np.vdot(g, g))
+                continue
+            pf, gf = p.reshape(-1), g.reshape(-1)
+            sf = {k: a.reshape(-1) for k, a in s.items()}
+            # Large buffers piece by piece: each piece's arrays stay in the cache across
+            # the update's passes and the norm, instead of being read from memory each time.
+            size = n if n <= 2 * _CHUNK else _CHUNK
+            scratch = self._scratch
+            if scratch is None or scratch.size < size or scratch.dtype != p.dtype:
+                scratch = self._scratch = np.empty(size, p.dtype)
+            for lo in range(0, n, size):
+                hi = min(lo + size, n)
+                gc = gf[lo:hi]
+                self._direction(pf[lo:hi], gc, {k: a[lo:hi] for k, a in sf.items()},
+                                scratch[:hi - lo])
+                total += float(np.dot(gc, gc))
+        return total
+
+    def _begin_step(self) -> None:
+        """Per-step constants (after ``t`` advanced), computed once for all the pieces."""
 
     def _init_state(self, p: NDArray) -> State:
         return {k: np.zeros_like(p) for k in self._state_keys}
 
-    def _decay(self, p: NDArray, g: NDArray) -> None:
+    def _decay(self, p: NDArray, g: NDArray, scratch: NDArray) -> None:
         # L2 penalty folded into the gradient (torch: grad = grad.add(param, alpha=wd)).
         if self.weight_decay:
-            g += self.weight_decay * p
+            np.multiply(p, self.weight_decay, out=scratch)
+            g += scratch
 
-    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         raise NotImplementedError
 
     # -- persistence -------------------------------------------------------------------
@@ -164,9 +207,8 @@ class SGD(Optimizer):
     def _init_state(self, p: NDArray) -> State:
         return {"momentum_buffer": np.zeros_like(p)} if self.momentum else {}
 
-    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
-        if self.weight_decay:
-            self._decay(p, g)
+    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+        self._decay(p, g, scratch)
         if self.momentum:
             buf = s["momentum_buffer"]
             if self.t == 1:
@@ -174,23 +216,16 @@ class SGD(Optimizer):
             else:
                 buf *= self.momentum
                 if self.dampening:
-                    buf += (1.0 - self.dampening) * g
+                    np.multiply(g, 1.0 - self.dampening, out=scratch)
+                    buf += scratch
                 else:
                     buf += g
             if self.nesterov:
-                g += self.momentum * buf
+                np.multiply(buf, self.momentum, out=scratch)
+                g += scratch
             else:
                 np.copyto(g, buf)
-        step = -self.lr
-        if p.ndim != 1 or p.size <= 2 * _CHUNK:
-            g *= step
-            p += g
-            return
-        # The flat buffer: scale and add chunk by chunk, so g is read from memory once.
-        for lo in range(0, p.size, _CHUNK):
-            gc = g[lo:lo + _CHUNK]
-            gc *= step
-            p[lo:lo + _CHUNK] += gc
+        g *= -self.lr
 
 
 class AdaGrad(Optimizer):
@@ -213,15 +248,15 @@ class AdaGrad(Optimizer):
     def _init_state(self, p: NDArray) -> State:
         return {"sum": np.full_like(p, self.initial_accumulator_value)}
 
-    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
-        self._decay(p, g)
+    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+        self._decay(p, g, scratch)
         acc = s["sum"]
-        acc += g * g
-        denom = np.sqrt(acc)
-        denom += self.eps
-        g /= denom
+        np.multiply(g, g, out=scratch)
+        acc += scratch
+        np.sqrt(acc, out=scratch)
+        scratch += self.eps
+        g /= scratch
         g *= -self.lr
-        p += g
 
 
 class RMSProp(Optimizer):
@@ -250,21 +285,25 @@ class RMSProp(Optimizer):
             s["grad_avg"] = np.zeros_like(p)
         return s
 
-    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
-        self._decay(p, g)
+    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+        self._decay(p, g, scratch)
         v = s["square_avg"]
         v *= self.alpha
-        v += (1.0 - self.alpha) * (g * g)
+        np.multiply(g, g, out=scratch)
+        scratch *= 1.0 - self.alpha
+        v += scratch
         if self.centered:
             ga = s["grad_avg"]
             ga *= self.alpha
-            ga += (1.0 - self.alpha) * g
-            avg = v - ga * ga
-            np.sqrt(avg, out=avg)
+            np.multiply(g, 1.0 - self.alpha, out=scratch)
+            ga += scratch
+            np.multiply(ga, ga, out=scratch)
+            np.subtract(v, scratch, out=scratch)
+            np.sqrt(scratch, out=scratch)
         else:
-            avg = np.sqrt(v)
-        avg += self.eps
-        g /= avg
+            np.sqrt(v, out=scratch)
+        scratch += self.eps
+        g /= scratch
         if self.momentum:
             buf = s["momentum_buffer"]
             buf *= self.momentum
@@ -272,7 +311,6 @@ class RMSProp(Optimizer):
             np.multiply(buf, -self.lr, out=g)
         else:
             g *= -self.lr
-        p += g
 
 
 class Adam(Optimizer):
@@ -294,6 +332,7 @@ class Adam(Optimizer):
         self.betas = (float(b1), float(b2))
         self.eps = positive_number("eps", eps)
         self.amsgrad = bool(amsgrad)
+        self._coefs: tuple[float, ...] = ()
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps,
@@ -305,37 +344,31 @@ class Adam(Optimizer):
             s["max_exp_avg_sq"] = np.zeros_like(p)
         return s
 
-    def _update(self, p: NDArray, g: NDArray, s: State) -> None:
+    def _begin_step(self) -> None:
         b1, b2 = self.betas
-        if self._decoupled:
-            p *= 1.0 - self.lr * self.weight_decay
-        else:
-            self._decay(p, g)
-        m, v = s["exp_avg"], s["exp_avg_sq"]
-        vmax = s["max_exp_avg_sq"] if self.amsgrad else None
         # torch: denom = sqrt(v) / bc2 + eps; p -= lr / bias1 * m / denom. Multiplying through
         # by bc2 saves a pass: p -= (lr / bias1 * bc2) * m / (sqrt(v) + eps * bc2).
         bc2 = math.sqrt(1.0 - b2 ** self.t)
-        coefs = (b1, 1.0 - b1, b2, (1.0 - b2) / (1.0 - b1) ** 2, self.eps * bc2,
-                 -self.lr / (1.0 - b1 ** self.t) * bc2)
-        n = p.size
-        if p.ndim != 1 or n <= 2 * _CHUNK:
-            _adam_pass(p, g, m, v, vmax, *coefs)
-            return
-        # The flat parameter buffer: a dozen passes over it, one cache-sized chunk at a time,
-        # so each chunk is read from memory once instead of a dozen times.
-        for lo in range(0, n, _CHUNK):
-            hi = lo + _CHUNK
-            _adam_pass(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi],
-                       None if vmax is None else vmax[lo:hi], *coefs)
+        self._coefs = (b1, 1.0 - b1, b2, (1.0 - b2) / (1.0 - b1) ** 2, self.eps * bc2,
+                       -self.lr / (1.0 - b1 ** self.t) * bc2)
+
+    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+        if not self._decoupled:
+            self._decay(p, g, scratch)
+        _adam_pass(g, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), *self._coefs)
+        if self._decoupled and self.weight_decay:
+            # torch multiplies p by (1 - lr wd) before adding the Adam step: the same update
+            # written as one increment, -lr wd p + step (equal up to rounding).
+            np.multiply(p, -self.lr * self.weight_decay, out=scratch)
+            g += scratch
 
 
-def _adam_pass(p: NDArray, g: NDArray, m: NDArray, v: NDArray, vmax: NDArray | None,
+def _adam_pass(g: NDArray, m: NDArray, v: NDArray, vmax: NDArray | None,
                b1: float, c1: float, b2: float, c2: float, eps: float, step: float) -> None:
-    """One Adam update in place, ``g`` used as scratch; allocates nothing.
+    """One Adam step of the moments in place, the update left in ``g``; allocates nothing.
 
     ``c1 = 1 - b1``, ``c2 = (1 - b2) / c1**2`` (applied to ``(c1 g)**2``), ``eps`` and
-    ``step`` already scaled by the bias correction (see :meth:`Adam._update`).
+    ``step`` already scaled by the bias correction (see :meth:`Adam._begin_step`).
     """
     m *= b1
     g *= c1
@@ -351,7 +384,6 @@ def _adam_pass(p: NDArray, g: NDArray, m: NDArray, v: NDArray, vmax: NDArray | N
     g += eps
     np.divide(m, g, out=g)
     g *= step
-    p += g
 
 
 class AdamW(Adam):

@@ -343,10 +343,10 @@ def fit(
     (integer weights equal repeated rows for a full batch). Returns this fit's
     :class:`History`; ``net.history`` holds every fit's.
 
-    A loss, gradient or weight that turns NaN or inf raises ``ValueError`` after restoring
-    the weights of the end of the last all-finite epoch and resetting the optimizer's
-    state. Ctrl-C stops at the end of the current batch, keeps weights and history, and
-    warns :class:`TrainingInterrupted`.
+    A loss or gradient that turns NaN or inf, or an update that would make a weight
+    non-finite, raises ``ValueError`` before that step is applied: the weights stay as
+    they were (all finite) and the optimizer's state is reset. Ctrl-C stops at the end
+    of the current batch, keeps weights and history, and warns :class:`TrainingInterrupted`.
     """
     # -- check everything before touching the network ------------------------------------
     loss_obj = net.check_loss(loss)
@@ -383,14 +383,19 @@ def fit(
     net.optimizer = opt
     flat_p, flat_g = net._flat_params, net._flat_grads
     params, grads = [flat_p], [flat_g]
-    last_good = flat_p.copy()  # weights at the end of the last all-finite epoch
     stopper = None if stop_config is None else _Stopper(stop_config, flat_p)
     rng = np.random.default_rng(seed) if seed is not None else net.rng
     batches = _Batches(Xt, yt, weights, bs, shuffle, rng)
     dead = _DeadUnits(net, batches.rows, single=len(batches) == 1)
     gviews = [flat_g[sl] for sl in net.slices]  # each layer's gradient, for its norm
     opt.prepare(params, grads)  # checked once; each batch then takes the unchecked step
-    step = opt.step_prepared
+    updates = opt.updates_prepared
+    # No weight is ever written non-finite, without keeping a copy of the weights to roll
+    # back to: |p + u| <= ||p|| + ||u|| elementwise, so while a running bound on ||p|| plus
+    # the update's norm stays below `limit` the update is applied directly; past it (a
+    # diverging run) the new weights are formed in the update's buffer and checked first.
+    # The limit keeps ||p||^2 finite too (weights beyond sqrt(max) count as diverged).
+    limit = _norm_limit(net.dtype)
     # Plain SGD (no momentum, no weight decay): the backward pass computes the update
     # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is one
     # pass over the parameters, p += g. The diagnostics divide the lr back out.
@@ -412,6 +417,7 @@ def fit(
                 folded = fold_lr and lr >= 1e-6
                 scale = -lr if folded else 1.0
                 unscale = 1.0 / (lr * lr) if folded else 1.0  # for the squared norms
+                pnorm = math.sqrt(float(dot(flat_p, flat_p)))  # exact again each epoch
                 total = wtotal = 0.0
                 used = 0  # batches with weight (zero-weight batches are skipped)
                 layer_sq = [0.0] * len(gviews)
@@ -426,20 +432,26 @@ def fit(
                             continue
                         value = loss_grad(xb, yb, loss_obj, normalized_weights(wb), scale)
                     dead.observe(rows)
-                    gsq = 0.0
+                    gsq = 0.0  # of the gradient buffer, -lr * gradient when folded
                     for i, g in enumerate(gviews):
-                        sq = float(dot(g, g)) * unscale
-                        layer_sq[i] += sq
+                        sq = float(dot(g, g))
+                        layer_sq[i] += sq * unscale
                         gsq += sq
                     if not (isfinite(value) and isfinite(gsq)):
                         what = f"loss became {value}" if not isfinite(value) else \
                             "the gradient became non-finite"
-                        _roll_back(flat_p, last_good, opt, what, epoch, b, lr)
-                    if folded:
+                        _fail(opt, what, epoch, b, lr)
+                    if folded:  # the buffer holds the update already
                         opt.t += 1
-                        flat_p += flat_g
+                        usq = gsq
                     else:
-                        step(params, grads)
+                        usq = updates(params, grads)
+                    unorm = math.sqrt(usq) if usq >= 0.0 else math.inf  # NaN: not >= 0
+                    if pnorm + unorm < limit:
+                        flat_p += flat_g
+                        pnorm += unorm
+                    else:
+                        pnorm = _apply_checked(flat_p, flat_g, opt, epoch, b, lr)
                     total += value * bw
                     wtotal += bw
                     used += 1
@@ -453,12 +465,6 @@ def fit(
                         f"{history.epochs} completed epochs are kept",
                         TrainingInterrupted, stacklevel=2)
                     break
-                # The losses were finite, but the epoch's last update may still have overflowed
-                # the weights (one BLAS pass; weights beyond 1e154 count as diverged too).
-                if not isfinite(float(dot(flat_p, flat_p))):
-                    _roll_back(flat_p, last_good, opt, "the weights became non-finite",
-                               epoch, b, lr)
-                np.copyto(last_good, flat_p)
                 used = max(used, 1)
                 record: dict[str, Any] = {
                     "loss": total / wtotal if wtotal else 0.0,
@@ -502,19 +508,37 @@ def fit(
     return history
 
 
-def _roll_back(flat_p: NDArray, last_good: NDArray, opt: Optimizer, what: str, epoch: int,
-               batch: int, lr: float) -> NoReturn:
-    """Restores the last all-finite weights, resets the optimizer, raises the user's error.
+def _norm_limit(dtype: np.dtype) -> float:
+    """Below this bound on ``||p|| + ||update||`` no new weight can be non-finite."""
+    return 0.5 * math.sqrt(float(np.finfo(dtype).max))
 
-    The optimizer's moments belong to the abandoned trajectory, so they are reset (its lr
-    back to the initial one) rather than left to mismatch the restored weights.
+
+def _apply_checked(flat_p: NDArray, flat_g: NDArray, opt: Optimizer, epoch: int, batch: int,
+                   lr: float) -> float:
+    """``flat_p += flat_g`` only if every new weight is finite; returns the new ``||p||``.
+
+    The new weights are formed in the update's buffer, checked, then copied: the weights
+    are never left half updated.
     """
-    np.copyto(flat_p, last_good)
+    np.add(flat_p, flat_g, out=flat_g)
+    sq = float(np.dot(flat_g, flat_g))
+    if not math.isfinite(sq):
+        _fail(opt, "the weights became non-finite", epoch, batch, lr)
+    np.copyto(flat_p, flat_g)
+    return math.sqrt(sq)
+
+
+def _fail(opt: Optimizer, what: str, epoch: int, batch: int, lr: float) -> NoReturn:
+    """Resets the optimizer and raises the user's error; the weights were not touched.
+
+    The optimizer's moments already took the failed step, so they are reset (its lr back
+    to the initial one) rather than left to mismatch the weights.
+    """
     opt.reset()
     raise ValueError(
         f"{what} at epoch {epoch + 1} (batch {batch + 1}) with lr={lr:g}: the learning rate "
-        f"is probably too large, try a smaller one (e.g. {lr / 10:g}); the weights were "
-        f"restored to the end of epoch {epoch} and the optimizer state was reset")
+        f"is probably too large, try a smaller one (e.g. {lr / 10:g}); the weights are kept "
+        f"as they were before this step (all finite) and the optimizer state was reset")
 
 
 def _epoch_line(epoch: int, epochs: int, record: dict[str, Any]) -> str:
