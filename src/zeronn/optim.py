@@ -136,14 +136,18 @@ class Optimizer:
                 self._direction(p, g, s, np.empty_like(p))
                 total += float(np.vdot(g, g))
                 continue
-            pf, gf = p.reshape(-1), g.reshape(-1)
-            sf = {k: a.reshape(-1) for k, a in s.items()}
             # Large buffers piece by piece: each piece's arrays stay in the cache across
             # the update's passes and the norm, instead of being read from memory each time.
             size = n if n <= 2 * _CHUNK else _CHUNK
             scratch = self._scratch
             if scratch is None or scratch.size < size or scratch.dtype != p.dtype:
                 scratch = self._scratch = np.empty(size, p.dtype)
+            if size == n:  # one piece (most networks): no views to make
+                self._direction(p, g, s, scratch[:n].reshape(p.shape))
+                total += float(np.vdot(g, g))
+                continue
+            pf, gf = p.reshape(-1), g.reshape(-1)
+            sf = {k: a.reshape(-1) for k, a in s.items()}
             for lo in range(0, n, size):
                 hi = min(lo + size, n)
                 gc = gf[lo:hi]
