@@ -142,3 +142,23 @@ def test_register_activation_with_a_wrong_derivative_is_caught():
         del ACTIVATIONS["test_bad"]
     with pytest.raises(ValueError, match="non-empty string"):
         zn.register_activation("", np.sin, np.cos)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_backward_bool_mask_path_equals_the_float_mask(dtype):
+    """Large layers take ReLU's mask as bools in the work buffer's bytes: same result, to
+    the bit (signed zeros included), as multiplying by the 0/1 float mask."""
+    from zeronn.activations import BOOL_MASK_MIN, RELU
+
+    rng = np.random.default_rng(0)
+    shape = (BOOL_MASK_MIN // 512, 512)
+    z = rng.standard_normal(shape).astype(dtype)
+    z[0, :8] = 0.0  # the kink: derivative 0
+    a = RELU(z)
+    delta = rng.standard_normal(shape).astype(dtype)
+    expected = delta * (a > 0).astype(dtype)
+    work = np.empty_like(z)
+    got = delta.copy()
+    RELU.backward(got, None, a, work)
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
