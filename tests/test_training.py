@@ -379,8 +379,8 @@ def test_overflow_in_the_last_update_is_caught():
 
 
 def test_failure_resets_the_optimizer_state():
-    """After a rollback the optimizer's moments belong to the abandoned trajectory: they are
-    reset, so a later fit(optimizer=None) starts them afresh with the restored weights."""
+    """After a refused step the optimizer's moments belong to the abandoned trajectory: they are
+    reset, so a later fit(optimizer=None) starts them afresh from the kept weights."""
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((64, 3)), rng.standard_normal((64, 1)) * 1e3
     net = zn.MLP([3, 16, 16, 1], seed=0)
