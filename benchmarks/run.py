@@ -481,23 +481,34 @@ NOTES = """## Where the time goes
   the bias add, ReLU and its mask, the bias gradients, the optimizer update, and the
   per-batch diagnostics fit records (per-layer gradient norms, dead-unit counts). Buffers
   are allocated once per batch size, every pass writes into them (`out=`), plain SGD's
-  `-lr` is folded into the backward pass (its step is one addition), Adam updates the one
-  flat parameter buffer in cache-sized chunks, and the dead-unit count of a ReLU layer is
-  one BLAS column sum. `tests/test_training.py` checks that steady-state training
+  `-lr` is folded into the backward pass (its step is one addition), the other optimizers
+  update the one flat parameter buffer in cache-sized pieces, and the dead-unit count of a
+  ReLU layer is one BLAS column sum. `tests/test_training.py` checks that steady-state training
   allocates nothing per step.
-- OpenBLAS runs the GEMMs on every thread; NumPy runs each elementwise pass on one. On
-  wide layers that share is a few percent of a step on one thread and about twice that on
-  two, which is what separates zeronn from the bound there. PyTorch also runs its
-  elementwise kernels on all threads, and its MKL GEMM is faster than OpenBLAS on wide
-  shapes.
+- `python benchmarks/anatomy.py [--workload small|medium|wide]` splits one step (forward
+  and backward, no optimizer) into the GEMMs alone, the textbook step in raw NumPy (the
+  same products plus bias add, ReLU, MSE gradient, bias sums, ReLU's mask, all `out=`),
+  and zeronn's own pass. Measured here, microseconds per step, 2 threads:
+  small float64 4 / 13 / 15; medium float32 559 / 742 / 755; wide float32 27789 / 29494 /
+  29557. The engine adds 1-2% to the raw step; the elementwise passes are the gap: the
+  raw textbook step alone is 3.3x, 1.33x and 1.06x the bound, above the GEMM-bound
+  targets (2.0x, 1.15x, 1.05x) before any optimizer step or diagnostic is counted.
+- OpenBLAS runs the GEMMs on both threads; NumPy runs each elementwise pass on one, and
+  a pass right after a two-thread GEMM is slower than alone (medium: +183 us of passes
+  on 2 threads, +137 us on 1), since half of the GEMM's output sits in the other core's
+  cache. PyTorch runs its elementwise kernels on all threads, and its GEMM is faster
+  than OpenBLAS on wide shapes.
 - On tiny networks (seed, small) every NumPy call costs about a microsecond whatever its
-  size; a step is some twenty calls, of which five are the GEMMs, so Python and call
-  overhead set the ratio to the bound. zeronn still beats the seed's own loop,
-  scikit-learn and PyTorch there, whose per-step overhead is larger.
-- The bias is added and summed in passes of their own instead of folding it into the GEMMs
-  with a column of ones: `zeronn.trace` reproduces the engine's numbers bit for bit with the
-  textbook formulas (`x·W + b`, the sum over the batch), and that fold would round
-  differently.
+  size; a step is some twenty calls, of which five are the GEMMs, so call overhead sets
+  the ratio to the bound. zeronn still beats the seed's own loop, scikit-learn and
+  PyTorch there, whose per-step overhead is larger.
+- Tried, measured, not kept: choosing the BLAS thread count per GEMM (one thread for the
+  small ones: 782 against 780 us a medium step); two Python threads each training half
+  the batch (a lock hand-off between threads costs 85-110 us on this machine, more than
+  the passes they would share: ReLU on 256x256 takes 20 us); the bias folded into the
+  GEMMs with a column of ones (2.5% faster on medium, 4% slower on wide, where the
+  inner dimension becomes odd, and `zeronn.trace` would no longer equal the engine bit
+  for bit). Kept: ReLU's backward mask as bools on large layers (23% faster at 1024x1024).
 - Memory: fit holds the parameters, their gradients and the optimizer state, plus about
   three batches' activations of work buffers: 2x the parameters with plain SGD, 3x with
   momentum, 4x with Adam (two moments). No spare copy of the weights: an update that would
