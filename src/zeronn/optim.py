@@ -1,7 +1,7 @@
 """Optimizers with ``torch.optim``'s update rules and defaults, and learning-rate schedules.
 
 One base class owns ``step(params, grads)`` (in place, keeping its own state per
-parameter position); each optimizer writes one short ``_direction``, which puts the
+parameter position); each optimizer writes one short ``_update``, which puts the
 update into the gradient's buffer without touching the parameters (so the training loop
 can check an update before applying it). The formulas are
 PyTorch's (``torch.optim`` docs, non-foreach single-tensor path), so trajectories can be
@@ -54,7 +54,7 @@ class Optimizer:
     ``lr`` is the current learning rate (schedules change it); ``initial_lr`` the one
     given. ``t`` counts steps taken. ``state`` holds one dict of arrays per parameter.
 
-    A subclass writes ``_direction(p, g, s, scratch)``: given one piece of a parameter
+    A subclass writes ``_update(p, g, s, scratch)``: given one piece of a parameter
     ``p``, its gradient ``g`` and the matching pieces of its state arrays ``s``, it updates
     the state and leaves the update ``delta`` in ``g`` (``p + delta`` is the new value),
     without touching ``p``; ``scratch`` is a work array of ``p``'s shape. The base class
@@ -133,7 +133,7 @@ class Optimizer:
         for p, g, s in zip(params, grads, self.state):
             n = p.size
             if not (p.flags.c_contiguous and g.flags.c_contiguous):  # rare: no flat views
-                self._direction(p, g, s, np.empty_like(p))
+                self._update(p, g, s, np.empty_like(p))
                 total += float(np.vdot(g, g))
                 continue
             # Large buffers piece by piece: each piece's arrays stay in the cache across
@@ -143,7 +143,7 @@ class Optimizer:
             if scratch is None or scratch.size < size or scratch.dtype != p.dtype:
                 scratch = self._scratch = np.empty(size, p.dtype)
             if size == n:  # one piece (most networks): no views to make
-                self._direction(p, g, s, scratch[:n].reshape(p.shape))
+                self._update(p, g, s, scratch[:n].reshape(p.shape))
                 total += float(np.vdot(g, g))
                 continue
             pf, gf = p.reshape(-1), g.reshape(-1)
@@ -151,7 +151,7 @@ class Optimizer:
             for lo in range(0, n, size):
                 hi = min(lo + size, n)
                 gc = gf[lo:hi]
-                self._direction(pf[lo:hi], gc, {k: a[lo:hi] for k, a in sf.items()},
+                self._update(pf[lo:hi], gc, {k: a[lo:hi] for k, a in sf.items()},
                                 scratch[:hi - lo])
                 total += float(np.dot(gc, gc))
         return total
@@ -168,7 +168,7 @@ class Optimizer:
             np.multiply(p, self.weight_decay, out=scratch)
             g += scratch
 
-    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+    def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         raise NotImplementedError
 
     # -- persistence -------------------------------------------------------------------
@@ -211,7 +211,7 @@ class SGD(Optimizer):
     def _init_state(self, p: NDArray) -> State:
         return {"momentum_buffer": np.zeros_like(p)} if self.momentum else {}
 
-    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+    def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         self._decay(p, g, scratch)
         if self.momentum:
             buf = s["momentum_buffer"]
@@ -252,7 +252,7 @@ class AdaGrad(Optimizer):
     def _init_state(self, p: NDArray) -> State:
         return {"sum": np.full_like(p, self.initial_accumulator_value)}
 
-    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+    def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         self._decay(p, g, scratch)
         acc = s["sum"]
         np.multiply(g, g, out=scratch)
@@ -289,7 +289,7 @@ class RMSProp(Optimizer):
             s["grad_avg"] = np.zeros_like(p)
         return s
 
-    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+    def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         self._decay(p, g, scratch)
         v = s["square_avg"]
         v *= self.alpha
@@ -356,7 +356,7 @@ class Adam(Optimizer):
         self._coefs = (b1, 1.0 - b1, b2, (1.0 - b2) / (1.0 - b1) ** 2, self.eps * bc2,
                        -self.lr / (1.0 - b1 ** self.t) * bc2)
 
-    def _direction(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
+    def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         if not self._decoupled:
             self._decay(p, g, scratch)
         _adam_pass(g, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), *self._coefs)
