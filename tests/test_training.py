@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 import zeronn as zn
 from zeronn.classic import mse_loss
@@ -342,6 +344,45 @@ def test_mini_batch_failure_keeps_finite_weights(rng):
         with pytest.raises(ValueError, match="before this step"):
             net.fit(X, y * 1e3, optimizer=opt, epochs=500, batch_size=8)
         assert all(np.isfinite(p).all() for p in net.params)
+
+
+@settings(max_examples=int(os.environ.get("ZERONN_FAILSAFE_EXAMPLES", 40)), deadline=None)
+@given(name=st.sampled_from(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+                             "adamw"]),
+       log_lr=st.floats(-2, 300), scale=st.sampled_from([1.0, 1e3, 1e150]),
+       dtype=st.sampled_from(["float64", "float32"]))
+def test_fit_never_leaves_non_finite_weights(name, log_lr, scale, dtype):
+    """Any optimizer, any learning rate up to 1e300, targets up to 1e150: fit either ends
+    with finite weights or raises ValueError with the weights of before the failing step
+    (full batch: one step an epoch, so those are the last epoch's, or the initial ones)."""
+    lr = 10.0 ** log_lr
+    opt = {"sgd": lambda: zn.optim.SGD(lr=lr),
+           "momentum": lambda: zn.optim.SGD(lr=lr, momentum=0.9),
+           "nesterov": lambda: zn.optim.SGD(lr=lr, momentum=0.9, nesterov=True),
+           "adagrad": lambda: zn.optim.AdaGrad(lr=lr),
+           "rmsprop": lambda: zn.optim.RMSProp(lr=lr, momentum=0.5, centered=True),
+           "adam": lambda: zn.optim.Adam(lr=lr),
+           "adamw": lambda: zn.optim.AdamW(lr=lr)}[name]()
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 3))
+    y = np.tanh(X[:, :1]) * min(scale, 1e30 if dtype == "float32" else scale)
+    net = zn.MLP([3, 8, 1], dtype=dtype, seed=0)
+    last = [p.copy() for p in net.params]
+
+    def keep(epoch, history):
+        last[:] = [p.copy() for p in net.params]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning escapes either
+        try:
+            net.fit(X, y, optimizer=opt, epochs=5, batch_size=None, callbacks=[keep])
+            event("trained")
+        except ValueError as exc:
+            event("refused a step")
+            assert "smaller" in str(exc) and "before this step" in str(exc)
+            for a, b in zip(net.params, last):
+                np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(p).all() for p in net.params)
 
 
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
