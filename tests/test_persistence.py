@@ -707,3 +707,42 @@ def test_sklearn_metadata_inconsistency_is_a_value_error(tmp_path):
                  lambda h: h["meta"]["params"].update(hidden_layer_sizes=[5]),
                  lambda h: h["meta"].pop("n_iter")):
         _load_fails(_edit_header(tmp_path / "e.zeronn", tmp_path / "b.zeronn", edit))
+
+
+# -- files written by zeronn 0.1 (tests/data/v0_1, made by make_files.py there) ----------
+V01 = Path(__file__).parent / "data" / "v0_1"
+
+
+@pytest.mark.parametrize("name, pred", [
+    ("mlp_f64", "mlp_f64_pred"),
+    ("mlp_softmax_f32", "mlp_softmax_f32_pred"),
+])
+def test_v01_network_files_load_and_predict_identically(name: str, pred: str) -> None:
+    net = zn.load(V01 / f"{name}.zeronn")
+    X = np.load(V01 / "X.npy")
+    expected = np.load(V01 / f"{pred}.npy")
+    out = net.predict(X.astype(net.dtype))
+    assert out.dtype == expected.dtype
+    np.testing.assert_array_equal(out, expected)
+    assert net.history is not None and net.history.epochs > 0
+    assert net.optimizer is not None
+
+
+def test_v01_estimator_files_load_and_predict_identically() -> None:
+    X = np.load(V01 / "X.npy")
+    reg = zn.load(V01 / "sklearn_regressor.zeronn")
+    np.testing.assert_array_equal(reg.predict(X), np.load(V01 / "sklearn_regressor_pred.npy"))
+    clf = zn.load(V01 / "sklearn_classifier.zeronn")
+    np.testing.assert_array_equal(clf.predict_proba(X),
+                                  np.load(V01 / "sklearn_classifier_proba.npy"))
+
+
+def test_v01_tabular_files_load_and_predict_identically() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(V01 / "table.csv")[["x1", "x2", "x3"]]
+    reg = zn.load(V01 / "tabular_regression.zeronn")
+    np.testing.assert_array_equal(np.asarray(reg.predict(df), dtype=float),
+                                  np.load(V01 / "tabular_regression_pred.npy"))
+    clf = zn.load(V01 / "tabular_classification.zeronn")
+    np.testing.assert_array_equal(np.asarray(clf.predict(df)).astype(str),
+                                  np.load(V01 / "tabular_classification_pred.npy"))
