@@ -46,7 +46,7 @@ def test_predict_in_chunks_equals_one_pass(monkeypatch):
     net = zn.MLP([3, 8, 2], seed=0)
     X = rng.standard_normal((103, 3))
     whole = net.predict(X)
-    np.testing.assert_array_equal(net._predict_checked(X, chunk=10), whole)
+    np.testing.assert_array_equal(net.predict_checked(X, chunk=10), whole)
     out = net.predict(X)
     out[...] = 0  # predict returns a fresh array, not a work buffer
     np.testing.assert_array_equal(net.predict(X), whole)

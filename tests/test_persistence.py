@@ -208,7 +208,7 @@ def test_registered_activation_round_trips_and_unknown_one_fails(tmp_path, monke
 
 def test_unregistered_activation_object_cannot_be_saved(tmp_path):
     relu = zn.ACTIVATIONS["relu"]
-    stray = zn.Activation("stray", relu.forward, relu.backward)
+    stray = zn.ActivationFunction("stray", relu.forward, relu.backward)
     net = zn.MLP([2, 3, 1], activation=stray, seed=0)
     with pytest.raises(ValueError, match="register_activation"):
         zn.save(net, tmp_path / "m.zeronn")

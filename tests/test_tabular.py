@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 pd = pytest.importorskip("pandas")
 
-from zeronn.network import MLP  # noqa: E402
+from zeronn.models import MLP  # noqa: E402
 from zeronn.tabular import TabularModel  # noqa: E402
 
 FAST = {"hidden": (8,), "epochs": 40, "lr": 1e-2, "validation_split": 0.0}

@@ -17,7 +17,7 @@ HIDDEN = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softplus"]
 # (output activation, loss) pairs the engine accepts.
 HEADS = [("identity", "mse"), ("identity", "mae"), ("identity", "huber"),
          ("sigmoid", "binary_crossentropy"), ("softmax", "categorical_crossentropy"),
-         ("sigmoid", "mse"), ("tanh", "huber")]
+         ("softplus", "mse"), ("tanh", "huber")]
 
 
 @pytest.fixture

@@ -6,18 +6,21 @@ The seed lesson (``zeronn.classic``) kept exact, and a general MLP engine grown 
 import importlib
 from typing import Any
 
-from zeronn import optim
-from zeronn.activations import ACTIVATIONS, Activation, get_activation, register_activation
+from zeronn import layers, optim
+from zeronn.activations import ACTIVATIONS, get_activation, register_activation
+from zeronn.activations import Activation as ActivationFunction
 from zeronn.classic import mse_loss, relu, relu_deriv
 from zeronn.gradcheck import GradCheckReport, check_gradients
+from zeronn.history import Callback, EarlyStopping, History, TrainingInterrupted
 from zeronn.initializers import INITIALIZERS
-from zeronn.layers import Dense
+from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer, LayerNorm
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
-from zeronn.network import MLP
+from zeronn.models import MLP, Sequential
+from zeronn.network import Network
 from zeronn.onnx_export import export_onnx
 from zeronn.persistence import load, save
 from zeronn.trace import Trace, trace
-from zeronn.training import EarlyStopping, History, TrainingInterrupted, fit
+from zeronn.training import fit
 
 __version__ = "0.1.0"
 
@@ -35,11 +38,19 @@ __all__ = [
     "LOSSES",
     "MLP",
     "Activation",
+    "ActivationFunction",
+    "BatchNorm",
+    "Callback",
     "Dense",
+    "Dropout",
     "EarlyStopping",
     "GradCheckReport",
     "History",
+    "Layer",
+    "LayerNorm",
     "Loss",
+    "Network",
+    "Sequential",
     "Trace",
     "TrainingInterrupted",
     "__version__",
@@ -48,6 +59,7 @@ __all__ = [
     "fit",
     "get_activation",
     "get_loss",
+    "layers",
     "load",
     "mse_loss",
     "optim",

@@ -41,7 +41,7 @@ def _demo(args: argparse.Namespace) -> int:
     from zeronn import optim
     from zeronn.classic import NN, seed_data
     from zeronn.classic import mse_loss as seed_mse
-    from zeronn.network import MLP
+    from zeronn.models import MLP
 
     t0 = time.perf_counter()
     X, y = seed_data()
@@ -224,7 +224,7 @@ def _load_tabular(path: str) -> Any:
 
 def _network_of(model: Any) -> Any:
     """The MLP inside any loadable object (or the object itself)."""
-    from zeronn.network import MLP
+    from zeronn.models import MLP
 
     if isinstance(model, MLP):
         return model
@@ -546,8 +546,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters: {net.n_params}")
     print(f"{'layer':<6} {'in':>6} {'out':>6} {'activation':<12} {'params':>8}")
     for i, layer in enumerate(net.layers):
-        print(f"{i + 1:<6} {layer.fan_in:>6} {layer.fan_out:>6} "
-              f"{layer.activation.name:<12} {layer.size:>8}")
+        what = layer.kind if layer.kind != "dense" or layer.activation is None else \
+            layer.activation.name
+        print(f"{i + 1:<6} {math.prod(layer.input_shape):>6} {math.prod(layer.output_shape):>6} "
+              f"{what:<12} {layer.n_params:>8}")
     hist = net.history
     if net.optimizer is not None:
         print(f"optimizer: {net.optimizer!r}, {net.optimizer.t} steps")
@@ -571,7 +573,7 @@ def _info(args: argparse.Namespace) -> int:
 def _gradcheck(args: argparse.Namespace) -> int:
     from zeronn.gradcheck import check_gradients
     from zeronn.losses import get_loss
-    from zeronn.network import MLP
+    from zeronn.models import MLP
 
     loss = get_loss(args.loss)
     sizes = args.sizes

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from zeronn.losses import Loss
-from zeronn.network import MLP
+from zeronn.models import MLP
 
 __all__ = ["GradCheckReport", "ParamCheck", "check_gradients"]
 
@@ -69,7 +69,7 @@ def check_gradients(net: MLP, X: Any, y: Any, loss: str | Loss = "mse",
     loss_obj = net64.check_loss(loss)
     Xc, yc = net64.check_data(X, y)
     assert yc is not None
-    value = net64._loss_grad(Xc, yc, loss_obj)
+    value = net64.loss_grad(Xc, yc, loss_obj)
     analytic = [g.copy() for g in net64.grads]
     names = [f"{kind}{i + 1}" for i in range(len(net64.layers)) for kind in ("W", "b")]
     numerics = []
@@ -79,9 +79,9 @@ def check_gradients(net: MLP, X: Any, y: Any, loss: str | Loss = "mse",
         for k in range(flat.size):
             orig = flat[k]
             flat[k] = orig + eps
-            up = net64._loss_grad(Xc, yc, loss_obj)
+            up = net64.loss_grad(Xc, yc, loss_obj)
             flat[k] = orig - eps
-            down = net64._loss_grad(Xc, yc, loss_obj)
+            down = net64.loss_grad(Xc, yc, loss_obj)
             flat[k] = orig
             nflat[k] = (up - down) / (2 * eps)
         numerics.append(numeric)

@@ -1,8 +1,12 @@
-"""The multi-layer perceptron: a stack of :class:`Dense` layers sharing one flat buffer.
+"""The network: layers chained over one flat parameter buffer (no training here).
 
-All parameters live in one contiguous array (``W1, b1, W2, b2, ...`` back to back) and
-all gradients in another, so optimizers update everything with a few vectorised calls,
-while ``net.params`` still hands out the familiar per-layer arrays (views into it).
+All parameters live in one contiguous array (``W1, b1, W2, b2, ...`` back to back, each
+layer's in its ``param_names`` order) and all gradients in another, so optimizers update
+everything with a few vectorised calls, while ``net.params`` still hands out the familiar
+per-layer arrays (views into it). ``forward`` runs the layers keeping what ``backward``
+needs; ``backward`` runs them in reverse, filling ``net.grads``. ``loss_grad`` is the
+training step's forward, loss and backward pass on a checked batch; the fit loop
+(``zeronn.training``) calls it and updates the flat buffer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from zeronn._validation import (
+    as_float_array,
+    check_finite,
     check_sample_weight,
     check_X,
     check_y,
@@ -22,92 +28,83 @@ from zeronn._validation import (
     positive_number,
     resolve_dtype,
 )
-from zeronn.activations import IDENTITY, Activation, get_activation
-from zeronn.initializers import Initializer, get_initializer
-from zeronn.layers import Dense
+from zeronn.activations import IDENTITY
+from zeronn.layers.base import BufferCache, Layer, Shape
+from zeronn.layers.dense import Dense
 from zeronn.losses import Loss, get_loss
 
 if TYPE_CHECKING:
+    from zeronn.history import History
     from zeronn.optim import Optimizer
-    from zeronn.training import History
 
-__all__ = ["MLP"]
+__all__ = ["PREDICT_CHUNK", "Network"]
 
 PREDICT_CHUNK = 4096  # rows per forward pass in predict(): bounds the memory of a big X
+# Output activations that are paired with a cross-entropy, never a regression loss.
+_CLASSIFICATION_OUTPUTS = {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy"}
 
 
-class MLP:
-    """A fully connected network ``layer_sizes[0] -> ... -> layer_sizes[-1]``.
+class Network:
+    """Layers chained over one flat parameter buffer.
 
     Parameters
     ----------
-    layer_sizes : [n_features, hidden..., n_outputs], at least two entries.
-    activation : hidden activation name or object, or one per hidden layer.
-    output_activation : ``"identity"`` for regression (the seed's), ``"sigmoid"`` or
-        ``"softmax"`` for classification with the matching cross-entropy.
-    init : initializer name, a callable ``(rng, fan_in, fan_out, dtype) -> W``, or the
-        explicit arrays ``[W1, b1, W2, b2, ...]``.
+    layers : the layers, in order (each used in one network only).
+    input_dim : the number of input features (inputs (n, input_dim)), or
+    input_shape : the shape of one input without the batch axis, e.g. ``(C, H, W)``.
     dtype : ``"float64"`` (default) or ``"float32"``; kept end to end.
-    seed : seeds the network's own ``np.random.Generator`` (initialisation, and the
-        shuffling of ``fit`` calls that pass no seed of their own).
+    seed : seeds the network's own ``np.random.Generator``: initialisation, and the
+        shuffling and dropout masks of ``fit`` calls that pass no seed of their own.
     """
 
-    def __init__(
-        self,
-        layer_sizes: Sequence[int],
-        activation: str | Activation | Sequence[str | Activation] = "relu",
-        output_activation: str | Activation = "identity",
-        init: str | Initializer | Sequence[NDArray] = "he_normal",
-        dtype: DTypeLike = "float64",
-        seed: int | None = None,
-    ) -> None:
-        sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else []
-        if len(sizes) < 2:
-            raise ValueError(
-                f"layer_sizes needs at least [n_inputs, n_outputs], got {layer_sizes!r}")
-        self.layer_sizes = [positive_number("each layer size", s, integer=True) for s in sizes]
+    def __init__(self, layers: Sequence[Layer], input_dim: int | None = None,
+                 input_shape: Sequence[int] | None = None, dtype: DTypeLike = "float64",
+                 seed: int | None = None, *, initialize: bool = True) -> None:
+        self.layers: list[Layer] = _check_layers(layers)
+        self.input_shape: Shape = _input_shape(input_dim, input_shape)
         self.dtype = resolve_dtype(dtype)
-        n_hidden = len(sizes) - 2
-        if isinstance(activation, (str, Activation)):
-            hidden = [get_activation(activation)] * n_hidden
-        else:
-            hidden = [get_activation(a) for a in activation]
-            if len(hidden) != n_hidden:
-                raise ValueError(f"activation lists {len(hidden)} entries but the network has "
-                                 f"{n_hidden} hidden layers: give one per hidden layer")
-        out_act = get_activation(output_activation)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.layers: list[Dense] = []
-        for i, (fi, fo) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
-            last = i == n_hidden
-            act = out_act if last else hidden[i]
-            self.layers.append(Dense(fi, fo, act, dtype=self.dtype,
-                                     keep_logits=last and act.name in ("sigmoid", "softmax")))
-        total = sum(layer.size for layer in self.layers)
-        self._flat_params = np.zeros(total, self.dtype)
-        self._flat_grads = np.zeros(total, self.dtype)
+        last = self.layers[-1]
+        if isinstance(last, Dense) and last.activation.name in _CLASSIFICATION_OUTPUTS:
+            last.keep_logits = True  # the fused cross-entropy step starts from the logits
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.build(shape, self.dtype)
+        self.output_shape: Shape = shape
         self.slices: list[slice] = []
         start = 0
         for layer in self.layers:
-            s = slice(start, start + layer.size)
-            layer._bind(self._flat_params[s], self._flat_grads[s])
-            self.slices.append(s)
-            start += layer.size
-        self.init = init if isinstance(init, str) else getattr(init, "__name__", "explicit")
-        if isinstance(init, str) or callable(init):
-            fn = get_initializer(init)
+            self.slices.append(slice(start, start + layer.n_params))
+            start += layer.n_params
+        self._flat_params = np.zeros(start, self.dtype)
+        self._flat_grads = np.zeros(start, self.dtype)
+        self._bind()
+        if initialize:
             for layer in self.layers:
-                layer.W = fn(self.rng, layer.fan_in, layer.fan_out, self.dtype)
-        else:
-            self.set_params(init)
+                layer.initialize(self.rng)
+        self.set_rng(self.rng)
+        self._loss_bufs: BufferCache[tuple[NDArray, NDArray]] = BufferCache(self._make_loss_bufs)
         self.optimizer: Optimizer | None = None
         self.history: History | None = None
+
+    def _bind(self) -> None:
+        for layer, s in zip(self.layers, self.slices):
+            layer.bind(self._flat_params[s], self._flat_grads[s])
+
+    def _make_loss_bufs(self, n: int) -> tuple[NDArray, NDArray]:
+        return (np.empty((n, *self.output_shape), self.dtype),
+                np.empty((n, *self.output_shape), self.dtype))
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """The generator that random layers (Dropout) draw from; fit sets its own."""
+        for layer in self.layers:
+            layer.rng = rng
 
     # -- structure -------------------------------------------------------------------
     @property
     def params(self) -> list[NDArray]:
-        """The live parameter arrays ``[W1, b1, W2, b2, ...]``."""
+        """The live parameter arrays, layer by layer (Dense: ``W`` then ``b``)."""
         return [p for layer in self.layers for p in layer.params]
 
     @property
@@ -116,184 +113,315 @@ class MLP:
         return [g for layer in self.layers for g in layer.grads]
 
     @property
+    def flat_params(self) -> NDArray:
+        """Every parameter, back to back (n_params,): ``params`` are views into it."""
+        return self._flat_params
+
+    @property
+    def flat_grads(self) -> NDArray:
+        """Every gradient, back to back (n_params,): ``grads`` are views into it."""
+        return self._flat_grads
+
+    @property
     def n_params(self) -> int:
-        """Total number of parameters."""
+        """Total number of trainable parameters."""
         return int(self._flat_params.size)
 
     @property
-    def activations(self) -> list[str]:
-        """Hidden activation names, one per hidden layer."""
-        return [layer.activation.name for layer in self.layers[:-1]]
+    def output_layer(self) -> Layer:
+        return self.layers[-1]
 
     @property
     def output_activation(self) -> str:
-        """The output layer's activation name."""
-        return self.layers[-1].activation.name
+        """The name of the activation the network's output ends in (``"identity"`` if none)."""
+        act = self.layers[-1].activation
+        return "identity" if act is None else act.name
+
+    @property
+    def n_outputs(self) -> int:
+        return int(np.prod(self.output_shape))
 
     def set_params(self, params: Sequence[NDArray]) -> None:
-        """Copies ``[W1, b1, W2, b2, ...]`` into the network (shapes must match)."""
+        """Copies arrays into ``params`` (same order and shapes)."""
         params = list(params)
-        if len(params) != 2 * len(self.layers):
-            raise ValueError(f"expected {2 * len(self.layers)} arrays [W1, b1, ...], "
+        names = [(layer, name) for layer in self.layers for name in layer.param_names]
+        if len(params) != len(names):
+            raise ValueError(f"expected {len(names)} arrays (one per entry of params), "
                              f"got {len(params)}")
-        for i, layer in enumerate(self.layers):
-            layer.W, layer.b = params[2 * i], params[2 * i + 1]
+        for (layer, name), value in zip(names, params):
+            setattr(layer, name, value)
+
+    def states(self) -> list[dict[str, NDArray]]:
+        """Each layer's state arrays (BatchNorm's running statistics), live."""
+        return [layer.state for layer in self.layers]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # pickle and deepcopy store every array on its own, so the layers' W, b come back
-        # as copies, no longer views into the flat buffer the optimizer updates: re-bind.
+        # pickle and deepcopy store every array on its own, so the layers' parameters come
+        # back as copies, no longer views into the flat buffer the optimizer updates: re-bind.
         self.__dict__.update(state)
-        for layer, s in zip(self.layers, self.slices):
-            layer._bind(self._flat_params[s], self._flat_grads[s])
+        self._bind()
 
-    def copy(self, dtype: DTypeLike | None = None) -> MLP:
-        """An independent copy (optionally converted to ``dtype``) without work buffers."""
-        new = MLP(self.layer_sizes, [layer.activation for layer in self.layers[:-1]],
-                  self.layers[-1].activation, init=self.params,
-                  dtype=self.dtype if dtype is None else dtype, seed=self.seed)
-        new.init = self.init
-        new.rng = copy.deepcopy(self.rng)
-        return new
+    def summary(self, print_fn: Any = print) -> None:
+        """Prints a table of the layers, their output shapes and parameter counts."""
+        rows = [("#", "layer", "output shape", "params")]
+        rows.append(("", "input", _shape_text(self.input_shape), ""))
+        for i, layer in enumerate(self.layers, 1):
+            rows.append((str(i), repr(layer), _shape_text(layer.output_shape),
+                         f"{layer.n_params:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+        out = [f"{type(self).__name__} ({self.dtype.name})", line]
+        for k, r in enumerate(rows):
+            out.append(f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  "
+                       f"{r[3]:>{widths[3]}}".rstrip())
+            if k == 0:
+                out.append(line)
+        out += [line, f"total parameters: {self.n_params:,}"]
+        for text in out:
+            print_fn(text)
 
-    def __repr__(self) -> str:
-        acts = self.activations
-        act = acts[0] if acts and all(a == acts[0] for a in acts) else acts
-        return (f"MLP({self.layer_sizes}, activation={act!r}, "
-                f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r})")
+    def release_buffers(self) -> None:
+        """Frees every layer's work buffers (rebuilt on demand)."""
+        for layer in self.layers:
+            layer.release()
+        self._loss_bufs.clear()
+
+    # -- checks ----------------------------------------------------------------------
+    def check_loss(self, loss: str | Loss) -> Loss:
+        """The loss object, after checking it fits this network's output activation."""
+        loss_obj = get_loss(loss)
+        want, have = loss_obj.output_activation, self.output_activation
+        if want is not None and have != want:
+            raise ValueError(f"loss {loss_obj.name!r} needs output_activation={want!r}, but this "
+                             f"network's output activation is {have!r}: build "
+                             f"MLP(..., output_activation={want!r}) (or end a Sequential in "
+                             f"Dense(k, activation={want!r})), or use a regression loss "
+                             f"such as 'mse' on an identity output")
+        if want is None and have in _CLASSIFICATION_OUTPUTS:
+            raise ValueError(f"loss {loss_obj.name!r} does not fit a {have!r} output (it "
+                             f"would learn through the {have}'s flat ends): pair {have!r} "
+                             f"with {_CLASSIFICATION_OUTPUTS[have]!r}, or use "
+                             f"output_activation='identity' for {loss_obj.name!r}")
+        return loss_obj
+
+    def check_X(self, X: Any) -> NDArray:
+        """X checked and converted to this network's dtype: (n, *input_shape)."""
+        if len(self.input_shape) == 1:
+            return check_X(X, self.input_shape[0], self.dtype)
+        arr = as_float_array("X", X, self.dtype)
+        if arr.ndim != len(self.input_shape) + 1 or arr.shape[1:] != self.input_shape:
+            raise ValueError(f"X has shape {arr.shape}, expected (n_samples, "
+                             f"{', '.join(map(str, self.input_shape))})")
+        if arr.shape[0] == 0:
+            raise ValueError("X has 0 samples")
+        check_finite("X", arr)
+        return arr
+
+    def check_data(self, X: Any, y: Any = None) -> tuple[NDArray, NDArray | None]:
+        """X (and y (n, n_outputs)) checked and converted to this network's dtype."""
+        Xc = self.check_X(X)
+        if y is None:
+            return Xc, None
+        return Xc, check_y(y, Xc.shape[0], self.n_outputs, self.dtype)
 
     # -- forward / backward ----------------------------------------------------------
-    def _forward(self, x: NDArray) -> NDArray:
-        """Forward pass on a checked batch; returns the output layer's work buffer."""
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+    def forward(self, X: Any, training: bool = False) -> NDArray:
+        """The outputs (n, *output_shape) as a new array, keeping what ``backward`` needs.
 
-    def _batch_loss(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None,
-                    backprop: bool) -> tuple[float, NDArray]:
-        """Forward pass and loss on a checked batch; returns (loss, the output's delta buffer).
-
-        With ``backprop`` the buffer holds dL/dz of the output layer (else its content is
-        scratch).
+        ``training``: Dropout drops and BatchNorm uses (and updates) batch statistics.
         """
-        a = self._forward(x)
+        a = self.check_X(X)
+        for layer in self.layers:
+            a = layer.forward(a, training)
+        return a.copy()
+
+    def backward(self, grad_output: Any) -> NDArray:
+        """dL/d(output) (n, *output_shape) -> dL/dX (n, *input_shape), after ``forward``.
+
+        Fills ``grads`` (aligned with ``params``) and returns dL/dX as a new array.
+        """
+        out = self.layers[-1].output
+        g = as_float_array("grad_output", grad_output, self.dtype)
+        if g.shape != out.shape:
+            raise ValueError(f"grad_output has shape {g.shape}, but the last forward pass "
+                             f"output {out.shape}")
+        d: NDArray | None = g.copy()  # the layers overwrite what they are given
+        for layer in reversed(self.layers):
+            assert d is not None
+            d = layer.backward(d)
+        assert d is not None
+        return np.array(d, copy=True)
+
+    def batch_loss(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
+                   training: bool = True) -> tuple[float, NDArray]:
+        """Forward pass and loss on a checked batch; returns (loss, dL/dz of the output).
+
+        The delta is taken before the output layer's final activation (``z``): a fused
+        cross-entropy gives it from the logits as ``(p - y) / N``; any other loss gives
+        dL/da, turned into dL/dz through the activation's derivative. The array is a work
+        buffer, valid until the next call with a batch of the same size.
+        """
+        a = x
+        for layer in self.layers:
+            a = layer.forward(a, training)
         out = self.layers[-1]
-        buf = out._buf
-        assert buf is not None
-        if buf.delta is None:
-            buf.delta = np.empty_like(a)
-        delta = buf.delta
+        delta, work = self._loss_bufs.get(x.shape[0])
         if loss.fused is not None:
-            # Fused output step: delta = dL/dz = (p - y) / N, from the logits.
-            return loss.fused(buf.z, a, y, delta, w), delta
+            return loss.fused(out.logits, a, y, delta, w), delta
         assert loss.value_and_grad is not None
-        value = loss.value_and_grad(a, y, delta, buf.work, w)
-        if backprop and out.activation is not IDENTITY:  # identity (the seed's): dL/dz = dL/da
-            out.activation.backward(delta, buf.z if out.keep_z else None, a, buf.work)
+        value = loss.value_and_grad(a, y, delta, work, w)
+        act = out.activation
+        if act is not None and act is not IDENTITY:  # identity (the seed's): dL/dz = dL/da
+            act.backward(delta, out.logits if getattr(out, "keep_z", True) else None, a,
+                         work)
         return value, delta
 
-    def _loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
-                   scale: float = 1.0) -> float:
+    def loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
+                  scale: float = 1.0, training: bool = True) -> float:
         """One forward and backward pass on a checked batch; fills the flat gradient buffer.
 
         ``w``: None, or sample weights (n, 1) scaled to sum to n. ``scale``: the gradients
         come out multiplied by it (fit passes ``-lr`` for plain SGD, whose step is then one
         addition); the returned loss is unscaled.
         """
-        value, delta = self._batch_loss(x, y, loss, w, backprop=True)
+        value, delta = self.batch_loss(x, y, loss, w, training)
         if scale != 1.0:  # every gradient below is linear in delta
             np.multiply(delta, scale, out=delta)
         layers = self.layers
-        for i in range(len(layers) - 1, 0, -1):
-            dx = layers[i].backward_linear(delta, True)
-            assert dx is not None
-            prev = layers[i - 1]
-            pbuf = prev._buf
-            assert pbuf is not None
-            prev.activation.backward(dx, pbuf.z if prev.keep_z else None, pbuf.a, pbuf.work)
-            delta = dx
-        layers[0].backward_linear(delta, False)
+        last = len(layers) - 1
+        d = layers[last].backward_from_logits(delta, last > 0)
+        for i in range(last - 1, 0, -1):
+            d = layers[i].backward(d, True)  # type: ignore[arg-type]
+        if last > 0:
+            layers[0].backward(d, False)  # type: ignore[arg-type]
         return value
 
-    def check_loss(self, loss: str | Loss) -> Loss:
-        """The loss object, after checking it fits this network's output activation."""
-        loss_obj = get_loss(loss)
-        want = loss_obj.output_activation
-        if want is not None and self.output_activation != want:
-            raise ValueError(f"loss {loss_obj.name!r} needs output_activation={want!r}, but this "
-                             f"network's output activation is {self.output_activation!r}: "
-                             f"build MLP(..., output_activation={want!r})")
-        return loss_obj
-
-    def check_data(self, X: Any, y: Any = None) -> tuple[NDArray, NDArray | None]:
-        """X (and y) checked and converted to this network's dtype; see ``_validation``."""
-        Xc = check_X(X, self.layer_sizes[0], self.dtype)
-        if y is None:
-            return Xc, None
-        return Xc, check_y(y, Xc.shape[0], self.layer_sizes[-1], self.dtype)
-
-    def forward(self, X: Any) -> NDArray:
-        """Outputs after the output activation, (n_samples, n_outputs), as a new array."""
-        return self.predict(X)
-
-    def predict(self, X: Any) -> NDArray:
-        """Network outputs for X (n_samples, n_features) -> (n_samples, n_outputs).
-
-        Regression: the values; classification: the probabilities (sigmoid or softmax).
-        Processes at most ``PREDICT_CHUNK`` rows at a time, so memory stays bounded.
-        """
-        Xc, _ = self.check_data(X)
-        return self._predict_checked(Xc)
-
-    def _forward_fresh(self, x: NDArray, logits: bool = False) -> NDArray:
-        """Forward pass on a checked batch in fresh arrays, not the layers' shared training
-        buffers: prediction is not the hot loop, and this keeps it safe to call from several
-        threads. With ``logits``, the output layer's pre-activation (n, n_outputs)."""
-        a = x
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            z = np.dot(a, layer.W)
-            z += layer.b
-            if logits and i == last:
-                return z
-            act = layer.activation
-            a = act.forward(z, np.empty_like(z) if act.uses_input else z)
-        return a
-
-    def _predict_checked(self, X: NDArray, chunk: int = PREDICT_CHUNK) -> NDArray:
-        n = X.shape[0]
-        out = np.empty((n, self.layer_sizes[-1]), self.dtype)
-        for s in range(0, n, chunk):
-            out[s:s + chunk] = self._forward_fresh(X[s:s + chunk])
-        return out
-
     def loss_and_gradients(self, X: Any, y: Any, loss: str | Loss = "mse",
-                           sample_weight: Any = None) -> tuple[float, list[NDArray]]:
+                           sample_weight: Any = None,
+                           training: bool = True) -> tuple[float, list[NDArray]]:
         """The loss on (X, y) and its gradient for every parameter (copies, aligned with params).
 
         ``sample_weight`` (n_samples,): a weighted mean instead of the plain one.
+        ``training``: as in ``forward`` (BatchNorm then updates its running statistics).
         """
         loss_obj = self.check_loss(loss)
         Xc, yc = self.check_data(X, y)
         assert yc is not None
         w = check_sample_weight(sample_weight, Xc.shape[0], self.dtype)
-        value = self._loss_grad(Xc, yc, loss_obj, None if w is None else normalized_weights(w))
+        value = self.loss_grad(Xc, yc, loss_obj, None if w is None else normalized_weights(w),
+                               training=training)
         return value, [g.copy() for g in self.grads]
 
-    def release_buffers(self) -> None:
-        """Frees every layer's work buffers (rebuilt on demand)."""
+    def eval_loss(self, X: NDArray, y: NDArray, loss: Loss, chunk: int = PREDICT_CHUNK) -> float:
+        """The mean loss over checked (X, y) in evaluation mode, in chunks of ``chunk`` rows."""
+        total = 0.0
+        n = X.shape[0]
+        for s in range(0, n, chunk):
+            xb, yb = X[s:s + chunk], y[s:s + chunk]
+            v, _ = self.batch_loss(xb, yb, loss, None, training=False)
+            # Regression losses are means over elements, cross-entropies over samples: both
+            # combine over chunks as a row-weighted mean.
+            total += v * xb.shape[0]
+        return total / n
+
+    # -- prediction ------------------------------------------------------------------
+    def infer(self, x: NDArray, logits: bool = False) -> NDArray:
+        """Evaluation-mode outputs of a checked batch, in fresh arrays (thread-safe).
+
+        With ``logits``, the output before the final activation of a Dense output layer.
+        """
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if logits and i == last:
+                if not isinstance(layer, Dense):
+                    raise ValueError("logits need a network ending in a Dense layer")
+                return layer.infer(x, logits=True)
+            x = layer.infer(x)
+        return x
+
+    def predict_checked(self, X: NDArray, chunk: int = PREDICT_CHUNK) -> NDArray:
+        """``infer`` over a checked X, ``chunk`` rows at a time (bounded memory)."""
+        n = X.shape[0]
+        out = np.empty((n, *self.output_shape), self.dtype)
+        for s in range(0, n, chunk):
+            out[s:s + chunk] = self.infer(X[s:s + chunk])
+        return out
+
+    def predict(self, X: Any) -> NDArray:
+        """Network outputs for X (n_samples, *input_shape) -> (n_samples, *output_shape).
+
+        Always in evaluation mode (no dropout, BatchNorm's running statistics).
+        Regression: the values; classification: the probabilities (sigmoid or softmax).
+        Processes at most ``PREDICT_CHUNK`` rows at a time, so memory stays bounded.
+        """
+        return self.predict_checked(self.check_X(X))
+
+    def copy_network(self, dtype: DTypeLike | None = None) -> Network:
+        """An independent copy (optionally converted to ``dtype``): layers, parameters,
+        states and random generator, without work buffers, optimizer or history."""
+        self.release_buffers()
+        saved = self.optimizer, self.history
+        self.optimizer = self.history = None
+        try:
+            new = copy.deepcopy(self)  # __setstate__ re-binds the copied layers
+        finally:
+            self.optimizer, self.history = saved
+        if dtype is not None and resolve_dtype(dtype) != new.dtype:
+            new._convert(resolve_dtype(dtype))
+        return new
+
+    def _convert(self, dtype: np.dtype) -> None:
+        """Rebuilds every layer in ``dtype``, keeping the parameters and states."""
+        params = [p.copy() for p in self.params]
+        states = [{k: v.copy() for k, v in st.items()} for st in self.states()]
+        self.dtype = dtype
+        shape = self.input_shape
         for layer in self.layers:
-            layer.release()
+            shape = layer.build(shape, dtype)
+        self._flat_params = np.zeros(self._flat_params.size, dtype)
+        self._flat_grads = np.zeros(self._flat_grads.size, dtype)
+        self._loss_bufs = BufferCache(self._make_loss_bufs)
+        self._bind()
+        self.set_params(params)
+        for layer, st in zip(self.layers, states):
+            layer.set_state(st)
 
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
-        """Trains on (X, y); see :func:`zeronn.training.fit` for every option."""
-        from zeronn.training import fit  # training sits above the network (one-way data flow)
 
-        return fit(self, X, y, **kwargs)
+def _shape_text(shape: Shape) -> str:
+    return "(n, " + ", ".join(map(str, shape)) + ")"
 
-    # -- seed compatibility ----------------------------------------------------------
-    @classmethod
-    def from_classic(cls, nn: Any) -> MLP:
-        """The engine's equivalent of a :class:`zeronn.classic.NN`, with its current weights."""
-        i, h = nn.W1.shape
-        o = nn.W2.shape[1]
-        return cls([i, h, o], "relu", "identity", init=[nn.W1, nn.b1, nn.W2, nn.b2])
+
+def _check_layers(layers: Any) -> list[Layer]:
+    if isinstance(layers, Layer) or not isinstance(layers, Sequence) or isinstance(layers, str):
+        raise ValueError(f"layers must be a list of layers, got {layers!r}")
+    out = list(layers)
+    if not out:
+        raise ValueError("a network needs at least one layer")
+    for layer in out:
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{layer!r} is not a layer (zeronn.layers: Dense, Activation, "
+                             "Dropout, BatchNorm, LayerNorm)")
+        if layer.built:
+            raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
+                             "for each network")
+    if len({id(layer) for layer in out}) != len(out):
+        raise ValueError("the same layer object appears twice: make a new layer for each place")
+    return out
+
+
+def _input_shape(input_dim: Any, input_shape: Any) -> Shape:
+    if (input_dim is None) == (input_shape is None):
+        raise ValueError("give the input size: input_dim=n_features, or input_shape=(C, H, W)")
+    if input_dim is not None:
+        return (positive_number("input_dim", input_dim, integer=True),)
+    if isinstance(input_shape, (int, np.integer)):
+        input_shape = (input_shape,)
+    try:
+        dims = tuple(positive_number("each input_shape entry", d, integer=True)
+                     for d in input_shape)
+    except TypeError:
+        raise ValueError(f"input_shape must be a tuple of positive integers, "
+                         f"got {input_shape!r}") from None
+    if not dims:
+        raise ValueError("input_shape must not be empty")
+    return dims

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
-from zeronn.network import MLP
+from zeronn.models import MLP
 from zeronn.persistence import _atomic_write
 
 __all__ = ["MIN_OPSET", "export_onnx"]

@@ -36,9 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from zeronn.activations import ACTIVATIONS, get_activation
-from zeronn.network import MLP
+from zeronn.history import History
+from zeronn.models import MLP
 from zeronn.optim import OPTIMIZERS, Optimizer
-from zeronn.training import History
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "KINDS", "load", "save"]
 
@@ -209,7 +209,7 @@ def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
                              "so loading could not find it: use "
                              "zeronn.register_activation to make it known by name")
     # load refuses non-finite weights, so such a file would be useless: say so now.
-    if not np.isfinite(net._flat_params).all():
+    if not np.isfinite(net.flat_params).all():
         raise ValueError("the network's weights hold NaN or inf (training diverged), so "
                          "nothing was saved: train again with a smaller learning rate")
     for i, layer in enumerate(net.layers, start=1):

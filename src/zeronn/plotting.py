@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn.network import MLP
+from zeronn.models import MLP
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

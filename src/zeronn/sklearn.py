@@ -52,7 +52,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from zeronn._validation import resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.losses import Loss, get_loss
-from zeronn.network import MLP
+from zeronn.models import MLP
 from zeronn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, Schedule
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -355,7 +355,7 @@ class _BaseMLP(BaseEstimator):
             best = [p.copy() for p in net.params]
         stopped = [False]
 
-        flat = net._flat_params
+        flat = net.flat_params
         # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
         # very term scikit-learn adds; mini-batches: it averages the batches' terms).
         penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
@@ -441,7 +441,7 @@ class _BaseMLP(BaseEstimator):
         Fresh arrays instead of the network's work buffers, so one fitted estimator can
         predict from several threads at once (dask's threaded scheduler does that).
         """
-        return self.net_._forward_fresh(X, logits=True)
+        return self.net_.infer(X, logits=True)
 
     def _outputs(self, X: NDArray) -> NDArray:
         z = self._logits(X)

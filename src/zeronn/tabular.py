@@ -24,10 +24,10 @@ from numpy.typing import NDArray
 
 from zeronn._validation import positive_number, resolve_dtype
 from zeronn.activations import get_activation
+from zeronn.history import EarlyStopping, History
 from zeronn.losses import get_loss
-from zeronn.network import MLP
+from zeronn.models import MLP
 from zeronn.optim import get_optimizer
-from zeronn.training import EarlyStopping, History
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 
 from zeronn._validation import check_sample_weight, normalized_weights
 from zeronn.losses import Loss
-from zeronn.network import MLP
+from zeronn.models import MLP
 
 __all__ = ["Trace", "trace"]
 

@@ -29,91 +29,19 @@ from zeronn._validation import (
     positive_number,
 )
 from zeronn.activations import RELU
+from zeronn.history import (
+    Callback,
+    EarlyStopping,
+    History,
+    TrainingInterrupted,
+    early_stopping_config,
+)
+from zeronn.layers import BatchNorm
 from zeronn.losses import Loss
-from zeronn.network import MLP
+from zeronn.network import Network
 from zeronn.optim import SGD, Adam, Optimizer, Schedule, get_optimizer, get_schedule
 
 __all__ = ["EarlyStopping", "History", "TrainingInterrupted", "fit"]
-
-Callback = Callable[[int, "History"], Any]
-
-
-class TrainingInterrupted(UserWarning):
-    """Warned when Ctrl-C stops ``fit``: the weights and history so far are kept."""
-
-
-class History(dict[str, list[Any]]):
-    """What ``fit`` records, one value per epoch under each key.
-
-    ``loss``: the epoch's training loss, the mean of its batch losses weighted by batch
-    size (full batch: the loss before the epoch's update, as the seed prints it).
-    ``val_loss`` (with validation data), ``lr``, ``grad_norm`` (global L2 norm of the
-    gradient, as a root mean square over the epoch's batches), ``layer_grad_norms`` (the
-    same per layer, a list per epoch), ``dead_relu_fraction`` (share of ReLU hidden units that
-    output 0 for every sample of the epoch; leaky_relu and elu units output negative values
-    there and keep a gradient, so they never count; absent without ReLU units),
-    ``time`` (seconds). Attributes: ``epochs`` run, ``stopped_early``, ``best_epoch``
-    (1-based, with early stopping), ``interrupted``.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.stopped_early = False
-        self.interrupted = False
-        self.best_epoch: int | None = None
-
-    @property
-    def epochs(self) -> int:
-        """Number of epochs recorded."""
-        return len(self.get("loss", []))
-
-    def append(self, **values: Any) -> None:
-        for k, v in values.items():
-            self.setdefault(k, []).append(v)
-
-    def extend(self, other: History) -> None:
-        """Appends another history's epochs (a later ``fit`` of the same network)."""
-        for k, v in other.items():
-            self.setdefault(k, []).extend(v)
-
-    def __repr__(self) -> str:
-        last = self.get("loss", [None])[-1] if self.epochs else None
-        return f"History(epochs={self.epochs}, keys={list(self)}, last_loss={last!r})"
-
-
-class EarlyStopping:
-    """Stops when the monitored loss has not improved by ``min_delta`` for ``patience`` epochs.
-
-    ``monitor``: ``"val_loss"`` (default when there is validation data) or ``"loss"``.
-    ``restore_best``: put back the weights of the best epoch when stopping (or at the end).
-    """
-
-    def __init__(self, patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
-                 monitor: str | None = None) -> None:
-        self.patience = positive_number("patience", patience, integer=True)
-        self.min_delta = non_negative_number("min_delta", min_delta)
-        self.restore_best = bool(restore_best)
-        if monitor not in (None, "loss", "val_loss"):
-            raise ValueError(f"monitor must be 'loss' or 'val_loss', got {monitor!r}")
-        self.monitor = monitor
-
-    def __repr__(self) -> str:
-        return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
-                f"restore_best={self.restore_best}, monitor={self.monitor!r})")
-
-
-def _early_stopping(value: Any) -> EarlyStopping | None:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return EarlyStopping()
-    if isinstance(value, EarlyStopping):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return EarlyStopping(patience=int(value))
-    raise ValueError(f"early_stopping must be None, True, a patience (int) or an "
-                     f"EarlyStopping, got {value!r}")
-
 
 @contextmanager
 def _defer_sigint() -> Iterator[list[bool]]:
@@ -141,7 +69,7 @@ def _defer_sigint() -> Iterator[list[bool]]:
 
 
 def _split_validation(X: NDArray, y: NDArray, validation_split: float,
-                      validation_data: Any, net: MLP) -> tuple[NDArray, NDArray, Any]:
+                      validation_data: Any, net: Network) -> tuple[NDArray, NDArray, Any]:
     if validation_data is not None:
         if validation_split:
             raise ValueError("pass validation_split or validation_data, not both")
@@ -165,19 +93,6 @@ def _split_validation(X: NDArray, y: NDArray, validation_split: float,
     return X[:cut], y[:cut], (X[cut:], y[cut:])
 
 
-def _eval_loss(net: MLP, X: NDArray, y: NDArray, loss: Loss, chunk: int) -> float:
-    """The mean loss over (X, y), in chunks (reusing the training buffers' sizes)."""
-    total = 0.0
-    n = X.shape[0]
-    for s in range(0, n, chunk):
-        xb, yb = X[s:s + chunk], y[s:s + chunk]
-        v, _ = net._batch_loss(xb, yb, loss, None, backprop=False)
-        # Regression losses are means over elements, cross-entropies over samples: both
-        # combine over chunks as a row-weighted mean.
-        total += v * xb.shape[0]
-    return total / n
-
-
 class _DeadUnits:
     """Which hidden units fired this epoch, for ``dead_relu_fraction``.
 
@@ -188,17 +103,20 @@ class _DeadUnits:
     (one BLAS call with a ones vector) says the same, faster.
     """
 
-    def __init__(self, net: MLP, batch_rows: set[int], single: bool) -> None:
-        layers = [layer for layer in net.layers[:-1] if layer.activation.relu_family
-                  and layer.activation(np.array([[-1.0]], net.dtype))[0, 0] == 0]
-        self.alive = np.zeros(sum(layer.fan_out for layer in layers), net.dtype)
+    def __init__(self, net: Network, batch_rows: set[int], single: bool) -> None:
+        probe = np.array([[-1.0]], net.dtype)
+        layers = [layer for layer in net.layers[:-1] if layer.activation is not None
+                  and layer.activation.relu_family and layer.activation(probe)[0, 0] == 0
+                  and len(layer.output_shape) == 1]
+        self.alive = np.zeros(sum(layer.output_shape[0] for layer in layers), net.dtype)
         self.entries = []
         start = 0
         for layer in layers:
-            view = self.alive[start:start + layer.fan_out]
-            self.entries.append((layer, np.zeros(layer.fan_out, net.dtype), view,
+            width = layer.output_shape[0]
+            view = self.alive[start:start + width]
+            self.entries.append((layer, np.zeros(width, net.dtype), view,
                                  layer.activation is RELU))
-            start += layer.fan_out
+            start += width
         self.all_plain = all(plain for *_, plain in self.entries)
         self.ones = {m: np.ones(m, net.dtype) for m in batch_rows}
         self.single = single  # one batch an epoch: straight into `alive`, nothing to fold
@@ -210,7 +128,7 @@ class _DeadUnits:
     def observe(self, rows: int) -> None:
         """Folds in the batch of ``rows`` rows that the layers' buffers hold now."""
         for layer, colmax, alive, plain in self.entries:
-            a = layer._buf.a  # type: ignore[union-attr]
+            a = layer.output
             out = alive if self.single else colmax
             if plain:
                 np.dot(self.ones[rows], a, out=out)
@@ -310,7 +228,7 @@ def _check_targets(loss: Loss, y: NDArray) -> None:
 
 
 def fit(
-    net: MLP,
+    net: Network,
     X: Any,
     y: Any,
     loss: str | Loss = "mse",
@@ -327,19 +245,23 @@ def fit(
     seed: int | None = None,
     sample_weight: Any = None,
 ) -> History:
-    """Trains ``net`` on X (n_samples, n_features) and y (n_samples, n_outputs) in place.
+    """Trains ``net`` on X (n_samples, *input_shape) and y (n_samples, n_outputs) in place.
 
-    ``optimizer``: a name, an :class:`~zeronn.optim.Optimizer`, or ``None`` to continue with
-    the last fit's optimizer and its state (``Adam(lr=1e-3)`` the first time).
-    ``batch_size=None`` is full batch (the seed's way). ``shuffle`` permutes the rows each
-    epoch with one ``np.random.Generator``: from ``seed``, or, when ``seed`` is None, the
-    network's own generator (so consecutive fits continue one random stream).
-    ``validation_split`` holds out the *last* fraction of rows; ``validation_data`` is
-    an explicit ``(X_val, y_val)``. ``early_stopping``: True, a patience, or an
-    :class:`EarlyStopping`. ``callbacks``: ``cb(epoch, history)`` called after each epoch
-    (``epoch`` counts from 1); a truthy return stops training. ``lr_schedule``: name or
-    :class:`~zeronn.optim.Schedule`. ``verbose``: 0 silent, 1 a progress bar, 2 a line
-    per epoch. ``sample_weight`` (n_samples,): each batch's loss becomes the weighted mean
+    ``loss``: a name or :class:`~zeronn.losses.Loss` that fits the output (a sigmoid
+    output takes ``binary_crossentropy``, softmax ``categorical_crossentropy``, others a
+    regression loss). ``optimizer``: a name, an :class:`~zeronn.optim.Optimizer`, or
+    ``None`` to continue with the last fit's optimizer and its state (``Adam(lr=1e-3)``
+    the first time). ``batch_size=None`` is full batch (the seed's way). ``shuffle``
+    permutes the rows each epoch with one ``np.random.Generator``: from ``seed``, or, when
+    ``seed`` is None, the network's own generator (so consecutive fits continue one random
+    stream); Dropout's masks come from the same generator. ``validation_split`` holds out
+    the *last* fraction of rows; ``validation_data`` is an explicit ``(X_val, y_val)``;
+    validation losses are computed in evaluation mode. ``early_stopping``: True, a
+    patience, or an :class:`EarlyStopping`. ``callbacks``: ``cb(epoch, history)`` (or an
+    object with ``on_epoch_end(epoch, history)``) called after each epoch (``epoch`` counts
+    from 1); a truthy return stops training. ``lr_schedule``: name or
+    :class:`~zeronn.optim.Schedule`. ``verbose``: 0 silent, 1 a progress bar, 2 a line per
+    epoch. ``sample_weight`` (n_samples,): each batch's loss becomes the weighted mean
     (integer weights equal repeated rows for a full batch). Returns this fit's
     :class:`History`; ``net.history`` holds every fit's.
 
@@ -348,164 +270,217 @@ def fit(
     they were (all finite) and the optimizer's state is reset. Ctrl-C stops at the end
     of the current batch, keeps weights and history, and warns :class:`TrainingInterrupted`.
     """
-    # -- check everything before touching the network ------------------------------------
-    loss_obj = net.check_loss(loss)
-    Xc, yc = net.check_data(X, y)
-    assert yc is not None
-    _check_targets(loss_obj, yc)
-    epochs = positive_number("epochs", epochs, integer=True)
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    for cb in callbacks:
-        if not callable(cb) and not hasattr(cb, "on_epoch_end"):
-            raise ValueError(f"callback {cb!r} is not callable")
-    weights = check_sample_weight(sample_weight, Xc.shape[0], net.dtype)
-    stop_config = _early_stopping(early_stopping)
-    schedule = get_schedule(lr_schedule)
-    Xt, yt, val = _split_validation(Xc, yc, validation_split, validation_data, net)
-    if weights is not None:
-        weights = weights[:Xt.shape[0]]
-    n = Xt.shape[0]
-    bs = n if batch_size is None else min(
-        positive_number("batch_size", batch_size, integer=True), n)
-    if optimizer is None:
-        opt = net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
-    else:
-        opt = get_optimizer(optimizer)
-    monitor = "val_loss" if val is not None else "loss"
-    if stop_config is not None:
-        if stop_config.monitor == "val_loss" and val is None:
-            raise ValueError("early stopping monitors val_loss but there is no validation data: "
-                             "pass validation_split/validation_data or monitor='loss'")
-        monitor = stop_config.monitor or monitor
+    trainer = _Trainer(net, X, y, loss, optimizer, epochs, batch_size, shuffle,
+                       validation_split, validation_data, early_stopping, callbacks,
+                       lr_schedule, verbose, seed, sample_weight)
+    return trainer.run()
 
-    # -- set up: everything the batches need is allocated here, once ---------------------
-    net.optimizer = opt
-    flat_p, flat_g = net._flat_params, net._flat_grads
-    params, grads = [flat_p], [flat_g]
-    stopper = None if stop_config is None else _Stopper(stop_config, flat_p)
-    rng = np.random.default_rng(seed) if seed is not None else net.rng
-    batches = _Batches(Xt, yt, weights, bs, shuffle, rng)
-    dead = _DeadUnits(net, batches.rows, single=len(batches) == 1)
-    gviews = [flat_g[sl] for sl in net.slices]  # each layer's gradient, for its norm
-    opt.prepare(params, grads)  # checked once; each batch then takes the unchecked step
-    updates = opt.updates_prepared
-    # No weight is ever written non-finite, without keeping a copy of the weights to roll
-    # back to: |p + u| <= ||p|| + ||u|| elementwise, so while a running bound on ||p|| plus
-    # the update's norm stays below `limit` the update is applied directly; past it (a
-    # diverging run) the new weights are formed in the update's buffer and checked first.
-    # The limit keeps ||p||^2 finite too (weights beyond sqrt(max) count as diverged).
-    limit = _norm_limit(net.dtype)
-    # Plain SGD (no momentum, no weight decay): the backward pass computes the update
-    # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is one
-    # pass over the parameters, p += g. The diagnostics divide the lr back out.
-    fold_lr = type(opt) is SGD and not opt.momentum and not opt.weight_decay
-    loss_grad, dot, isfinite = net._loss_grad, np.dot, math.isfinite
 
-    history = History()
-    appenders: list[tuple[str, Callable[[Any], None]]] = []
-    bar = tqdm(total=epochs, unit="epoch", disable=verbose != 1, leave=True,
-               file=sys.stderr, dynamic_ncols=True)
-    try:
-        # Overflow inside a diverging step is reported once, by the finiteness checks below.
-        with _defer_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(epochs):
-                t0 = time.perf_counter()
-                opt.lr = lr = schedule.lr(epoch, opt.initial_lr)
-                # Not for lr = 0 (a schedule may reach it) nor tiny ones: the scaled
-                # gradients' squares (the norms) would underflow in float32.
-                folded = fold_lr and lr >= 1e-6
-                scale = -lr if folded else 1.0
-                unscale = 1.0 / (lr * lr) if folded else 1.0  # for the squared norms
-                pnorm = math.sqrt(float(dot(flat_p, flat_p)))  # exact again each epoch
-                total = wtotal = 0.0
-                used = 0  # batches with weight (zero-weight batches are skipped)
-                layer_sq = [0.0] * len(gviews)
-                dead.start_epoch()
-                for b, rows, xb, yb, wb in batches:
-                    bw: float = rows
-                    if wb is None:
-                        value = loss_grad(xb, yb, loss_obj, None, scale)
-                    else:
-                        bw = float(wb.sum())
-                        if bw <= 0:  # only zero-weight rows: nothing to learn from
-                            continue
-                        value = loss_grad(xb, yb, loss_obj, normalized_weights(wb), scale)
-                    dead.observe(rows)
-                    gsq = 0.0  # of the gradient buffer, -lr * gradient when folded
-                    for i, g in enumerate(gviews):
-                        sq = float(dot(g, g))
-                        layer_sq[i] += sq * unscale
-                        gsq += sq
-                    if not (isfinite(value) and isfinite(gsq)):
-                        what = f"loss became {value}" if not isfinite(value) else \
-                            "the gradient became non-finite"
-                        _fail(opt, what, epoch, b, lr)
-                    if folded:  # the buffer holds the update already
-                        opt.t += 1
-                        usq = gsq
-                    else:
-                        usq = updates(params, grads)
-                    unorm = math.sqrt(usq) if usq >= 0.0 else math.inf  # NaN: not >= 0
-                    if pnorm + unorm < limit:
-                        flat_p += flat_g
-                        pnorm += unorm
-                    else:
-                        pnorm = _apply_checked(flat_p, flat_g, opt, epoch, b, lr)
-                    total += value * bw
-                    wtotal += bw
-                    used += 1
-                    if interrupted[0]:
+class _Trainer:
+    """One fit: set-up (everything checked and allocated once), epochs, batches, records."""
+
+    def __init__(self, net: Network, X: Any, y: Any, loss: str | Loss,
+                 optimizer: str | Optimizer | None, epochs: int, batch_size: int | None,
+                 shuffle: bool, validation_split: float, validation_data: Any,
+                 early_stopping: Any, callbacks: Sequence[Callback],
+                 lr_schedule: str | Schedule | None, verbose: int, seed: int | None,
+                 sample_weight: Any) -> None:
+        # -- check everything before touching the network --------------------------------
+        self.net, self.loss = net, net.check_loss(loss)
+        Xc, yc = net.check_data(X, y)
+        assert yc is not None
+        _check_targets(self.loss, yc)
+        self.epochs = positive_number("epochs", epochs, integer=True)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        self.verbose = verbose
+        for cb in callbacks:
+            if not callable(cb) and not hasattr(cb, "on_epoch_end"):
+                raise ValueError(f"callback {cb!r} is not callable")
+        self.callbacks = [getattr(cb, "on_epoch_end", cb) for cb in callbacks]
+        weights = check_sample_weight(sample_weight, Xc.shape[0], net.dtype)
+        stop_config = early_stopping_config(early_stopping)
+        self.schedule = get_schedule(lr_schedule)
+        Xt, yt, self.val = _split_validation(Xc, yc, validation_split, validation_data, net)
+        if weights is not None:
+            weights = weights[:Xt.shape[0]]
+        n = Xt.shape[0]
+        self.bs = n if batch_size is None else min(
+            positive_number("batch_size", batch_size, integer=True), n)
+        _check_batch_norm(net, n, self.bs)
+        if optimizer is None:
+            self.opt = net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
+        else:
+            self.opt = get_optimizer(optimizer)
+        self.monitor = "val_loss" if self.val is not None else "loss"
+        if stop_config is not None:
+            if stop_config.monitor == "val_loss" and self.val is None:
+                raise ValueError("early stopping monitors val_loss but there is no validation "
+                                 "data: pass validation_split/validation_data or monitor='loss'")
+            self.monitor = stop_config.monitor or self.monitor
+        # -- set up: everything the batches need is allocated here, once -----------------
+        net.optimizer = self.opt
+        self.flat_p, self.flat_g = net.flat_params, net.flat_grads
+        self.stopper = None if stop_config is None else _Stopper(stop_config, self.flat_p)
+        self.rng = np.random.default_rng(seed) if seed is not None else net.rng
+        self.batches = _Batches(Xt, yt, weights, self.bs, shuffle, self.rng)
+        self.dead = _DeadUnits(net, self.batches.rows, single=len(self.batches) == 1)
+        # each parameterised layer's gradient, for its norm
+        self.gviews = [self.flat_g[sl] for sl in net.slices if sl.stop > sl.start]
+        self.opt.prepare([self.flat_p], [self.flat_g])  # checked once; then unchecked steps
+        # Plain SGD (no momentum, no weight decay): the backward pass computes the update
+        # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is
+        # one pass over the parameters, p += g. The diagnostics divide the lr back out.
+        self.fold_lr = type(self.opt) is SGD and not self.opt.momentum \
+            and not self.opt.weight_decay
+        self.history = History()
+        self.appenders: list[tuple[str, Callable[[Any], None]]] = []
+
+    def run(self) -> History:
+        net, history = self.net, self.history
+        bar = tqdm(total=self.epochs, unit="epoch", disable=self.verbose != 1, leave=True,
+                   file=sys.stderr, dynamic_ncols=True)
+        net.set_rng(self.rng)  # Dropout's masks: the fit's generator
+        try:
+            # Overflow inside a diverging step is reported once, by the finiteness checks.
+            with _defer_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore"):
+                for epoch in range(self.epochs):
+                    t0 = time.perf_counter()
+                    record = self.epoch(epoch, interrupted)
+                    if record is None:
                         break
-                if interrupted[0]:
-                    history.interrupted = True
-                    warnings.warn(
-                        f"training interrupted at epoch {epoch + 1} (batch {b + 1} of "
-                        f"{len(batches)}); the weights and the history of the "
-                        f"{history.epochs} completed epochs are kept",
-                        TrainingInterrupted, stacklevel=2)
-                    break
-                used = max(used, 1)
-                record: dict[str, Any] = {
-                    "loss": total / wtotal if wtotal else 0.0,
-                    "lr": lr,
-                    "grad_norm": math.sqrt(sum(layer_sq) / used),
-                    "layer_grad_norms": [math.sqrt(v / used) for v in layer_sq],
-                }
-                if val is not None:
-                    record["val_loss"] = _eval_loss(net, val[0], val[1], loss_obj, bs)
-                if dead.entries:
-                    record["dead_relu_fraction"] = dead.fraction()
-                record["time"] = time.perf_counter() - t0
-                if appenders:  # the same keys every epoch: append to the lists directly
-                    for key, append in appenders:
-                        append(record[key])
-                else:
-                    history.append(**record)
-                    appenders = [(key, history[key].append) for key in record]
-                metric = record[monitor]
-                schedule.observe(metric)
-                stop = stopper is not None and stopper.update(metric, epoch, history)
-                for cb in callbacks:
-                    hook = getattr(cb, "on_epoch_end", cb)
-                    if hook(epoch + 1, history):
-                        stop = True
-                if verbose == 2:
-                    print(_epoch_line(epoch + 1, epochs, record), flush=True)
-                elif verbose == 1:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss")
-                                     if k in record}, refresh=False)
-                if stop:
-                    break
-    finally:
-        bar.close()
-        if net.history is None:
-            net.history = History()
-        net.history.extend(history)
-    if stopper is not None:
-        stopper.restore()
-    return history
+                    record["time"] = time.perf_counter() - t0
+                    if self.after_epoch(epoch, record, bar):
+                        break
+        finally:
+            bar.close()
+            net.set_rng(net.rng)
+            if net.history is None:
+                net.history = History()
+            net.history.extend(history)
+        if self.stopper is not None:
+            self.stopper.restore()
+        return history
+
+    def epoch(self, epoch: int, interrupted: list[bool]) -> dict[str, Any] | None:
+        """Trains one epoch; its record, or None when Ctrl-C stopped it."""
+        opt, flat_p, flat_g, gviews = self.opt, self.flat_p, self.flat_g, self.gviews
+        opt.lr = lr = self.schedule.lr(epoch, opt.initial_lr)
+        # Not for lr = 0 (a schedule may reach it) nor tiny ones: the scaled gradients'
+        # squares (the norms) would underflow in float32.
+        folded = self.fold_lr and lr >= 1e-6
+        scale = -lr if folded else 1.0
+        unscale = 1.0 / (lr * lr) if folded else 1.0  # for the squared norms
+        # No weight is ever written non-finite, without keeping a copy of the weights to
+        # roll back to: |p + u| <= ||p|| + ||u|| elementwise, so while a running bound on
+        # ||p|| plus the update's norm stays below `limit` the update is applied directly;
+        # past it (a diverging run) the new weights are formed in the update's buffer and
+        # checked first. The limit keeps ||p||^2 finite too.
+        limit = _norm_limit(flat_p.dtype)
+        pnorm = math.sqrt(float(np.dot(flat_p, flat_p)))  # exact again each epoch
+        loss_grad, loss_obj, dead = self.net.loss_grad, self.loss, self.dead
+        updates, dot, isfinite = opt.updates_prepared, np.dot, math.isfinite
+        params, grads = [flat_p], [flat_g]
+        total = wtotal = 0.0
+        used = 0  # batches with weight (zero-weight batches are skipped)
+        layer_sq = [0.0] * len(gviews)
+        dead.start_epoch()
+        b = 0
+        for b, rows, xb, yb, wb in self.batches:
+            bw: float = rows
+            if wb is None:
+                value = loss_grad(xb, yb, loss_obj, None, scale)
+            else:
+                bw = float(wb.sum())
+                if bw <= 0:  # only zero-weight rows: nothing to learn from
+                    continue
+                value = loss_grad(xb, yb, loss_obj, normalized_weights(wb), scale)
+            dead.observe(rows)
+            gsq = 0.0  # of the gradient buffer, -lr * gradient when folded
+            for i, g in enumerate(gviews):
+                sq = float(dot(g, g))
+                layer_sq[i] += sq * unscale
+                gsq += sq
+            if not (isfinite(value) and isfinite(gsq)):
+                what = f"loss became {value}" if not isfinite(value) else \
+                    "the gradient became non-finite"
+                _fail(opt, what, epoch, b, lr)
+            if folded:  # the buffer holds the update already
+                opt.t += 1
+                usq = gsq
+            else:
+                usq = updates(params, grads)
+            unorm = math.sqrt(usq) if usq >= 0.0 else math.inf  # NaN: not >= 0
+            if pnorm + unorm < limit:
+                flat_p += flat_g
+                pnorm += unorm
+            else:
+                pnorm = _apply_checked(flat_p, flat_g, opt, epoch, b, lr)
+            total += value * bw
+            wtotal += bw
+            used += 1
+            if interrupted[0]:
+                break
+        if interrupted[0]:
+            self.history.interrupted = True
+            warnings.warn(
+                f"training interrupted at epoch {epoch + 1} (batch {b + 1} of "
+                f"{len(self.batches)}); the weights and the history of the "
+                f"{self.history.epochs} completed epochs are kept",
+                TrainingInterrupted, stacklevel=4)
+            return None
+        used = max(used, 1)
+        return {
+            "loss": total / wtotal if wtotal else 0.0,
+            "lr": lr,
+            "grad_norm": math.sqrt(sum(layer_sq) / used),
+            "layer_grad_norms": [math.sqrt(v / used) for v in layer_sq],
+        }
+
+    def after_epoch(self, epoch: int, record: dict[str, Any], bar: Any) -> bool:
+        """Validation, diagnostics, History, schedule, early stopping, callbacks, progress.
+
+        True when training should stop.
+        """
+        history = self.history
+        t0 = time.perf_counter()
+        if self.val is not None:
+            record["val_loss"] = self.net.eval_loss(self.val[0], self.val[1], self.loss, self.bs)
+        if self.dead.entries:
+            record["dead_relu_fraction"] = self.dead.fraction()
+        record["time"] += time.perf_counter() - t0
+        if self.appenders:  # the same keys every epoch: append to the lists directly
+            for key, append in self.appenders:
+                append(record[key])
+        else:
+            ordered = {k: record[k] for k in ("loss", "lr", "grad_norm", "layer_grad_norms",
+                                              "val_loss", "dead_relu_fraction", "time")
+                       if k in record}
+            history.append(**ordered)
+            self.appenders = [(key, history[key].append) for key in ordered]
+        metric = record[self.monitor]
+        self.schedule.observe(metric)
+        stop = self.stopper is not None and self.stopper.update(metric, epoch, history)
+        for hook in self.callbacks:
+            if hook(epoch + 1, history):
+                stop = True
+        if self.verbose == 2:
+            print(_epoch_line(epoch + 1, self.epochs, record), flush=True)
+        elif self.verbose == 1:
+            bar.update(1)
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss")
+                             if k in record}, refresh=False)
+        return stop
+
+
+def _check_batch_norm(net: Network, n: int, bs: int) -> None:
+    """A BatchNorm cannot train on a batch of 1 row: say so before the first epoch."""
+    if any(isinstance(layer, BatchNorm) and len(layer.input_shape) == 1
+           for layer in net.layers) and (bs == 1 or n % bs == 1):
+        rows = "every batch has" if bs == 1 else f"the last batch of each epoch ({n} rows "\
+            f"in batches of {bs}) has"
+        raise ValueError(f"BatchNorm needs at least 2 rows per training batch, but {rows} "
+                         f"1 row: choose another batch_size (e.g. {bs + 1})")
 
 
 def _norm_limit(dtype: np.dtype) -> float:
