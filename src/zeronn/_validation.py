@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,6 @@ def resolve_dtype(dtype: DTypeLike) -> np.dtype:
     if dt is None or dt not in FLOAT_DTYPES.values():
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     return dt
-
-
-def unknown_name(kind: str, name: object, known: Iterable[str]) -> ValueError:
-    """The error for a name missing from a registry, listing the known ones."""
-    return ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
 
 
 def positive_number(name: str, value: Any, *, integer: bool = False) -> Any:
