@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._version import __version__
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
 from zeronn.network import MLP
 from zeronn.persistence import _atomic_write
@@ -256,7 +257,7 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
         outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     m = helper.make_model(graph, opset_imports=opsets, producer_name="zeronn",
-                          producer_version=_version(),
+                          producer_version=__version__,
                           doc_string=f"{net!r} exported by zeronn")
     # The lowest IR version that carries this opset: what older runtimes accept too.
     m.ir_version = helper.find_min_ir_version_for(opsets)
@@ -269,12 +270,6 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
     helper.set_model_props(m, props)
     onnx.checker.check_model(m, full_check=True)
     return m
-
-
-def _version() -> str:
-    from zeronn import __version__
-
-    return __version__
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> None:

@@ -35,6 +35,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._version import __version__
 from zeronn.activations import ACTIVATIONS, get_activation
 from zeronn.network import MLP
 from zeronn.optim import OPTIMIZERS, Optimizer
@@ -302,7 +303,7 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     header: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "zeronn_version": _zeronn_version(),
+        "zeronn_version": __version__,
         "kind": kind,
         "network": None if net is None else _network_header(net, w),
         "meta": _json_safe("the model's metadata", meta),
@@ -321,12 +322,6 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
             info = zipfile.ZipInfo(member, _ZIP_DATE)
             with zf.open(info, "w", force_zip64=arr.nbytes > 2**30) as m:
                 np.lib.format.write_array(m, arr, allow_pickle=False)
-
-
-def _zeronn_version() -> str:
-    from zeronn import __version__  # the package's version, set once in __init__
-
-    return __version__
 
 
 # -- load: the header ---------------------------------------------------------------------
