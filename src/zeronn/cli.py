@@ -16,14 +16,15 @@ import math
 import os
 import re
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+
+from zeronn._atomic import atomic_path
 
 __all__ = ["main"]
 
@@ -167,29 +168,6 @@ def _check_output_path(path: str, what: str, inputs: Sequence[str] = ()) -> None
         raise CLIError(f"cannot write the {what} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise CLIError(f"cannot write the {what} {path}: the folder {folder} is not writable")
-
-
-@contextlib.contextmanager
-def _atomic_path(path: str, suffix: str = "") -> Iterator[str]:
-    """A temporary path in ``path``'s folder, moved onto ``path`` only if the block succeeds.
-
-    ``os.replace`` within one folder is atomic: readers see the old file or the whole new
-    one, never half of it; on failure the temporary file is removed.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp",
-                               dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _load_model(path: str) -> Any:
@@ -351,7 +329,7 @@ def _train(args: argparse.Namespace) -> int:
     from zeronn.persistence import save
 
     if args.plot:
-        with _atomic_path(args.plot, os.path.splitext(args.plot)[1]) as tmp_plot:
+        with atomic_path(args.plot, os.path.splitext(args.plot)[1]) as tmp_plot:
             _plot(tmp_plot, args.plot, model, hist, df)
             save(model, args.output)
     else:
@@ -461,7 +439,7 @@ def _predict(args: argparse.Namespace) -> int:
             for j, c in enumerate(model.classes):
                 out[f"proba_{c}"] = proba[:, j]
     if args.output:
-        with _atomic_path(args.output) as tmp:
+        with atomic_path(args.output) as tmp:
             out.to_csv(tmp, index=False)
     else:
         out.to_csv(sys.stdout, index=False)
@@ -511,7 +489,7 @@ def _export(args: argparse.Namespace) -> int:
                            "(zeronn.onnx_export is missing)") from None
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
     try:
-        with _atomic_path(args.output, ".onnx") as tmp:
+        with atomic_path(args.output, ".onnx") as tmp:
             export_onnx(model, tmp, opset=args.opset)
     except ImportError:
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._atomic import atomic_write
 from zeronn._version import __version__
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
 from zeronn.network import MLP
-from zeronn.persistence import _atomic_write
 
 __all__ = ["MIN_OPSET", "export_onnx"]
 
@@ -288,5 +288,5 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
                          f"installed onnx's newest), got {opset!r}")
     m = _build(onnx, model, int(opset))
     data = m.SerializeToString()
-    with _atomic_write(path) as f:
+    with atomic_write(path) as f:
         f.write(data)
