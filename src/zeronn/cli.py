@@ -550,17 +550,19 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from zeronn.gradcheck import check_gradients
     from zeronn.losses import get_loss
     from zeronn.network import MLP
+    from zeronn.tasks import BINARY, MULTICLASS, REGRESSION, one_hot
 
     loss = get_loss(args.loss)
     sizes = args.sizes
     if len(sizes) < 2:
         raise CLIError(f"--sizes needs at least an input and an output size, got {sizes}")
-    out_act = loss.output_activation or "identity"
+    out_act = loss.output_activation or REGRESSION.output_activation
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((args.samples, sizes[0]))
-    if out_act == "softmax":
-        y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], args.samples)]
-    elif out_act == "sigmoid":
+    # Targets the loss accepts: one-hot rows for softmax, 0/1 for sigmoid outputs.
+    if out_act == MULTICLASS.output_activation:
+        y = one_hot(rng.integers(0, sizes[-1], args.samples), sizes[-1])
+    elif out_act == BINARY.output_activation:
         y = rng.integers(0, 2, (args.samples, sizes[-1])).astype(float)
     else:
         y = rng.standard_normal((args.samples, sizes[-1]))

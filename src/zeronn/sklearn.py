@@ -54,6 +54,15 @@ from zeronn.activations import get_activation
 from zeronn.losses import Loss, get_loss
 from zeronn.network import MLP
 from zeronn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, Schedule
+from zeronn.tasks import (
+    BINARY,
+    MULTICLASS,
+    MULTILABEL,
+    REGRESSION,
+    Task,
+    label_kind_of_dtype,
+    probabilities,
+)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -63,6 +72,8 @@ _SKLEARN_NAMES = {"sigmoid": "logistic"}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _REGRESSION_LOSSES = {"squared_error": "half_squared_error", "absolute_error": "mae",
                       "huber": "huber"}
+# LabelBinarizer's y_type_ -> the task rule (its "binary" needs one sigmoid output).
+_TASK_OF_Y_TYPE = {"binary": BINARY, "multiclass": MULTICLASS, "multilabel-indicator": MULTILABEL}
 _MIN_ADAPTIVE_LR = 1e-6  # scikit-learn's SGD stops once "adaptive" has divided lr below it
 
 _MSE = get_loss("mse")
@@ -691,7 +702,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return _REGRESSION_LOSSES[self.loss]
 
     def _output_activation(self) -> str:
-        return "identity"
+        return REGRESSION.output_activation
 
     def _validate_input(self, X: Any, y: Any, incremental: bool,
                         reset: bool) -> tuple[NDArray, NDArray, Any]:
@@ -801,17 +812,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
 
-    def _multiclass(self) -> bool:
-        return bool(self._label_binarizer.y_type_ == "multiclass")
+    @staticmethod
+    def _task_of(y_type: Any) -> Task:
+        # Anything but multiclass trains sigmoid outputs (scikit-learn's MLP does the same).
+        return _TASK_OF_Y_TYPE.get(y_type, BINARY)
 
     def _output_activation(self) -> str:
-        return "softmax" if self._multiclass() else "sigmoid"
+        return self._task_of(self._label_binarizer.y_type_).output_activation
 
     def _output_activation_for(self, n_outputs: int, meta: dict[str, Any]) -> str:
-        return "softmax" if meta.get("y_type") == "multiclass" else "sigmoid"
+        return self._task_of(meta.get("y_type")).output_activation
 
     def _loss_name(self) -> str:
-        return "categorical_crossentropy" if self._multiclass() else "binary_crossentropy"
+        return self._task_of(self._label_binarizer.y_type_).loss
 
     def _validate_input(self, X: Any, y: Any, incremental: bool,
                         reset: bool) -> tuple[NDArray, NDArray, Any]:
@@ -880,10 +893,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_proba(self, X: Any) -> NDArray:
         """Probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self, "net_")
-        proba = self._outputs(self._check_X(X, reset=False))
-        if proba.shape[1] == 1:
-            return np.hstack([1.0 - proba, proba])
-        return proba
+        return probabilities(self._outputs(self._check_X(X, reset=False)))
 
     def predict_log_proba(self, X: Any) -> NDArray:
         """log of :meth:`predict_proba`, computed from the logits so it stays finite."""
@@ -912,7 +922,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
             raise ValueError("classes_ mixes types a model file cannot hold: use numeric or "
                              "string labels")
-        if classes.dtype.kind not in "biufUO":
+        if label_kind_of_dtype(classes.dtype) is None:
             raise ValueError(f"class labels of dtype {classes.dtype} cannot be saved: use "
                              "numeric or string labels")
         meta["classes"] = classes.tolist()
