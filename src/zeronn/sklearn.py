@@ -364,72 +364,17 @@ class _BaseMLP(BaseEstimator):
         if val is not None and not first_pass and self.validation_scores_:
             # warm start: the weights the last fit kept hold best_validation_score_ so far
             best = [p.copy() for p in net.params]
-        stopped = [False]
-
-        flat = net._flat_params
-        # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
-        # very term scikit-learn adds; mini-batches: it averages the batches' terms).
-        penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
-
-        def on_epoch_end(epoch: int, history: dict[str, list[Any]]) -> bool:
-            nonlocal best, penalty
-            loss = float(history["loss"][-1]) + penalty
-            penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
-            self.n_iter_ += 1
-            self.t_ += n
-            self.loss_ = loss
-            self.loss_curve_.append(loss)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-            if val is not None:
-                assert self.validation_scores_ is not None
-                assert self.validation_loss_curve_ is not None
-                assert self.best_validation_score_ is not None
-                score = self._score_validation(val[0], val[2], val[3])
-                self.validation_scores_.append(score)
-                self.validation_loss_curve_.append(float(history["val_loss"][-1]))
-                if self.verbose:
-                    print(f"Validation score: {score:f}")
-                if score < self.best_validation_score_ + self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best = [p.copy() for p in net.params]
-            else:
-                assert self.best_loss_ is not None
-                if loss > self.best_loss_ - self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                self.best_loss_ = min(self.best_loss_, loss)
-            schedule.iteration_ends(self.t_)
-            if self._no_improvement_count > self.n_iter_no_change:
-                what = ("Validation score" if val is not None else "Training loss")
-                msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                       f"{self.n_iter_no_change} consecutive epochs.")
-                if schedule.reduce():
-                    self._no_improvement_count = 0
-                    if self.verbose:
-                        print(f"{msg} Setting learning rate to {schedule.current:f}")
-                else:
-                    if self.verbose:
-                        print(f"{msg} Stopping.")
-                    stopped[0] = True
-                    return True
-            return False
-
+        rules = _SklearnEpochEnd(self, opt, schedule, val, n, best)
         net.fit(Xt, Yt, loss=_loss_object(self._loss_name()), optimizer=opt, epochs=epochs,
                 batch_size=batch_size, shuffle=bool(self.shuffle),
                 validation_data=None if val is None else (val[0], val[1]),
-                callbacks=[on_epoch_end], lr_schedule=schedule, verbose=0,
+                callbacks=[rules], lr_schedule=schedule, verbose=0,
                 seed=int(rng.randint(np.iinfo(np.int32).max)), sample_weight=swt)
         opt.lr = schedule.current  # the next partial_fit goes on from here
-        if best is not None:
-            net.set_params(best)  # early stopping keeps the best validation score's weights
+        if rules.best is not None:
+            net.set_params(rules.best)  # early stopping keeps the best validation weights
         net.release_buffers()
-        if not incremental and not stopped[0] and self.n_iter_ == self.max_iter:
+        if not incremental and not rules.stopped and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=3)
@@ -614,6 +559,94 @@ class _BaseMLP(BaseEstimator):
 
     def _output_activation_for(self, n_outputs: int, meta: dict[str, Any]) -> str:
         return self._output_activation()
+
+
+class _SklearnEpochEnd:
+    """scikit-learn's per-epoch bookkeeping, run as the training loop's callback.
+
+    Each branch follows one rule of scikit-learn's ``BaseMultilayerPerceptron``
+    (``_fit_stochastic``, ``_update_no_improvement_count``) or of its
+    ``SGDOptimizer`` (``iteration_ends``, ``trigger_stopping``):
+
+    - ``loss_curve_`` / ``loss_``: the epoch's mean training loss plus the L2 term
+      ``0.5 * weight_decay * ||params||^2`` of the weights the epoch *started* with
+      (scikit-learn adds the term per batch before the update); ``n_iter_`` counts epochs
+      and ``t_`` samples seen. ``verbose`` prints its "Iteration i, loss = ..." line.
+    - ``early_stopping``: the validation score (accuracy or R2) is recorded in
+      ``validation_scores_``; an epoch counts as no improvement when the score is below
+      ``best_validation_score_ + tol``, and the best score's weights are kept.
+    - otherwise: no improvement when the loss is above ``best_loss_ - tol``.
+    - ``iteration_ends``: the ``invscaling`` rate is updated from ``t_`` at every
+      epoch's end.
+    - ``trigger_stopping``: after more than ``n_iter_no_change`` epochs without
+      improvement, ``adaptive`` divides the rate by 5 and the count restarts; any other
+      rate (or an adaptive one already at 1e-6 or below) stops training, which
+      :attr:`stopped` records (``fit`` then gives no ConvergenceWarning).
+    """
+
+    def __init__(self, est: _BaseMLP, opt: Optimizer, schedule: _SklearnLearningRate,
+                 val: tuple[NDArray, NDArray, Any, NDArray | None] | None, n: int,
+                 best: list[NDArray] | None) -> None:
+        self.est, self.opt, self.schedule, self.val, self.n = est, opt, schedule, val, n
+        self.best = best  # the weights of the best validation score so far (early stopping)
+        self.stopped = False
+        self.flat = est.net_._flat_params
+        # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
+        # very term scikit-learn adds; mini-batches: it averages the batches' terms).
+        self.penalty = self._l2_term()
+
+    def _l2_term(self) -> float:
+        return 0.5 * self.opt.weight_decay * float(np.dot(self.flat, self.flat))
+
+    def on_epoch_end(self, epoch: int, history: dict[str, list[Any]]) -> bool:
+        """Records the epoch as scikit-learn does; True asks the loop to stop."""
+        est, val, schedule = self.est, self.val, self.schedule
+        loss = float(history["loss"][-1]) + self.penalty
+        self.penalty = self._l2_term()
+        est.n_iter_ += 1
+        est.t_ += self.n
+        est.loss_ = loss
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        if val is not None:
+            assert est.validation_scores_ is not None
+            assert est.validation_loss_curve_ is not None
+            assert est.best_validation_score_ is not None
+            score = est._score_validation(val[0], val[2], val[3])
+            est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(float(history["val_loss"][-1]))
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                self.best = [p.copy() for p in est.net_.params]
+        else:
+            assert est.best_loss_ is not None
+            if loss > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            est.best_loss_ = min(est.best_loss_, loss)
+        schedule.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = ("Validation score" if val is not None else "Training loss")
+            msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                   f"{est.n_iter_no_change} consecutive epochs.")
+            if schedule.reduce():
+                est._no_improvement_count = 0
+                if est.verbose:
+                    print(f"{msg} Setting learning rate to {schedule.current:f}")
+            else:
+                if est.verbose:
+                    print(f"{msg} Stopping.")
+                self.stopped = True
+                return True
+        return False
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
