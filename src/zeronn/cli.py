@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import importlib.util
-import math
 import os
 import re
 import sys
@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from zeronn._atomic import atomic_path
+from zeronn._validation import fraction, non_negative_number, positive_number
 
 __all__ = ["main"]
 
@@ -212,29 +213,32 @@ def _network_of(model: Any) -> Any:
 
 
 # -- option types (argparse calls these; their errors become one clean line) ----------------
-def _number(convert: Callable[[str], Any], ok: Callable[[Any], bool], unreadable: str,
+def _number(convert: Callable[[str], Any], check: Callable[[str, Any], Any], unreadable: str,
             out_of_range: str) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, then ``ok(value)``; each failure says what was
-    expected (``unreadable`` when the text is not a number, else ``out_of_range``)."""
+    """An argparse type: ``convert(text)``, then ``check(name, value)``, one of the
+    ``zeronn._validation`` checks; each failure says what was expected (``unreadable`` when
+    the text is not a number, else ``out_of_range``)."""
 
     def parse(text: str) -> Any:
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {unreadable}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {out_of_range}, got {text!r}")
+        try:
+            check("value", value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {out_of_range}, got {text!r}") from None
         return value
 
     return parse
 
 
-_positive_int = _number(int, lambda v: v > 0, "a positive integer", "a positive integer")
-_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0")
-_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
+_positive_int = _number(int, functools.partial(positive_number, integer=True),
+                        "a positive integer", "a positive integer")
+_non_negative_int = _number(int, non_negative_number, "an integer >= 0", "an integer >= 0")
+_positive_float = _number(float, positive_number, "a positive number",
                           "a positive finite number")
-_fraction = _number(float, lambda v: 0 <= v < 1,  # also refuses nan
-                    "a number in [0, 1)", "a number in [0, 1)")
+_fraction = _number(float, fraction, "a number in [0, 1)", "a number in [0, 1)")
 
 
 def _hidden(text: str) -> list[int]:
@@ -242,10 +246,10 @@ def _hidden(text: str) -> list[int]:
     if text.strip().lower() in ("", "none"):
         return []
     try:
-        sizes = [int(t) for t in text.split(",")]
+        sizes = [positive_number("layer size", int(t), integer=True) for t in text.split(",")]
     except ValueError:
         sizes = []
-    if not sizes or any(s <= 0 for s in sizes):
+    if not sizes:
         raise argparse.ArgumentTypeError(
             f"expected layer sizes as positive integers separated by commas (e.g. 64,64), "
             f"or 'none', got {text!r}")

@@ -49,7 +49,8 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from zeronn._validation import resolve_dtype
+from zeronn._registry import unknown_name
+from zeronn._validation import fraction, number_in, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.losses import Loss, get_loss
 from zeronn.network import MLP
@@ -127,22 +128,6 @@ class _SklearnLearningRate(Schedule):
         return True
 
 
-def _check_number(name: str, value: Any, low: float, high: float = math.inf, *,
-                  integer: bool = False, low_open: bool = False, high_open: bool = False
-                  ) -> None:
-    kinds: tuple[type, ...] = (numbers.Integral,) if integer else (numbers.Real,)
-    ok = isinstance(value, kinds) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = not math.isnan(v) and (v > low if low_open else v >= low) and (
-            v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} in {lo}{low}, {high}{hi}, got {value!r}")
-
-
 class _BaseMLP(BaseEstimator):
     """What the regressor and the classifier share: parameters, training, persistence."""
 
@@ -192,26 +177,25 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("solver='lbfgs' is not available in zeronn, which trains with "
                              "first-order optimizers only: use solver='adam' (the default) "
                              f"or 'sgd' (or any of: {', '.join(sorted(OPTIMIZERS))})")
-        if solver.lower() not in OPTIMIZERS:
-            raise ValueError(f"unknown solver {solver!r}; known: "
-                             f"{', '.join(sorted(OPTIMIZERS))}")
+        if OPTIMIZERS.key(solver) is None:
+            raise unknown_name("solver", solver, OPTIMIZERS)
         if self.learning_rate not in _LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {_LEARNING_RATES}, got "
                              f"{self.learning_rate!r}")
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _check_number("batch_size ('auto' or an int)", self.batch_size, 1, integer=True)
-        _check_number("alpha", self.alpha, 0)
-        _check_number("learning_rate_init", self.learning_rate_init, 0, low_open=True)
-        _check_number("power_t", self.power_t, 0)
-        _check_number("max_iter", self.max_iter, 1, integer=True)
-        _check_number("tol", self.tol, 0)
-        _check_number("momentum", self.momentum, 0, 1)
-        _check_number("validation_fraction", self.validation_fraction, 0, 1, high_open=True)
-        _check_number("beta_1", self.beta_1, 0, 1, high_open=True)
-        _check_number("beta_2", self.beta_2, 0, 1, high_open=True)
-        _check_number("epsilon", self.epsilon, 0, low_open=True)
+            number_in("batch_size ('auto' or an int)", self.batch_size, 1, integer=True)
+        number_in("alpha", self.alpha, 0)
+        number_in("learning_rate_init", self.learning_rate_init, 0, low_open=True)
+        number_in("power_t", self.power_t, 0)
+        number_in("max_iter", self.max_iter, 1, integer=True)
+        number_in("tol", self.tol, 0)
+        number_in("momentum", self.momentum, 0, 1)
+        fraction("validation_fraction", self.validation_fraction)
+        fraction("beta_1", self.beta_1)
+        fraction("beta_2", self.beta_2)
+        number_in("epsilon", self.epsilon, 0, low_open=True)
         if self.n_iter_no_change != np.inf:
-            _check_number("n_iter_no_change", self.n_iter_no_change, 1, integer=True)
+            number_in("n_iter_no_change", self.n_iter_no_change, 1, integer=True)
         for flag in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")

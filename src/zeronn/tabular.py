@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import positive_number, resolve_dtype
+from zeronn._validation import fraction, positive_number, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.losses import get_loss
 from zeronn.network import MLP
@@ -212,11 +212,7 @@ class TabularModel:
         self.epochs = positive_number("epochs", epochs, integer=True)
         self.batch_size = (None if batch_size is None
                            else positive_number("batch_size", batch_size, integer=True))
-        split = validation_split
-        if (isinstance(split, bool) or not isinstance(split, (int, float))
-                or not 0 <= split < 1):
-            raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
-        self.validation_split = float(split)
+        self.validation_split = fraction("validation_split", validation_split)
         self.early_stopping = (None if early_stopping is None
                                else positive_number("early_stopping", early_stopping,
                                                     integer=True))
