@@ -186,3 +186,15 @@ def test_chunked_update_of_a_flat_buffer_equals_the_whole_array_update(cls, dtyp
         nd.step([pb], [gb], scratch_grads=True)
     np.testing.assert_array_equal(pa, pb)
     assert pa.dtype == dtype and not np.array_equal(pa, p0)
+
+
+@pytest.mark.parametrize("opt", [
+    optim.SGD(lr=0.1, momentum=0.9), optim.AdaGrad(initial_accumulator_value=0.5),
+    optim.RMSProp(momentum=0.5, centered=True), optim.Adam(amsgrad=True), optim.AdamW(),
+], ids=lambda o: type(o).__name__)
+def test_init_state_is_the_state_the_first_step_creates(opt):
+    p = np.zeros(3)
+    fresh = opt.init_state(p)
+    opt.step([p], [np.ones(3)])
+    assert set(fresh) == set(opt.state_dict()["state"][0])
+    assert all(a.shape == p.shape for a in fresh.values())

@@ -207,8 +207,11 @@ def _network_of(model: Any) -> Any:
 
     if isinstance(model, MLP):
         return model
-    if hasattr(model, "_zeronn_state"):
-        return model._zeronn_state()[0]
+    # The public attribute holding it: TabularModel.net, the estimators' fitted net_.
+    for attr in ("net", "net_"):
+        net = getattr(model, attr, None)
+        if isinstance(net, MLP):
+            return net
     return None
 
 

@@ -172,6 +172,11 @@ class Optimizer:
     def _begin_step(self) -> None:
         """Per-step constants (after ``t`` advanced), computed once for all the pieces."""
 
+    def init_state(self, p: NDArray) -> State:
+        """The state a parameter shaped like ``p`` starts with (what the first step creates;
+        model files check a saved state's keys against it)."""
+        return self._init_state(p)
+
     def _init_state(self, p: NDArray) -> State:
         return {k: np.zeros_like(p) for k in self._state_keys}
 

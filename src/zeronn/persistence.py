@@ -118,7 +118,7 @@ def _check_optimizer_state(opt: Optimizer, state: list[dict[str, NDArray]],
     else:
         raise ValueError(f"the {opt.name} state has {len(state)} entries; the network has "
                          f"1 flat buffer or {len(net.params)} arrays")
-    want = set(opt._init_state(np.zeros(1, net.dtype)))
+    want = set(opt.init_state(np.zeros(1, net.dtype)))
     for i, (s, shape) in enumerate(zip(state, shapes)):
         if set(s) != want:
             raise ValueError(f"{opt.name} state entry {i} has keys {sorted(s)}, expected "
