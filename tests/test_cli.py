@@ -491,20 +491,6 @@ def test_predict_and_evaluate_need_the_models_columns(trained: dict[str, Path],
 
 
 # -- helpers, in process ------------------------------------------------------------------
-def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "out.csv"
-    target.write_text("old")
-    with pytest.raises(RuntimeError), cli._atomic_path(str(target)) as tmp:
-        Path(tmp).write_text("half")
-        raise RuntimeError("crash while writing")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
-    with cli._atomic_path(str(target)) as tmp:
-        Path(tmp).write_text("new")
-    assert target.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
-
-
 def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     def boom(args: object) -> int:

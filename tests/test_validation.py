@@ -9,8 +9,10 @@ from zeronn._validation import (
     check_sample_weight,
     check_X,
     check_y,
+    fraction,
     non_negative_number,
     normalized_weights,
+    number_in,
     positive_number,
     resolve_dtype,
 )
@@ -71,3 +73,26 @@ def test_sample_weight():
         check_sample_weight([0, 0], 2, F64)
     with pytest.raises(ValueError, match="NaN or inf"):
         check_sample_weight([1, np.nan], 2, F64)
+
+
+def test_number_in_an_interval():
+    assert number_in("alpha", 0, 0) == 0
+    assert number_in("momentum", 1.0, 0, 1) == 1.0
+    assert number_in("max_iter", np.int64(3), 1, integer=True) == 3
+    for value in (0, float("nan"), True, "1", None):
+        with pytest.raises(ValueError, match=r"^eps must be a number in \(0, inf\], got "):
+            number_in("eps", value, 0, low_open=True)
+    with pytest.raises(ValueError, match=r"^n must be an integer in \[1, inf\], got 2.0$"):
+        number_in("n", 2.0, 1, integer=True)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.5, np.float32(0.25)])
+def test_fraction_accepts(value):
+    assert fraction("validation_split", value) == float(value)
+    assert isinstance(fraction("validation_split", value), float)
+
+
+@pytest.mark.parametrize("value", [1, 1.0, -0.1, float("nan"), float("inf"), True, "0.1"])
+def test_fraction_refuses(value):
+    with pytest.raises(ValueError, match=r"^beta_1 must be a number in \[0, 1\), got "):
+        fraction("beta_1", value)

@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 from zeronn import layers, optim
+from zeronn._version import __version__
 from zeronn.activations import ACTIVATIONS, get_activation, register_activation
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.classic import mse_loss, relu, relu_deriv
@@ -21,8 +22,6 @@ from zeronn.onnx_export import export_onnx
 from zeronn.persistence import load, save
 from zeronn.trace import Trace, trace
 from zeronn.training import fit
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

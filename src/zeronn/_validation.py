@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import numbers
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,6 @@ def resolve_dtype(dtype: DTypeLike) -> np.dtype:
     if dt is None or dt not in FLOAT_DTYPES.values():
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     return dt
-
-
-def unknown_name(kind: str, name: object, known: Iterable[str]) -> ValueError:
-    """The error for a name missing from a registry, listing the known ones."""
-    return ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
 
 
 def positive_number(name: str, value: Any, *, integer: bool = False) -> Any:
@@ -47,6 +42,31 @@ def non_negative_number(name: str, value: Any) -> float:
     if not math.isfinite(float(value)) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def number_in(name: str, value: Any, low: float, high: float = math.inf, *,
+              integer: bool = False, low_open: bool = False, high_open: bool = False
+              ) -> Any:
+    """Checks that ``value`` is a number (an int if ``integer``; never a bool or NaN) in the
+    interval from ``low`` to ``high``, each end closed unless ``*_open``; returns it."""
+    kinds: tuple[type, ...] = (numbers.Integral,) if integer else (numbers.Real,)
+    ok = isinstance(value, kinds) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = not math.isnan(v) and (v > low if low_open else v >= low) and (
+            v < high if high_open else v <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} in {lo}{low}, {high}{hi}, got {value!r}")
+    return value
+
+
+def fraction(name: str, value: Any) -> float:
+    """Checks that ``value`` is a number in [0, 1) (a share held out, a decay rate) and
+    returns it as float."""
+    return float(number_in(name, value, 0, 1, high_open=True))
 
 
 def as_float_array(name: str, a: Any, dtype: np.dtype) -> NDArray:

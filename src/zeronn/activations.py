@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import unknown_name
+from zeronn._registry import Registry
 
 __all__ = [
     "ACTIVATIONS",
@@ -237,7 +237,7 @@ def _softmax_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) 
     delta *= a
 
 
-ACTIVATIONS: dict[str, Activation] = {
+ACTIVATIONS: Registry[Activation] = Registry("activation", {
     a.name: a
     for a in (
         Activation("identity", _identity, _identity_back),
@@ -250,24 +250,19 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("softplus", _softplus, _softplus_back, uses_input=True),
         Activation("softmax", _softmax, _softmax_back),
     )
-}
+}, aliases={  # common spellings: scikit-learn says "logistic", Keras says "linear"
+    "linear": "identity", "logistic": "sigmoid", "none": "identity"})
 # The built-in identity and ReLU (a user may register others under these names): the hot
 # loop skips the identity's no-op calls and relies on ReLU's outputs being >= 0.
 IDENTITY = ACTIVATIONS["identity"]
 RELU = ACTIVATIONS["relu"]
-# Common aliases (scikit-learn says "logistic", Keras says "linear").
-_ALIASES = {"linear": "identity", "logistic": "sigmoid", "none": "identity"}
 
 
 def get_activation(activation: str | Activation) -> Activation:
     """An :class:`Activation` from its name (or the object itself)."""
     if isinstance(activation, Activation):
         return activation
-    if isinstance(activation, str):
-        key = _ALIASES.get(activation.lower(), activation.lower())
-        if key in ACTIVATIONS:
-            return ACTIVATIONS[key]
-    raise unknown_name("activation", activation, ACTIVATIONS)
+    return ACTIVATIONS.lookup(activation)
 
 
 def register_activation(
@@ -296,5 +291,4 @@ def register_activation(
         np.multiply(delta, work, out=delta)
 
     act = Activation(name, forward, backward, uses_input=True, relu_family=relu_family)
-    ACTIVATIONS[name.lower()] = act
-    return act
+    return ACTIVATIONS.register(name, act)

@@ -11,19 +11,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import importlib.util
 import math
 import os
 import re
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+
+from zeronn._atomic import atomic_path
+from zeronn._validation import fraction, non_negative_number, positive_number
 
 __all__ = ["main"]
 
@@ -169,29 +172,6 @@ def _check_output_path(path: str, what: str, inputs: Sequence[str] = ()) -> None
         raise CLIError(f"cannot write the {what} {path}: the folder {folder} is not writable")
 
 
-@contextlib.contextmanager
-def _atomic_path(path: str, suffix: str = "") -> Iterator[str]:
-    """A temporary path in ``path``'s folder, moved onto ``path`` only if the block succeeds.
-
-    ``os.replace`` within one folder is atomic: readers see the old file or the whole new
-    one, never half of it; on failure the temporary file is removed.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp",
-                               dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
 def _load_model(path: str) -> Any:
     """Any zeronn model file (MLP, estimator, CLI model)."""
     try:
@@ -228,35 +208,41 @@ def _network_of(model: Any) -> Any:
 
     if isinstance(model, MLP):
         return model
-    if hasattr(model, "_zeronn_state"):
-        return model._zeronn_state()[0]
+    # The public attribute holding it: TabularModel.net, the estimators' fitted net_.
+    for attr in ("net", "net_"):
+        net = getattr(model, attr, None)
+        if isinstance(net, MLP):
+            return net
     return None
 
 
 # -- option types (argparse calls these; their errors become one clean line) ----------------
-def _number(convert: Callable[[str], Any], ok: Callable[[Any], bool], unreadable: str,
+def _number(convert: Callable[[str], Any], check: Callable[[str, Any], Any], unreadable: str,
             out_of_range: str) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, then ``ok(value)``; each failure says what was
-    expected (``unreadable`` when the text is not a number, else ``out_of_range``)."""
+    """An argparse type: ``convert(text)``, then ``check(name, value)``, one of the
+    ``zeronn._validation`` checks; each failure says what was expected (``unreadable`` when
+    the text is not a number, else ``out_of_range``)."""
 
     def parse(text: str) -> Any:
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {unreadable}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {out_of_range}, got {text!r}")
+        try:
+            check("value", value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {out_of_range}, got {text!r}") from None
         return value
 
     return parse
 
 
-_positive_int = _number(int, lambda v: v > 0, "a positive integer", "a positive integer")
-_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0")
-_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
+_positive_int = _number(int, functools.partial(positive_number, integer=True),
+                        "a positive integer", "a positive integer")
+_non_negative_int = _number(int, non_negative_number, "an integer >= 0", "an integer >= 0")
+_positive_float = _number(float, positive_number, "a positive number",
                           "a positive finite number")
-_fraction = _number(float, lambda v: 0 <= v < 1,  # also refuses nan
-                    "a number in [0, 1)", "a number in [0, 1)")
+_fraction = _number(float, fraction, "a number in [0, 1)", "a number in [0, 1)")
 
 
 def _hidden(text: str) -> list[int]:
@@ -264,10 +250,10 @@ def _hidden(text: str) -> list[int]:
     if text.strip().lower() in ("", "none"):
         return []
     try:
-        sizes = [int(t) for t in text.split(",")]
+        sizes = [positive_number("layer size", int(t), integer=True) for t in text.split(",")]
     except ValueError:
         sizes = []
-    if not sizes or any(s <= 0 for s in sizes):
+    if not sizes:
         raise argparse.ArgumentTypeError(
             f"expected layer sizes as positive integers separated by commas (e.g. 64,64), "
             f"or 'none', got {text!r}")
@@ -351,7 +337,7 @@ def _train(args: argparse.Namespace) -> int:
     from zeronn.persistence import save
 
     if args.plot:
-        with _atomic_path(args.plot, os.path.splitext(args.plot)[1]) as tmp_plot:
+        with atomic_path(args.plot, os.path.splitext(args.plot)[1]) as tmp_plot:
             _plot(tmp_plot, args.plot, model, hist, df)
             save(model, args.output)
     else:
@@ -461,7 +447,7 @@ def _predict(args: argparse.Namespace) -> int:
             for j, c in enumerate(model.classes):
                 out[f"proba_{c}"] = proba[:, j]
     if args.output:
-        with _atomic_path(args.output) as tmp:
+        with atomic_path(args.output) as tmp:
             out.to_csv(tmp, index=False)
     else:
         out.to_csv(sys.stdout, index=False)
@@ -511,7 +497,7 @@ def _export(args: argparse.Namespace) -> int:
                            "(zeronn.onnx_export is missing)") from None
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
     try:
-        with _atomic_path(args.output, ".onnx") as tmp:
+        with atomic_path(args.output, ".onnx") as tmp:
             export_onnx(model, tmp, opset=args.opset)
     except ImportError:
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
@@ -574,17 +560,19 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from zeronn.gradcheck import check_gradients
     from zeronn.losses import get_loss
     from zeronn.models import MLP
+    from zeronn.tasks import BINARY, MULTICLASS, REGRESSION, one_hot
 
     loss = get_loss(args.loss)
     sizes = args.sizes
     if len(sizes) < 2:
         raise CLIError(f"--sizes needs at least an input and an output size, got {sizes}")
-    out_act = loss.output_activation or "identity"
+    out_act = loss.output_activation or REGRESSION.output_activation
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((args.samples, sizes[0]))
-    if out_act == "softmax":
-        y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], args.samples)]
-    elif out_act == "sigmoid":
+    # Targets the loss accepts: one-hot rows for softmax, 0/1 for sigmoid outputs.
+    if out_act == MULTICLASS.output_activation:
+        y = one_hot(rng.integers(0, sizes[-1], args.samples), sizes[-1])
+    elif out_act == BINARY.output_activation:
         y = rng.integers(0, 2, (args.samples, sizes[-1])).astype(float)
     else:
         y = rng.standard_normal((args.samples, sizes[-1]))

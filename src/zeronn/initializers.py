@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import unknown_name
+from zeronn._registry import Registry
 
 __all__ = ["INITIALIZERS", "get_initializer"]
 
@@ -50,19 +50,14 @@ def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype: n
     return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(dtype, copy=False)
 
 
-INITIALIZERS: dict[str, Initializer] = {
+INITIALIZERS: Registry[Initializer] = Registry("initializer", {
     f.__name__: f for f in (standard_normal, he_normal, he_uniform, glorot_normal, glorot_uniform)
-}
-_ALIASES = {"xavier_normal": "glorot_normal", "xavier_uniform": "glorot_uniform",
-            "kaiming_normal": "he_normal", "kaiming_uniform": "he_uniform"}
+}, aliases={"xavier_normal": "glorot_normal", "xavier_uniform": "glorot_uniform",
+            "kaiming_normal": "he_normal", "kaiming_uniform": "he_uniform"})
 
 
 def get_initializer(init: str | Initializer) -> Initializer:
     """An initializer function from its name (or a callable with the same signature)."""
     if callable(init):
         return init
-    if isinstance(init, str):
-        key = _ALIASES.get(init.lower(), init.lower())
-        if key in INITIALIZERS:
-            return INITIALIZERS[key]
-    raise unknown_name("initializer", init, INITIALIZERS)
+    return INITIALIZERS.lookup(init)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import unknown_name
+from zeronn._registry import Registry
 
 __all__ = ["LOSSES", "Loss", "get_loss", "register_loss"]
 
@@ -160,7 +160,7 @@ def _ce_from_probabilities(name: str, p: NDArray, y: NDArray) -> float:
     return float(-(y * np.log(pc)).sum() / p.shape[0])
 
 
-LOSSES: dict[str, Loss] = {
+LOSSES: Registry[Loss] = Registry("loss", {
     loss.name: loss
     for loss in (
         Loss("mse", _mse),
@@ -169,8 +169,7 @@ LOSSES: dict[str, Loss] = {
         Loss("binary_crossentropy", None, "sigmoid", _bce_fused),
         Loss("categorical_crossentropy", None, "softmax", _cce_fused),
     )
-}
-_ALIASES = {
+}, aliases={
     "squared_error": "mse",
     "mean_squared_error": "mse",
     "absolute_error": "mae",
@@ -180,18 +179,14 @@ _ALIASES = {
     "cce": "categorical_crossentropy",
     "crossentropy": "categorical_crossentropy",
     "cross_entropy": "categorical_crossentropy",
-}
+})
 
 
 def get_loss(loss: str | Loss) -> Loss:
     """A :class:`Loss` from its name (or the object itself)."""
     if isinstance(loss, Loss):
         return loss
-    if isinstance(loss, str):
-        key = _ALIASES.get(loss.lower(), loss.lower())
-        if key in LOSSES:
-            return LOSSES[key]
-    raise unknown_name("loss", loss, LOSSES)
+    return LOSSES.lookup(loss)
 
 
 def register_loss(
@@ -214,5 +209,4 @@ def register_loss(
         return float(value(a, y))
 
     loss = Loss(name, value_and_grad)
-    LOSSES[name.lower()] = loss
-    return loss
+    return LOSSES.register(name, loss)

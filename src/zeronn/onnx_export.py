@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._atomic import atomic_write
+from zeronn._version import __version__
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
 from zeronn.models import MLP
-from zeronn.persistence import _atomic_write
+from zeronn.tasks import LABEL_DTYPES, MULTILABEL, classification_task, label_kind_of_dtype
 
 __all__ = ["MIN_OPSET", "export_onnx"]
 
@@ -123,12 +125,9 @@ def _row(a: Any, n: int, what: str) -> NDArray:
     return arr
 
 
-_LABEL_DTYPES = {"str": object, "int": np.int64, "float": np.float64, "bool": np.bool_}
-
-
 def _label_tensor_type(onnx: Any, kind: str) -> int:
-    tp = onnx.TensorProto
-    return {"str": tp.STRING, "int": tp.INT64, "float": tp.DOUBLE, "bool": tp.BOOL}[kind]
+    # The tensor type of the label array predict returns (strings: object -> STRING).
+    return int(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(LABEL_DTYPES[kind])))
 
 
 def _unwrap(model: Any) -> tuple[str, MLP, dict[str, Any], dict[str, Any]]:
@@ -143,13 +142,6 @@ def _unwrap(model: Any) -> tuple[str, MLP, dict[str, Any], dict[str, Any]]:
     if net is None:
         raise ValueError(f"this {type(model).__name__} is not fitted yet: call fit first")
     return str(kind), net, dict(meta), dict(arrays)
-
-
-def _label_kind_of_dtype(dtype: Any) -> str:
-    """scikit-learn's ``classes_`` dtype (as saved in the metadata) -> a label kind."""
-    kind = np.dtype(dtype).kind
-    return {"U": "str", "O": "str", "S": "str", "i": "int", "u": "int", "f": "float",
-            "b": "bool"}.get(kind, "unknown")
 
 
 def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +163,7 @@ def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> 
     if kind == "sklearn.MLPClassifier":
         y_type = meta.get("y_type")
         task = "multilabel" if y_type == "multilabel-indicator" else "classification"
-        label_kind = _label_kind_of_dtype(meta.get("classes_dtype", "O"))
+        label_kind = label_kind_of_dtype(meta.get("classes_dtype", "O")) or "unknown"
     elif kind == "sklearn.MLPRegressor":
         task, label_kind = "regression", None
     else:
@@ -185,15 +177,12 @@ def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> 
     if task not in ("classification", "multilabel"):
         raise ValueError(f"unknown task {task!r} in the model's metadata")
     classes = meta.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or label_kind not in _LABEL_DTYPES:
+    if not isinstance(classes, list) or len(classes) < 2 or label_kind not in LABEL_DTYPES:
         raise ValueError(f"the model's metadata has no usable class labels "
                          f"(classes={classes!r}, label kind {label_kind!r}): export needs "
                          "at least two classes of numbers, strings or booleans")
-    if task == "multilabel":
-        want, act = len(classes), "sigmoid"
-    else:
-        want = 1 if len(classes) == 2 else len(classes)
-        act = "sigmoid" if want == 1 else "softmax"
+    rule = MULTILABEL if task == "multilabel" else classification_task(len(classes))
+    want, act = rule.n_outputs(len(classes)), rule.output_activation
     if n_out != want or net.output_activation != act:
         raise ValueError(f"{len(classes)} classes ({task}) need {want} {act} output(s), but "
                          f"the network has {n_out} {net.output_activation} output(s)")
@@ -233,7 +222,7 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
         else:
             g.op("Identity", [out], output="probabilities")
             index = g.op("ArgMax", [out], axis=1, keepdims=0)
-        labels = g.const("classes", classes, dtype=_LABEL_DTYPES[spec["label_kind"]])
+        labels = g.const("classes", classes, dtype=LABEL_DTYPES[spec["label_kind"]])
         g.op("Gather", [labels, index], output="label", axis=0)
         outputs = [
             helper.make_tensor_value_info("label", _label_tensor_type(onnx, spec["label_kind"]),
@@ -256,7 +245,7 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
         outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     m = helper.make_model(graph, opset_imports=opsets, producer_name="zeronn",
-                          producer_version=_version(),
+                          producer_version=__version__,
                           doc_string=f"{net!r} exported by zeronn")
     # The lowest IR version that carries this opset: what older runtimes accept too.
     m.ir_version = helper.find_min_ir_version_for(opsets)
@@ -269,12 +258,6 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
     helper.set_model_props(m, props)
     onnx.checker.check_model(m, full_check=True)
     return m
-
-
-def _version() -> str:
-    from zeronn import __version__
-
-    return __version__
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> None:
@@ -293,5 +276,5 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
                          f"installed onnx's newest), got {opset!r}")
     m = _build(onnx, model, int(opset))
     data = m.SerializeToString()
-    with _atomic_write(path) as f:
+    with atomic_write(path) as f:
         f.write(data)

@@ -12,29 +12,28 @@ zip bomb cannot inflate), arrays go through ``np.load(..., allow_pickle=False)``
 module named by the file is ever imported. Any defect is a ``ValueError`` that names the
 file and the problem; a missing path is the usual ``OSError``.
 
-Writing is atomic: a temporary file in the target's folder, fsync, then ``os.replace``;
-on any failure the temporary file is removed and an existing file is left untouched.
+Writing is atomic (``zeronn._atomic``): a temporary file in the target's folder, fsync,
+then ``os.replace``; on any failure the temporary file is removed and an existing file is
+left untouched.
 """
 
 from __future__ import annotations
 
-import errno
 import importlib
 import io
 import json
 import math
 import os
 import re
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._atomic import atomic_write
+from zeronn._version import __version__
 from zeronn.activations import ACTIVATIONS, get_activation
 from zeronn.history import History
 from zeronn.models import MLP
@@ -76,57 +75,6 @@ class _Bad(Exception):
     """A defect of the file being loaded (turned into a ValueError naming the file)."""
 
 
-# -- atomic writing --------------------------------------------------------------------
-def _new_file_mode(path: str) -> int:
-    """Permission bits for the written file: the replaced file's, or 0o666 minus the umask."""
-    with suppress(OSError):
-        return os.stat(path).st_mode & 0o7777
-    with suppress(OSError, ValueError), open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    return 0o644
-
-
-@contextmanager
-def _atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Yields a binary file that replaces ``path`` only once it is completely on disk.
-
-    The data goes to a temporary file in the same folder (so ``os.replace`` is atomic),
-    is fsynced, then renamed over ``path``. On any error, Ctrl-C included, the temporary
-    file is removed and ``path`` keeps its old content.
-    """
-    target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, "the folder does not exist: create it first",
-                                folder)
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file name", target)
-    mode = _new_file_mode(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable (not possible on every platform: best effort).
-    with suppress(OSError, AttributeError):
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-# -- save --------------------------------------------------------------------------------
 def _json_safe(name: str, value: Any) -> Any:
     """``value`` after a JSON round trip (tuples become lists), or a ValueError naming it."""
     try:
@@ -170,7 +118,7 @@ def _check_optimizer_state(opt: Optimizer, state: list[dict[str, NDArray]],
     else:
         raise ValueError(f"the {opt.name} state has {len(state)} entries; the network has "
                          f"1 flat buffer or {len(net.params)} arrays")
-    want = set(opt._init_state(np.zeros(1, net.dtype)))
+    want = set(opt.init_state(np.zeros(1, net.dtype)))
     for i, (s, shape) in enumerate(zip(state, shapes)):
         if set(s) != want:
             raise ValueError(f"{opt.name} state entry {i} has keys {sorted(s)}, expected "
@@ -302,7 +250,7 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     header: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "zeronn_version": _zeronn_version(),
+        "zeronn_version": __version__,
         "kind": kind,
         "network": None if net is None else _network_header(net, w),
         "meta": _json_safe("the model's metadata", meta),
@@ -315,18 +263,12 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         header["extra"].append(name)
     header["arrays"] = w.manifest
     text = json.dumps(header, indent=1, allow_nan=True).encode("utf-8")
-    with _atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr(zipfile.ZipInfo(HEADER, _ZIP_DATE), text)
         for member, arr in w.arrays.items():
             info = zipfile.ZipInfo(member, _ZIP_DATE)
             with zf.open(info, "w", force_zip64=arr.nbytes > 2**30) as m:
                 np.lib.format.write_array(m, arr, allow_pickle=False)
-
-
-def _zeronn_version() -> str:
-    from zeronn import __version__  # the package's version, set once in __init__
-
-    return __version__
 
 
 # -- load: the header ---------------------------------------------------------------------

@@ -49,11 +49,21 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from zeronn._validation import resolve_dtype
+from zeronn._registry import unknown_name
+from zeronn._validation import fraction, number_in, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.losses import Loss, get_loss
 from zeronn.models import MLP
 from zeronn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, Schedule
+from zeronn.tasks import (
+    BINARY,
+    MULTICLASS,
+    MULTILABEL,
+    REGRESSION,
+    Task,
+    label_kind_of_dtype,
+    probabilities,
+)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -63,6 +73,8 @@ _SKLEARN_NAMES = {"sigmoid": "logistic"}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _REGRESSION_LOSSES = {"squared_error": "half_squared_error", "absolute_error": "mae",
                       "huber": "huber"}
+# LabelBinarizer's y_type_ -> the task rule (its "binary" needs one sigmoid output).
+_TASK_OF_Y_TYPE = {"binary": BINARY, "multiclass": MULTICLASS, "multilabel-indicator": MULTILABEL}
 _MIN_ADAPTIVE_LR = 1e-6  # scikit-learn's SGD stops once "adaptive" has divided lr below it
 
 _MSE = get_loss("mse")
@@ -116,22 +128,6 @@ class _SklearnLearningRate(Schedule):
         return True
 
 
-def _check_number(name: str, value: Any, low: float, high: float = math.inf, *,
-                  integer: bool = False, low_open: bool = False, high_open: bool = False
-                  ) -> None:
-    kinds: tuple[type, ...] = (numbers.Integral,) if integer else (numbers.Real,)
-    ok = isinstance(value, kinds) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = not math.isnan(v) and (v > low if low_open else v >= low) and (
-            v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} in {lo}{low}, {high}{hi}, got {value!r}")
-
-
 class _BaseMLP(BaseEstimator):
     """What the regressor and the classifier share: parameters, training, persistence."""
 
@@ -181,26 +177,25 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("solver='lbfgs' is not available in zeronn, which trains with "
                              "first-order optimizers only: use solver='adam' (the default) "
                              f"or 'sgd' (or any of: {', '.join(sorted(OPTIMIZERS))})")
-        if solver.lower() not in OPTIMIZERS:
-            raise ValueError(f"unknown solver {solver!r}; known: "
-                             f"{', '.join(sorted(OPTIMIZERS))}")
+        if OPTIMIZERS.key(solver) is None:
+            raise unknown_name("solver", solver, OPTIMIZERS)
         if self.learning_rate not in _LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {_LEARNING_RATES}, got "
                              f"{self.learning_rate!r}")
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _check_number("batch_size ('auto' or an int)", self.batch_size, 1, integer=True)
-        _check_number("alpha", self.alpha, 0)
-        _check_number("learning_rate_init", self.learning_rate_init, 0, low_open=True)
-        _check_number("power_t", self.power_t, 0)
-        _check_number("max_iter", self.max_iter, 1, integer=True)
-        _check_number("tol", self.tol, 0)
-        _check_number("momentum", self.momentum, 0, 1)
-        _check_number("validation_fraction", self.validation_fraction, 0, 1, high_open=True)
-        _check_number("beta_1", self.beta_1, 0, 1, high_open=True)
-        _check_number("beta_2", self.beta_2, 0, 1, high_open=True)
-        _check_number("epsilon", self.epsilon, 0, low_open=True)
+            number_in("batch_size ('auto' or an int)", self.batch_size, 1, integer=True)
+        number_in("alpha", self.alpha, 0)
+        number_in("learning_rate_init", self.learning_rate_init, 0, low_open=True)
+        number_in("power_t", self.power_t, 0)
+        number_in("max_iter", self.max_iter, 1, integer=True)
+        number_in("tol", self.tol, 0)
+        number_in("momentum", self.momentum, 0, 1)
+        fraction("validation_fraction", self.validation_fraction)
+        fraction("beta_1", self.beta_1)
+        fraction("beta_2", self.beta_2)
+        number_in("epsilon", self.epsilon, 0, low_open=True)
         if self.n_iter_no_change != np.inf:
-            _check_number("n_iter_no_change", self.n_iter_no_change, 1, integer=True)
+            number_in("n_iter_no_change", self.n_iter_no_change, 1, integer=True)
         for flag in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
@@ -353,72 +348,17 @@ class _BaseMLP(BaseEstimator):
         if val is not None and not first_pass and self.validation_scores_:
             # warm start: the weights the last fit kept hold best_validation_score_ so far
             best = [p.copy() for p in net.params]
-        stopped = [False]
-
-        flat = net.flat_params
-        # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
-        # very term scikit-learn adds; mini-batches: it averages the batches' terms).
-        penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
-
-        def on_epoch_end(epoch: int, history: dict[str, list[Any]]) -> bool:
-            nonlocal best, penalty
-            loss = float(history["loss"][-1]) + penalty
-            penalty = 0.5 * opt.weight_decay * float(np.dot(flat, flat))
-            self.n_iter_ += 1
-            self.t_ += n
-            self.loss_ = loss
-            self.loss_curve_.append(loss)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-            if val is not None:
-                assert self.validation_scores_ is not None
-                assert self.validation_loss_curve_ is not None
-                assert self.best_validation_score_ is not None
-                score = self._score_validation(val[0], val[2], val[3])
-                self.validation_scores_.append(score)
-                self.validation_loss_curve_.append(float(history["val_loss"][-1]))
-                if self.verbose:
-                    print(f"Validation score: {score:f}")
-                if score < self.best_validation_score_ + self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best = [p.copy() for p in net.params]
-            else:
-                assert self.best_loss_ is not None
-                if loss > self.best_loss_ - self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                self.best_loss_ = min(self.best_loss_, loss)
-            schedule.iteration_ends(self.t_)
-            if self._no_improvement_count > self.n_iter_no_change:
-                what = ("Validation score" if val is not None else "Training loss")
-                msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                       f"{self.n_iter_no_change} consecutive epochs.")
-                if schedule.reduce():
-                    self._no_improvement_count = 0
-                    if self.verbose:
-                        print(f"{msg} Setting learning rate to {schedule.current:f}")
-                else:
-                    if self.verbose:
-                        print(f"{msg} Stopping.")
-                    stopped[0] = True
-                    return True
-            return False
-
+        rules = _SklearnEpochEnd(self, opt, schedule, val, n, best)
         net.fit(Xt, Yt, loss=_loss_object(self._loss_name()), optimizer=opt, epochs=epochs,
                 batch_size=batch_size, shuffle=bool(self.shuffle),
                 validation_data=None if val is None else (val[0], val[1]),
-                callbacks=[on_epoch_end], lr_schedule=schedule, verbose=0,
+                callbacks=[rules], lr_schedule=schedule, verbose=0,
                 seed=int(rng.randint(np.iinfo(np.int32).max)), sample_weight=swt)
         opt.lr = schedule.current  # the next partial_fit goes on from here
-        if best is not None:
-            net.set_params(best)  # early stopping keeps the best validation score's weights
+        if rules.best is not None:
+            net.set_params(rules.best)  # early stopping keeps the best validation weights
         net.release_buffers()
-        if not incremental and not stopped[0] and self.n_iter_ == self.max_iter:
+        if not incremental and not rules.stopped and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=3)
@@ -605,6 +545,94 @@ class _BaseMLP(BaseEstimator):
         return self._output_activation()
 
 
+class _SklearnEpochEnd:
+    """scikit-learn's per-epoch bookkeeping, run as the training loop's callback.
+
+    Each branch follows one rule of scikit-learn's ``BaseMultilayerPerceptron``
+    (``_fit_stochastic``, ``_update_no_improvement_count``) or of its
+    ``SGDOptimizer`` (``iteration_ends``, ``trigger_stopping``):
+
+    - ``loss_curve_`` / ``loss_``: the epoch's mean training loss plus the L2 term
+      ``0.5 * weight_decay * ||params||^2`` of the weights the epoch *started* with
+      (scikit-learn adds the term per batch before the update); ``n_iter_`` counts epochs
+      and ``t_`` samples seen. ``verbose`` prints its "Iteration i, loss = ..." line.
+    - ``early_stopping``: the validation score (accuracy or R2) is recorded in
+      ``validation_scores_``; an epoch counts as no improvement when the score is below
+      ``best_validation_score_ + tol``, and the best score's weights are kept.
+    - otherwise: no improvement when the loss is above ``best_loss_ - tol``.
+    - ``iteration_ends``: the ``invscaling`` rate is updated from ``t_`` at every
+      epoch's end.
+    - ``trigger_stopping``: after more than ``n_iter_no_change`` epochs without
+      improvement, ``adaptive`` divides the rate by 5 and the count restarts; any other
+      rate (or an adaptive one already at 1e-6 or below) stops training, which
+      :attr:`stopped` records (``fit`` then gives no ConvergenceWarning).
+    """
+
+    def __init__(self, est: _BaseMLP, opt: Optimizer, schedule: _SklearnLearningRate,
+                 val: tuple[NDArray, NDArray, Any, NDArray | None] | None, n: int,
+                 best: list[NDArray] | None) -> None:
+        self.est, self.opt, self.schedule, self.val, self.n = est, opt, schedule, val, n
+        self.best = best  # the weights of the best validation score so far (early stopping)
+        self.stopped = False
+        self.flat = est.net_.flat_params
+        # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
+        # very term scikit-learn adds; mini-batches: it averages the batches' terms).
+        self.penalty = self._l2_term()
+
+    def _l2_term(self) -> float:
+        return 0.5 * self.opt.weight_decay * float(np.dot(self.flat, self.flat))
+
+    def on_epoch_end(self, epoch: int, history: dict[str, list[Any]]) -> bool:
+        """Records the epoch as scikit-learn does; True asks the loop to stop."""
+        est, val, schedule = self.est, self.val, self.schedule
+        loss = float(history["loss"][-1]) + self.penalty
+        self.penalty = self._l2_term()
+        est.n_iter_ += 1
+        est.t_ += self.n
+        est.loss_ = loss
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        if val is not None:
+            assert est.validation_scores_ is not None
+            assert est.validation_loss_curve_ is not None
+            assert est.best_validation_score_ is not None
+            score = est._score_validation(val[0], val[2], val[3])
+            est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(float(history["val_loss"][-1]))
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                self.best = [p.copy() for p in est.net_.params]
+        else:
+            assert est.best_loss_ is not None
+            if loss > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            est.best_loss_ = min(est.best_loss_, loss)
+        schedule.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = ("Validation score" if val is not None else "Training loss")
+            msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                   f"{est.n_iter_no_change} consecutive epochs.")
+            if schedule.reduce():
+                est._no_improvement_count = 0
+                if est.verbose:
+                    print(f"{msg} Setting learning rate to {schedule.current:f}")
+            else:
+                if est.verbose:
+                    print(f"{msg} Stopping.")
+                self.stopped = True
+                return True
+        return False
+
+
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's API, trained by zeronn.
 
@@ -691,7 +719,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return _REGRESSION_LOSSES[self.loss]
 
     def _output_activation(self) -> str:
-        return "identity"
+        return REGRESSION.output_activation
 
     def _validate_input(self, X: Any, y: Any, incremental: bool,
                         reset: bool) -> tuple[NDArray, NDArray, Any]:
@@ -801,17 +829,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
 
-    def _multiclass(self) -> bool:
-        return bool(self._label_binarizer.y_type_ == "multiclass")
+    @staticmethod
+    def _task_of(y_type: Any) -> Task:
+        # Anything but multiclass trains sigmoid outputs (scikit-learn's MLP does the same).
+        return _TASK_OF_Y_TYPE.get(y_type, BINARY)
 
     def _output_activation(self) -> str:
-        return "softmax" if self._multiclass() else "sigmoid"
+        return self._task_of(self._label_binarizer.y_type_).output_activation
 
     def _output_activation_for(self, n_outputs: int, meta: dict[str, Any]) -> str:
-        return "softmax" if meta.get("y_type") == "multiclass" else "sigmoid"
+        return self._task_of(meta.get("y_type")).output_activation
 
     def _loss_name(self) -> str:
-        return "categorical_crossentropy" if self._multiclass() else "binary_crossentropy"
+        return self._task_of(self._label_binarizer.y_type_).loss
 
     def _validate_input(self, X: Any, y: Any, incremental: bool,
                         reset: bool) -> tuple[NDArray, NDArray, Any]:
@@ -880,10 +910,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_proba(self, X: Any) -> NDArray:
         """Probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self, "net_")
-        proba = self._outputs(self._check_X(X, reset=False))
-        if proba.shape[1] == 1:
-            return np.hstack([1.0 - proba, proba])
-        return proba
+        return probabilities(self._outputs(self._check_X(X, reset=False)))
 
     def predict_log_proba(self, X: Any) -> NDArray:
         """log of :meth:`predict_proba`, computed from the logits so it stays finite."""
@@ -912,7 +939,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
             raise ValueError("classes_ mixes types a model file cannot hold: use numeric or "
                              "string labels")
-        if classes.dtype.kind not in "biufUO":
+        if label_kind_of_dtype(classes.dtype) is None:
             raise ValueError(f"class labels of dtype {classes.dtype} cannot be saved: use "
                              "numeric or string labels")
         meta["classes"] = classes.tolist()

@@ -22,21 +22,31 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import positive_number, resolve_dtype
+from zeronn._validation import fraction, positive_number, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.history import EarlyStopping, History
 from zeronn.losses import get_loss
 from zeronn.models import MLP
 from zeronn.optim import get_optimizer
+from zeronn.tasks import (
+    LABEL_KINDS,
+    REGRESSION,
+    as_label,
+    classification_task,
+    decode,
+    encode_codes,
+    label_array,
+    label_kind_of_values,
+    probabilities,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TASKS", "TabularModel"]
+__all__ = ["LABEL_KINDS", "TASKS", "TabularModel"]
 
 TASKS = ("auto", "regression", "classification")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
-LABEL_KINDS = ("str", "int", "float", "bool")
 MAX_LISTED = 20  # column names listed in an error message before "... and N more"
 
 
@@ -118,30 +128,6 @@ def _numeric_matrix(df: pd.DataFrame, cols: Sequence[Any], role: str) -> NDArray
     return out
 
 
-def _label_kind(values: Sequence[Any]) -> str:
-    """``"bool"``, ``"int"``, ``"float"`` or ``"str"``: how labels are kept and written back."""
-    if all(isinstance(v, (bool, np.bool_)) for v in values):
-        return "bool"
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-           for v in values):
-        return "int"
-    if all(isinstance(v, (int, float, np.integer, np.floating))
-           and not isinstance(v, (bool, np.bool_)) for v in values):
-        return "float"
-    return "str"
-
-
-def _as_label(v: Any, kind: str) -> Any:
-    """A label as the plain Python value of ``kind`` (JSON-safe, hashable)."""
-    if kind == "bool":
-        return bool(v)
-    if kind == "int":
-        return int(v)
-    if kind == "float":
-        return float(v)
-    return str(v)
-
-
 def _label_column(df: pd.DataFrame, col: Any) -> tuple[list[Any], str]:
     """A target column as plain labels and their kind; missing or non-finite labels fail."""
     pd = _require_pandas()
@@ -150,8 +136,8 @@ def _label_column(df: pd.DataFrame, col: Any) -> tuple[list[Any], str]:
     if missing.size:
         raise ValueError(f"target column {str(col)!r} has a missing label at "
                          f"{_row(df, int(missing[0]))}: fill it in or drop the row")
-    kind = _label_kind(values)
-    labels = [_as_label(v, kind) for v in values]
+    kind = label_kind_of_values(values)
+    labels = [as_label(v, kind) for v in values]
     if kind == "float":
         bad = [i for i, v in enumerate(labels) if not math.isfinite(v)]
         if bad:
@@ -226,11 +212,7 @@ class TabularModel:
         self.epochs = positive_number("epochs", epochs, integer=True)
         self.batch_size = (None if batch_size is None
                            else positive_number("batch_size", batch_size, integer=True))
-        split = validation_split
-        if (isinstance(split, bool) or not isinstance(split, (int, float))
-                or not 0 <= split < 1):
-            raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
-        self.validation_split = float(split)
+        self.validation_split = fraction("validation_split", validation_split)
         self.early_stopping = (None if early_stopping is None
                                else positive_number("early_stopping", early_stopping,
                                                     integer=True))
@@ -332,23 +314,20 @@ class TabularModel:
                                  f"{classes[0]!r}: classification needs at least two")
             index = {c: i for i, c in enumerate(classes)}
             codes = np.fromiter((index[v] for v in labels), np.intp, len(labels))
-            if len(classes) == 2:
-                Y = codes.astype(np.float64).reshape(-1, 1)
-            else:
-                Y = np.zeros((len(labels), len(classes)))
-                Y[np.arange(len(labels)), codes] = 1.0
-            loss = "binary_crossentropy" if len(classes) == 2 else "categorical_crossentropy"
+            Y = encode_codes(codes, len(classes))
+            rule = classification_task(len(classes))
+            loss = rule.loss
             if self.loss not in (None, loss):
                 raise ValueError(f"loss {self.loss!r} is for regression; classification "
                                  f"trains with {loss}: leave the loss unset")
-            out_act = "sigmoid" if len(classes) == 2 else "softmax"
+            out_act = rule.output_activation
         else:
             Y = _numeric_matrix(df, tcols, "target")
-            loss = self.loss or "mse"
+            loss = self.loss or REGRESSION.loss
             if loss not in REGRESSION_LOSSES:
                 raise ValueError(f"loss {loss!r} is for classification; regression trains with "
                                  f"one of {', '.join(REGRESSION_LOSSES)}")
-            out_act = "identity"
+            out_act = REGRESSION.output_activation
 
         if self.standardize:
             x_mean, x_scale = _standardizer(X)
@@ -464,17 +443,13 @@ class TabularModel:
         out = self._outputs(df)
         if self.fitted_task == "regression":
             return out * self.y_scale + self.y_mean
-        idx = (out[:, 0] > 0.5).astype(np.intp) if out.shape[1] == 1 else out.argmax(axis=1)
-        return self._label_array()[idx]
+        return decode(out, self._label_array())
 
     def predict_proba(self, df: pd.DataFrame) -> NDArray:
         """Class probabilities (n, n_classes), columns in the order of ``classes``."""
         if self.fitted_task != "classification":
             raise ValueError("predict_proba is for classifiers; this model does regression")
-        out = self._outputs(df)
-        if out.shape[1] == 1:
-            return np.hstack([1.0 - out, out])
-        return out
+        return probabilities(self._outputs(df))
 
     def raw_network(self) -> MLP:
         """A copy of the network with the scaling folded into its first and last layers.
@@ -507,11 +482,7 @@ class TabularModel:
         codes, tcols = self._target_codes(df, targets)
         if codes is None:
             return _numeric_matrix(df, tcols, "target")
-        if len(self.classes) == 2:
-            return codes.astype(np.float64).reshape(-1, 1)
-        Y = np.zeros((codes.size, len(self.classes)))
-        Y[np.arange(codes.size), codes] = 1.0
-        return Y
+        return encode_codes(codes, len(self.classes))
 
     def _target_codes(self, df: pd.DataFrame, targets: str | Sequence[str] | None
                       ) -> tuple[NDArray | None, list[Any]]:
@@ -535,8 +506,7 @@ class TabularModel:
         return np.fromiter((index[v] for v in labels), np.intp, len(labels)), tcols
 
     def _label_array(self) -> NDArray:
-        dtypes = {"str": object, "int": np.int64, "float": np.float64, "bool": np.bool_}
-        return np.array(self.classes, dtype=dtypes[self.label_kind or "str"])
+        return label_array(self.classes, self.label_kind)
 
     # -- evaluation ------------------------------------------------------------------
     def evaluate(self, df: pd.DataFrame, targets: str | Sequence[str] | None = None
@@ -643,20 +613,20 @@ class TabularModel:
             if classes or not (len(targs) == n_out == y_mean.size == y_scale.size):
                 raise bad(f"regression with {len(targs)} targets, {y_mean.size} target "
                           f"scalings and {n_out} network outputs")
-            if net.output_activation != "identity":
+            if net.output_activation != REGRESSION.output_activation:
                 raise bad("a regression network must have an identity output")
         else:
             if kind not in LABEL_KINDS:
                 raise bad(f"label_kind must be one of {LABEL_KINDS}, got {kind!r}")
             assert isinstance(kind, str)
             try:
-                restored = [_as_label(c, kind) for c in classes]
+                restored = [as_label(c, kind) for c in classes]
             except (TypeError, ValueError):
                 raise bad(f"classes {classes!r} are not of kind {kind!r}") from None
             if restored != classes or len(set(restored)) != len(restored) or len(restored) < 2:
                 raise bad(f"classes {classes!r} must be >= 2 distinct values of kind {kind!r}")
-            want_out, want_act = (1, "sigmoid") if len(classes) == 2 else \
-                (len(classes), "softmax")
+            rule = classification_task(len(classes))
+            want_out, want_act = rule.n_outputs(len(classes)), rule.output_activation
             if len(targs) != 1 or n_out != want_out or net.output_activation != want_act:
                 raise bad(f"{len(classes)} classes need one target and {want_out} "
                           f"{want_act} output(s), got {len(targs)} target(s) and {n_out} "

@@ -95,7 +95,7 @@ class Dense(Layer):
 
     def param_shapes(self) -> list[Shape]:
         shapes: list[Shape] = [(self.fan_in, self.units)]
-        return shapes + [(1, self.units)] if self.use_bias else shapes
+        return [*shapes, (1, self.units)] if self.use_bias else shapes
 
     def bind(self, flat_params: NDArray, flat_grads: NDArray) -> None:
         super().bind(flat_params, flat_grads)
