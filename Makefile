@@ -21,11 +21,13 @@ demo:
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test:
 	$(MAKE) install EXTRAS="$(EXTRAS)"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 # A quick look: make bench BENCH_ARGS=--quick. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, when
