@@ -265,7 +265,8 @@ class Network:
         for layer in self.layers:
             a = layer.forward(a, training)
         out = self.layers[-1]
-        delta, work = self._loss_bufs.get(x.shape[0])
+        bufs = self._loss_bufs
+        delta, work = bufs.get(x.shape[0]) or bufs.make(x.shape[0])
         if loss.fused is not None:
             return loss.fused(out.logits, a, y, delta, w), delta
         assert loss.value_and_grad is not None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,29 +35,31 @@ T = TypeVar("T")
 _MAX_CACHED_BATCH_SIZES = 4  # a training batch, its remainder, and a prediction chunk or two
 
 
-class BufferCache(Generic[T]):
-    """Work arrays per batch size, made on first use by ``make(n)``; at most 4 sizes kept."""
+class BufferCache(OrderedDict[int, T]):
+    """Work arrays per batch size: ``cache.get(n) or cache.make(n)``; at most 4 sizes kept.
 
-    __slots__ = ("_cache", "_make")
+    A dict, so the hot loop's lookup is one C call (``get``); ``make`` builds and stores
+    the arrays for a new size with the function given, dropping the oldest size.
+    """
 
     def __init__(self, make: Callable[[int], T]) -> None:
+        super().__init__()
         self._make = make
-        self._cache: OrderedDict[int, T] = OrderedDict()
 
-    def get(self, n: int) -> T:
-        buf = self._cache.get(n)
-        if buf is None:
-            buf = self._make(n)
-            self._cache[n] = buf
-            if len(self._cache) > _MAX_CACHED_BATCH_SIZES:
-                self._cache.popitem(last=False)
+    def make(self, n: int) -> T:
+        buf = self[n] = self._make(n)
+        if len(self) > _MAX_CACHED_BATCH_SIZES:
+            self.popitem(last=False)
         return buf
 
-    def clear(self) -> None:
-        self._cache.clear()
+    def fetch(self, n: int) -> T:
+        """The arrays for batches of ``n`` rows, made on first use."""
+        buf = self.get(n)
+        return self.make(n) if buf is None else buf
 
-    def __len__(self) -> int:
-        return len(self._cache)
+    def __reduce__(self) -> Any:
+        # Pickled without its arrays (work buffers are rebuilt on demand).
+        return (type(self), (self._make,))
 
 
 class Param:

@@ -123,7 +123,9 @@ class Dense(Layer):
     # -- computation -----------------------------------------------------------------
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
         """x (n, fan_in) -> a (n, units). Returns a work buffer, valid until the next call."""
-        buf = self._cache.get(x.shape[0])  # type: ignore[union-attr]
+        cache = self._cache
+        assert cache is not None, "a Dense layer computes once built into a network"
+        buf = cache.get(x.shape[0]) or cache.make(x.shape[0])  # one C call when cached
         z = buf.z
         np.dot(x, self._W, out=z)
         if self.use_bias:
@@ -231,7 +233,7 @@ class Activation(Layer):
         self._x = self._a = self._work = None
 
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
-        a, work = self._cache.get(x.shape[0])  # type: ignore[union-attr]
+        a, work = self._cache.fetch(x.shape[0])  # type: ignore[union-attr]
         self.activation.forward(x, a)
         self._x, self._a, self._work = x, a, work
         return a

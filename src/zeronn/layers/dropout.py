@@ -62,7 +62,7 @@ class Dropout(Layer):
             return x
         if self.rng is None:
             raise ValueError("Dropout has no random generator: use it inside a network")
-        mask, out, keep = self._cache.get(x.shape[0])  # type: ignore[union-attr]
+        mask, out, keep = self._cache.fetch(x.shape[0])  # type: ignore[union-attr]
         self.rng.random(dtype=mask.dtype, out=mask)  # uniform [0, 1), in the layer's dtype
         np.greater_equal(mask, self.rate, out=keep)  # kept with probability 1 - rate
         np.multiply(keep, 1.0 / (1.0 - self.rate), out=mask)

@@ -158,7 +158,7 @@ class BatchNorm(_Norm):
         return {"momentum": self.momentum, "eps": self.eps}
 
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
-        xhat, out = self._cache.get(x.shape[0])  # type: ignore[union-attr]
+        xhat, out = self._cache.fetch(x.shape[0])  # type: ignore[union-attr]
         axes, bshape = self._axes, self._bshape
         if training:
             m = x.size // self.input_shape[0]
@@ -248,7 +248,7 @@ class LayerNorm(_Norm):
         return inv_std
 
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
-        xhat, out = self._cache.get(x.shape[0])  # type: ignore[union-attr]
+        xhat, out = self._cache.fetch(x.shape[0])  # type: ignore[union-attr]
         self._inv_std = self._normalize(x, xhat)
         self._xhat = xhat
         self._out = self._affine(xhat, out, self._bshape)
