@@ -226,3 +226,26 @@ def test_predict_is_thread_safe():
             got = list(pool.map(net.predict, inputs))
             for g, e in zip(got, expected):
                 np.testing.assert_array_equal(g, e)
+
+
+# -- Sequential networks of every kind of layer -----------------------------------------
+@pytest.mark.parametrize("last", [zn.BatchNorm, zn.LayerNorm, lambda: zn.Dropout(0.0)])
+def test_a_network_may_end_in_a_layer_without_activation(last, central_differences):
+    """A bug: the loss step asked the last layer for backward_from_logits, which only layers
+    ending in an activation had, so a network ending in BatchNorm could not be trained."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    net = zn.Sequential([zn.Dense(4, "tanh"), zn.Dense(2), last()], input_dim=3, seed=0)
+    value, grads = net.loss_and_gradients(X, y, "mse")
+    assert np.isfinite(value)
+    flat = net.flat_params.copy()
+
+    def loss_at(p: np.ndarray) -> float:
+        net.flat_params[...] = p
+        return float(np.mean((net.forward(X, training=True) - y) ** 2))
+
+    numeric = central_differences(loss_at, flat)
+    net.flat_params[...] = flat
+    np.testing.assert_allclose(np.concatenate([g.ravel() for g in grads]), numeric,
+                               rtol=1e-5, atol=1e-8)
+    net.fit(X, y, epochs=2, batch_size=3)
