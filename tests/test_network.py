@@ -226,3 +226,210 @@ def test_predict_is_thread_safe():
             got = list(pool.map(net.predict, inputs))
             for g, e in zip(got, expected):
                 np.testing.assert_array_equal(g, e)
+
+
+# -- Sequential networks of every kind of layer -----------------------------------------
+@pytest.mark.parametrize("last", [zn.BatchNorm, zn.LayerNorm, lambda: zn.Dropout(0.0)])
+def test_a_network_may_end_in_a_layer_without_activation(last, central_differences):
+    """A bug: the loss step asked the last layer for backward_from_logits, which only layers
+    ending in an activation had, so a network ending in BatchNorm could not be trained."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    net = zn.Sequential([zn.Dense(4, "tanh"), zn.Dense(2), last()], input_dim=3, seed=0)
+    value, grads = net.loss_and_gradients(X, y, "mse")
+    assert np.isfinite(value)
+    flat = net.flat_params.copy()
+
+    def loss_at(p: np.ndarray) -> float:
+        net.flat_params[...] = p
+        return float(np.mean((net.forward(X, training=True) - y) ** 2))
+
+    numeric = central_differences(loss_at, flat)
+    net.flat_params[...] = flat
+    np.testing.assert_allclose(np.concatenate([g.ravel() for g in grads]), numeric,
+                               rtol=1e-5, atol=1e-8)
+    net.fit(X, y, epochs=2, batch_size=3)
+
+
+def _mixed(dtype: str = "float64", seed: int = 0, out: str = "identity") -> zn.Sequential:
+    """A network of every kind of layer, gamma and beta away from 1 and 0."""
+    net = zn.Sequential([zn.Dense(6, "tanh"), zn.BatchNorm(), zn.Dropout(0.3), zn.Dense(5),
+                         zn.LayerNorm(), zn.Activation("gelu"), zn.Dense(2, out)],
+                        input_dim=3, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in net.layers:
+        if layer.kind in ("batchnorm", "layernorm"):
+            layer.gamma = rng.uniform(0.5, 2.0, layer.gamma.shape)
+            layer.beta = rng.standard_normal(layer.beta.shape)
+    return net
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: zn.Sequential([], input_dim=2), "a network needs at least one layer"),
+    (lambda: zn.Sequential(zn.Dense(2), input_dim=2), "layers must be a list of layers"),
+    (lambda: zn.Sequential([zn.Dense(2), "relu"], input_dim=2),
+     r"'relu' is not a layer \(zeronn.layers: Dense"),
+    (lambda: zn.Sequential([zn.Dense(2), np.ones(2)], input_dim=2), "is not a layer"),
+    (lambda: (lambda d: zn.Sequential([d, zn.Activation("relu"), d], input_dim=2))(
+        zn.Dense(2)), "the same layer object appears twice"),
+    (lambda: (lambda d: (zn.Sequential([d], input_dim=2), zn.Sequential([d], input_dim=2)))(
+        zn.Dense(2)), "already belongs to a network: make a new layer for each network"),
+    (lambda: zn.Sequential([zn.Dense(2)]), "give the input size: input_dim=n_features"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_dim=2, input_shape=(2,)),
+     "give the input size"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_dim=0), "input_dim must be a positive integer"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_shape=()), "input_shape must not be empty"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_shape=(2, -1)), "each input_shape entry"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_shape="ab"), "input_shape"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_shape=(2, 3, 3)),
+     r"Dense takes \(n, features\) inputs, but its input has shape \(n, 2, 3, 3\)"),
+    (lambda: zn.Sequential([zn.BatchNorm(), zn.Dense(2)], input_shape=(2, 3, 3)),
+     r"Dense takes \(n, features\) inputs"),
+    (lambda: zn.Sequential([zn.Dense(2)], input_dim=2, dtype="int32"),
+     "dtype must be 'float64' or 'float32'"),
+])
+def test_sequential_construction_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_summary_lists_layers_shapes_and_parameter_counts():
+    lines: list[str] = []
+    net = _mixed("float32")
+    net.summary(print_fn=lines.append)
+    assert lines[0] == "Sequential (float32)"
+    rows = [line.split() for line in lines if line[:1].isdigit()]
+    assert [r[0] for r in rows] == [str(i) for i in range(1, 8)]
+    assert [r[-1] for r in rows] == ["24", "12", "0", "35", "10", "0", "12"]
+    assert [r[-3:-1] for r in rows] == [["(n,", "6)"]] * 3 + [["(n,", "5)"]] * 3 + [["(n,", "2)"]]
+    assert any(line.split()[:3] == ["input", "(n,", "3)"] for line in lines)
+    assert "BatchNorm(momentum=0.1, eps=1e-05)" in lines[6] and "Dropout(0.3)" in lines[7]
+    assert lines[-1] == "total parameters: 93" and net.n_params == 93
+    assert sum(layer.n_params for layer in net.layers) == 93
+    big: list[str] = []
+    zn.MLP([100, 100, 1]).summary(print_fn=big.append)
+    assert big[-1] == "total parameters: 10,201"
+
+
+def test_backward_gives_loss_and_gradients_gradients_and_dx(central_differences):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((7, 3)), rng.standard_normal((7, 2))
+    net = _mixed()
+    net.set_rng(np.random.default_rng(5))
+    out = net.forward(X, training=True)
+    dout = 2 / y.size * (out - y)  # dL/dout of the mean squared error
+    dX = net.backward(dout)
+    grads = [g.copy() for g in net.grads]
+    assert dX.shape == X.shape and dX.dtype == net.dtype
+    net.set_rng(np.random.default_rng(5))  # the same masks
+    value, want = net.loss_and_gradients(X, y, "mse", training=True)
+    assert value == pytest.approx(float(np.mean((out - y) ** 2)), rel=1e-13)
+    for g, w in zip(grads, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+    weights = rng.standard_normal(out.shape)
+
+    def f(x: np.ndarray) -> float:  # the same masks every time; batch statistics couple rows
+        net.set_rng(np.random.default_rng(5))
+        return float(np.sum(net.forward(x, training=True) * weights))
+
+    f(X)
+    np.testing.assert_allclose(net.backward(weights), central_differences(f, X),
+                               rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"grad_output has shape \(7, 3\), but the last "
+                                         r"forward pass output \(7, 2\)"):
+        net.backward(np.ones((7, 3)))
+
+
+def test_predict_is_evaluation_mode():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((9, 3)), rng.standard_normal((9, 2))
+    net = _mixed()
+    net.fit(X, y, epochs=3, batch_size=3)  # moves the running statistics
+    bn, ln = net.layers[1], net.layers[4]
+    state = {k: np.array(v, copy=True) for k, v in bn.state.items()}
+    rng_state = net.rng.bit_generator.state
+    # the network written out in evaluation mode: running statistics, no dropout
+    d1, d4, d7 = net.layers[0], net.layers[3], net.layers[6]
+    h = np.tanh(X @ d1.W + d1.b)
+    h = bn.gamma * (h - bn.running_mean) / np.sqrt(bn.running_var + bn.eps) + bn.beta
+    h = h @ d4.W + d4.b
+    h = ln.gamma * (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True)
+                                                          + ln.eps) + ln.beta
+    want = net.layers[5].activation(h) @ d7.W + d7.b
+    np.testing.assert_allclose(net.predict(X), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(net.predict(X), net.predict(X))
+    np.testing.assert_allclose(net.forward(X), want, rtol=1e-12, atol=1e-14)
+    for k, v in bn.state.items():  # prediction moves no state and draws no mask
+        np.testing.assert_array_equal(v, state[k])
+    assert net.rng.bit_generator.state == rng_state
+    assert not np.allclose(net.forward(X, training=True), want)
+
+
+@pytest.mark.parametrize("dtype", [None, "float64", "float32"])
+def test_copy_keeps_params_states_and_generator(dtype):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((9, 3)), rng.standard_normal((9, 2))
+    net = _mixed()
+    net.fit(X, y, epochs=2, batch_size=3)
+    new = net.copy(dtype) if dtype else net.copy()
+    assert type(new) is zn.Sequential and new is not net
+    assert new.dtype == np.dtype(dtype or "float64") and new.flat_params.dtype == new.dtype
+    assert new.optimizer is None and new.history is None and net.history is not None
+    for a, b in zip(net.params, new.params):
+        np.testing.assert_array_equal(a.astype(new.dtype), b)
+    for sa, sb in zip(net.states(), new.states()):
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            np.testing.assert_array_equal(np.asarray(sa[k]).astype(sb[k].dtype), sb[k])
+    assert int(new.layers[1].num_batches_tracked) == 6
+    assert new.rng is not net.rng and all(layer.rng is new.rng for layer in new.layers)
+    assert new.rng.bit_generator.state == net.rng.bit_generator.state
+    np.testing.assert_allclose(new.predict(X), net.predict(X),
+                               rtol=1e-4 if dtype == "float32" else 1e-15, atol=1e-5)
+    new.params[0][...] = 0  # independent
+    new.layers[1].running_mean[...] = 7
+    assert net.params[0].any() and not (net.layers[1].running_mean == 7).any()
+    new.fit(X, y, epochs=1, batch_size=3)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_pickled_sequential_keeps_params_bound_and_states(how):
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
+    net = _mixed()
+    net.fit(X, y, epochs=2, batch_size=8)
+    twin = pickle.loads(pickle.dumps(net)) if how == "pickle" else copy.deepcopy(net)
+    np.testing.assert_array_equal(twin.predict(X), net.predict(X))
+    for layer in twin.layers:
+        for p, g in zip(layer.params, layer.grads):
+            assert np.shares_memory(p, twin.flat_params)
+            assert np.shares_memory(g, twin.flat_grads)
+    np.testing.assert_array_equal(twin.layers[1].running_var, net.layers[1].running_var)
+    twin.loss_and_gradients(X, y)  # a training pass: one more batch tracked
+    before = [p.copy() for p in twin.params]
+    # an optimizer step on the flat buffer (as fit makes it) moves the layers' params
+    zn.optim.SGD(lr=0.1).step([twin.flat_params], [twin.flat_grads])
+    assert all(not np.array_equal(a, b) for a, b in zip(before, twin.params))
+    before = [p.copy() for p in twin.params]
+    twin.fit(X, y, epochs=1, batch_size=8)
+    assert not np.array_equal(before[0], twin.params[0])
+    assert int(twin.layers[1].num_batches_tracked) == int(net.layers[1].num_batches_tracked) + 3
+
+
+@pytest.mark.parametrize(("out", "loss", "match"), [
+    ("sigmoid", "mse", "pair 'sigmoid' with 'binary_crossentropy'"),
+    ("softmax", "huber", "pair 'softmax' with 'categorical_crossentropy'"),
+    ("identity", "categorical_crossentropy", "needs output_activation='softmax'"),
+    ("identity", "binary_crossentropy", "needs output_activation='sigmoid'"),
+    ("softmax", "binary_crossentropy", "needs output_activation='sigmoid'"),
+])
+def test_loss_and_output_pairing_errors_name_the_pair_to_use(out, loss, match):
+    net = _mixed(out=out)
+    X, y = np.ones((4, 3)), np.eye(2)[[0, 1, 0, 1]]
+    for call in (lambda: net.loss_and_gradients(X, y, loss),
+                 lambda: net.fit(X, y, loss, epochs=1), lambda: zn.trace(net, X, y, loss)):
+        with pytest.raises(ValueError, match=match):
+            call()

@@ -228,3 +228,271 @@ def test_str_and_repr_show_names_shapes_and_formulas(seed_run) -> None:
 def test_bad_input_raises_value_error(args, match) -> None:
     with pytest.raises(ValueError, match=match):
         zn.trace(*args)
+
+
+# -- any Sequential: every kind of layer ------------------------------------------------
+def _param_names(net) -> list[str]:
+    """The trace's name of each entry of net.grads, in order."""
+    names = []
+    for i, layer in enumerate(net.layers, start=1):
+        names += [f"d{p}{i}" for p in layer.param_names]
+    return names
+
+
+def _expected_keys(net) -> list[str]:
+    """The keys the module docstring promises, in the order of computation."""
+    layers, L = net.layers, len(net.layers)
+    keys = []
+    for i, layer in enumerate(layers, start=1):
+        keys += {"dense": [f"z{i}", f"a{i}"], "activation": [f"a{i}"],
+                 "dropout": [f"mask{i}", f"dropout{i}"],
+                 "batchnorm": [f"mean{i}", f"var{i}", f"xhat{i}", f"bn{i}"],
+                 "layernorm": [f"mean{i}", f"var{i}", f"xhat{i}", f"ln{i}"]}[layer.kind]
+    top = layers[-1].kind
+    keys += ["loss", {"dense": f"delta{L}", "activation": f"dx{L}"}.get(top, f"dout{L}")]
+    for i in range(L, 0, -1):
+        kind = layers[i - 1].kind
+        below = layers[i - 2].kind if i > 1 else None
+        if kind == "dense":
+            keys += [] if i == L else [f"delta{i}"]
+            keys += [f"dW{i}"] + ([f"db{i}"] if layers[i - 1].use_bias else [])
+            keys += [f"dx{i}"] if below not in (None, "dense") else []
+        elif kind in ("activation", "dropout"):
+            keys += [f"dx{i}"] if below is not None and not (kind == "activation"
+                                                             and i == L) else []
+        else:
+            keys += [f"dgamma{i}", f"dbeta{i}"]
+            keys += [f"dxhat{i}", f"dx{i}"] if below is not None else []
+    if [layer.kind for layer in layers] == ["dense", "dense"]:  # the seed's network
+        keys = [{"delta2": "error_output", "delta1": "error_hidden"}.get(k, k) for k in keys]
+    return keys
+
+
+@st.composite
+def sequentials(draw: st.DrawFn) -> tuple[zn.Sequential, np.ndarray, np.ndarray, str]:
+    width = draw(st.integers(1, 5))
+    n_in = draw(st.integers(1, 4))
+    layers = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["dense", "activation", "dropout", "batchnorm",
+                                     "layernorm"]))
+        if kind == "dense":
+            width = draw(st.integers(1, 5))
+            layers.append(zn.Dense(width, draw(st.sampled_from([None, *HIDDEN])),
+                                   use_bias=draw(st.booleans())))
+        elif kind == "activation":
+            layers.append(zn.Activation(draw(st.sampled_from(HIDDEN))))
+        elif kind == "dropout":
+            layers.append(zn.Dropout(draw(st.sampled_from([0.0, 0.2, 0.5, 0.9]))))
+        elif kind == "batchnorm":
+            layers.append(zn.BatchNorm(momentum=draw(st.sampled_from([0.1, None]))))
+        else:
+            layers.append(zn.LayerNorm())
+    head = draw(st.sampled_from(["dense", "activation", "none"]))
+    out_act, loss = draw(st.sampled_from(HEADS))
+    k = draw(st.integers(2 if out_act == "softmax" else 1, 4))
+    if head == "dense":
+        layers.append(zn.Dense(k, out_act))
+    elif head == "activation":
+        layers += [zn.Dense(k), zn.Activation(out_act)]
+    else:  # a regression network ending in a layer without an activation
+        layers.append(zn.Dense(k))
+        layers.append(draw(st.sampled_from([zn.BatchNorm, zn.LayerNorm, zn.Dropout]))())
+        loss = draw(st.sampled_from(["mse", "mae", "huber"]))
+    if isinstance(layers[-1], zn.LayerNorm) and k == 1:
+        loss = "mse"  # one feature normalizes to beta: still a valid (constant) network
+    dtype = draw(st.sampled_from(["float64", "float32"]))
+    seed = draw(st.integers(0, 2**16))
+    n = draw(st.integers(2, 9))
+    rng = np.random.default_rng(seed)
+    net = zn.Sequential(layers, input_dim=n_in, dtype=dtype, seed=seed)
+    for layer in net.layers:  # gamma and beta away from their 1 and 0
+        if layer.kind in ("batchnorm", "layernorm"):
+            layer.gamma = rng.uniform(0.5, 2.0, layer.gamma.shape)
+            layer.beta = rng.standard_normal(layer.beta.shape)
+    X = 2 * rng.standard_normal((n, n_in))
+    if loss == "categorical_crossentropy":
+        y = np.eye(k)[rng.integers(0, k, n)]
+    elif loss == "binary_crossentropy":
+        y = rng.uniform(0, 1, (n, k))
+    else:
+        y = rng.standard_normal((n, k))
+    return net, X, y, loss
+
+
+def _snapshot(net) -> list[np.ndarray]:
+    arrays = [net.flat_params.copy(), net.flat_grads.copy()]
+    for state in net.states():
+        arrays += [np.array(v, copy=True) for v in state.values()]
+    return arrays
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequentials(), st.integers(0, 2**16))
+def test_sequential_trace_equals_loss_and_gradients_with_the_same_masks(problem, seed) -> None:
+    net, X, y, loss = problem
+    before = _snapshot(net)
+    rng_state = net.rng.bit_generator.state
+    t = zn.trace(net, X, y, loss=loss, seed=seed)
+    # The network is left as it was: weights, gradients, running statistics, generator.
+    for a, b in zip(before, _snapshot(net)):
+        np.testing.assert_array_equal(a, b)
+    assert net.rng.bit_generator.state == rng_state
+    assert all(layer.rng is net.rng for layer in net.layers)
+    assert list(t) == _expected_keys(net)
+    assert list(t.formulas) == list(t)
+    net.set_rng(np.random.default_rng(seed))  # the same masks
+    out_name = list(t)[list(t).index("loss") - 1]
+    np.testing.assert_array_equal(t[out_name], net.forward(X, training=True))
+    net.set_rng(np.random.default_rng(seed))
+    value, grads = net.loss_and_gradients(X, y, loss=loss, training=True)
+    assert t["loss"] == value
+    for name, g in zip(_param_names(net), grads):
+        np.testing.assert_array_equal(t[name], g, err_msg=name)
+        assert t[name].dtype == net.dtype and t[name].shape == g.shape
+    for k, v in t.items():
+        if k != "loss":
+            assert v.dtype == net.dtype, k
+
+
+@settings(max_examples=30, deadline=None)
+@given(sequentials())
+def test_sequential_trace_follows_the_formulas(problem) -> None:
+    # Each forward entry against the layer's definition in plain NumPy, each backward
+    # entry against the chain rule written out of place.
+    net, X, y, loss = problem
+    t = zn.trace(net, X, y, loss=loss, seed=0)
+    tol = {"rtol": 2e-3, "atol": 2e-4} if net.dtype == np.float32 else \
+        {"rtol": 1e-9, "atol": 1e-11}
+    x = X.astype(net.dtype)
+    outs = []
+    for i, layer in enumerate(net.layers, start=1):
+        if layer.kind == "dense":
+            z = x @ layer.W + (layer.b if layer.use_bias else 0)
+            np.testing.assert_allclose(t[f"z{i}"], z, **tol)
+            x = t[f"a{i}"]
+            np.testing.assert_allclose(x, layer.activation(t[f"z{i}"]), **tol)
+        elif layer.kind == "activation":
+            np.testing.assert_allclose(t[f"a{i}"], layer.activation(x), **tol)
+            x = t[f"a{i}"]
+        elif layer.kind == "dropout":
+            mask = t[f"mask{i}"]
+            assert set(np.unique(mask)) <= {0.0, np.float64(1 / (1 - layer.rate)).astype(
+                net.dtype)}
+            np.testing.assert_array_equal(t[f"dropout{i}"], x * mask)
+            x = t[f"dropout{i}"]
+        else:
+            axis = 0 if layer.kind == "batchnorm" else 1
+            mean, var = x.mean(axis=axis, keepdims=True), x.var(axis=axis, keepdims=True)
+            np.testing.assert_allclose(t[f"mean{i}"], mean, **tol)
+            np.testing.assert_allclose(t[f"var{i}"], var, **tol)
+            xhat = (x - mean) / np.sqrt(var + layer.eps)
+            np.testing.assert_allclose(t[f"xhat{i}"], xhat, **tol)
+            name = "bn" if layer.kind == "batchnorm" else "ln"
+            np.testing.assert_allclose(t[f"{name}{i}"], layer.gamma * t[f"xhat{i}"]
+                                       + layer.beta, **tol)
+            x = t[f"{name}{i}"]
+        outs.append(x)
+    # Backward: dL/d(output of layer i) is what layer i + 1's dx (or delta) hands down.
+    L = len(net.layers)
+    for i in range(L, 0, -1):
+        layer = net.layers[i - 1]
+        if i == L or f"dx{i + 1}" not in t:
+            continue  # the loss step, or folded into a Dense layer's delta
+        g = t[f"dx{i + 1}"]
+        x_in = X if i == 1 else outs[i - 2]
+        if layer.kind == "dense":
+            delta = g * layer.activation.derivative(t[f"z{i}"])
+            np.testing.assert_allclose(t[f"delta{i}"], delta, **tol)
+            np.testing.assert_allclose(t[f"dW{i}"], x_in.T @ delta, **tol)
+        elif layer.kind == "dropout" and i > 1:
+            np.testing.assert_array_equal(t[f"dx{i}"], g * t[f"mask{i}"])
+        elif layer.kind in ("batchnorm", "layernorm"):
+            np.testing.assert_allclose(t[f"dgamma{i}"], (g * t[f"xhat{i}"]).sum(0), **tol)
+            np.testing.assert_allclose(t[f"dbeta{i}"], g.sum(0), **tol)
+            if i > 1:
+                axis = 0 if layer.kind == "batchnorm" else 1
+                dxh, xh = g * layer.gamma, t[f"xhat{i}"]
+                m = xh.shape[axis]
+                # the from-scratch book's BatchNormalization.backward, step by step
+                std = np.sqrt(t[f"var{i}"] + layer.eps)
+                xc = xh * std
+                dxc = dxh / std
+                dstd = -np.sum(dxh * xc / std ** 2, axis=axis, keepdims=True)
+                dvar = 0.5 * dstd / std
+                dxc = dxc + (2.0 / m) * xc * dvar
+                dx = dxc - np.sum(dxc, axis=axis, keepdims=True) / m
+                np.testing.assert_allclose(t[f"dx{i}"], dx, **{
+                    "rtol": 5e-2, "atol": 5e-3} if net.dtype == np.float32 else tol)
+
+
+def test_default_masks_are_the_networks_next_ones_and_leave_its_stream() -> None:
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 1))
+    net = zn.Sequential([zn.Dense(6, "relu"), zn.Dropout(0.5), zn.Dense(6, "relu"),
+                         zn.Dropout(0.3), zn.Dense(1)], input_dim=3, seed=1)
+    t = zn.trace(net, X, y)
+    assert zn.trace(net, X, y)["mask2"].tolist() == t["mask2"].tolist()  # unchanged stream
+    _, grads = net.loss_and_gradients(X, y)  # draws the masks the trace showed
+    np.testing.assert_array_equal(net.layers[1].mask, t["mask2"])
+    np.testing.assert_array_equal(net.layers[3].mask, t["mask4"])
+    for name, g in zip(_param_names(net), grads):
+        np.testing.assert_array_equal(t[name], g, err_msg=name)
+    # the network's stream moved on: the next trace draws other masks
+    assert not np.array_equal(zn.trace(net, X, y)["mask2"], t["mask2"])
+
+
+def test_seed_as_int_and_generator() -> None:
+    X, y = np.ones((50, 2)), np.ones((50, 1))
+    net = zn.Sequential([zn.Dense(8), zn.Dropout(0.5), zn.Dense(1)], input_dim=2, seed=0)
+    a, b = zn.trace(net, X, y, seed=3), zn.trace(net, X, y, seed=3)
+    np.testing.assert_array_equal(a["mask2"], b["mask2"])
+    assert not np.array_equal(a["mask2"], zn.trace(net, X, y, seed=4)["mask2"])
+    gen = np.random.default_rng(3)
+    np.testing.assert_array_equal(zn.trace(net, X, y, seed=gen)["mask2"], a["mask2"])
+    assert gen.bit_generator.state != np.random.default_rng(3).bit_generator.state  # advanced
+    for bad in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match="seed must be a non-negative int"):
+            zn.trace(net, X, y, seed=bad)
+
+
+def test_batchnorm_trace_needs_two_rows_and_leaves_running_statistics() -> None:
+    net = zn.Sequential([zn.Dense(3), zn.BatchNorm(), zn.Dense(1)], input_dim=2, seed=0)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        zn.trace(net, np.ones((1, 2)), np.ones((1, 1)))
+    bn = net.layers[1]
+    t = zn.trace(net, np.arange(8.0).reshape(4, 2), np.ones((4, 1)))
+    assert not bn.num_batches_tracked and (bn.running_var == 1).all()
+    assert not bn.running_mean.any()
+    assert "(biased)" in t.formulas["var2"]
+
+
+def test_sequential_str_names_the_network_and_the_formulas() -> None:
+    net = zn.Sequential([zn.Dense(4), zn.BatchNorm(), zn.Activation("relu"),
+                         zn.Dropout(0.25), zn.Dense(2), zn.LayerNorm()], input_dim=3, seed=0)
+    t = zn.trace(net, np.random.default_rng(0).standard_normal((5, 3)), np.ones((5, 2)),
+                 seed=0)
+    text = str(t)
+    assert text.splitlines()[0] == f"trace of mse on {net!r}"
+    for line in ["mask4     (5, 4)", "(u >= 0.25) / (1 - 0.25)", "dropout4  (5, 4)",
+                 "a3 * mask4", "ln6       (5, 2)", "gamma6 * xhat6 + beta6  = y_pred",
+                 "dout6     (5, 2)", "dL/dln6 = 2/(N·K)·(ln6 - y)", "dx5       (5, 4)",
+                 "delta5·W5.T", "dx5 * mask4", "dx4 * relu'(bn2)", "dgamma2   (4,)",
+                 "sum(dx3 * xhat2, axis=0)", "delta1    (5, 4)", "dx2 * identity'(z1)"]:
+        assert line in text, line
+    assert "dx1" not in t  # the engine does not compute dL/dX
+
+
+def test_unknown_layer_kind_is_refused() -> None:
+    class Scale(zn.Layer):
+        kind = "scale"
+
+        def forward(self, x, training=False):
+            return 2 * x
+
+        def backward(self, dout, need_dx=True):
+            return 2 * dout
+
+    net = zn.Sequential([zn.Dense(2), Scale()], input_dim=2, seed=0)
+    with pytest.raises(ValueError, match="trace does not know 'scale' layers"):
+        zn.trace(net, np.ones((3, 2)), np.ones((3, 2)))

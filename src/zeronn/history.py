@@ -54,9 +54,15 @@ class History(dict[str, list[Any]]):
             self.setdefault(k, []).append(v)
 
     def extend(self, other: History) -> None:
-        """Appends another history's epochs (a later ``fit`` of the same network)."""
+        """Appends another history's epochs (a later ``fit`` of the same network).
+
+        The flags become the later fit's, its ``best_epoch`` counted in the combined epochs.
+        """
+        offset = self.epochs
         for k, v in other.items():
             self.setdefault(k, []).extend(v)
+        self.stopped_early, self.interrupted = other.stopped_early, other.interrupted
+        self.best_epoch = None if other.best_epoch is None else offset + other.best_epoch
 
     def __repr__(self) -> str:
         last = self.get("loss", [None])[-1] if self.epochs else None

@@ -1,11 +1,12 @@
 """Every intermediate of one forward and backward pass, under the seed's names.
 
-``trace(net, X, y)`` recomputes one pass of :meth:`MLP.loss_and_gradients` step by step
-with plain NumPy, in the order the seed's ``forward``/``backward`` write it, and hands
-back copies of everything: pre-activations, activations, the loss, the errors that flow
-backwards and the parameter gradients. It uses the same activation and loss functions
-as the engine, in the same order, so its ``dW``/``db`` equal the engine's, and it never
-touches the network (no weights, gradients or work buffers change).
+``trace(net, X, y)`` recomputes one training pass of :meth:`Network.loss_and_gradients`
+step by step with plain NumPy, layer by layer, in the order the engine computes it, and
+hands back copies of everything: pre-activations, activations, the loss, the errors that
+flow backwards and the parameter gradients. It uses the same activation and loss functions
+as the engine, in the same order, so its gradients equal the engine's bit for bit, and it
+never touches the network (no weights, gradients, running statistics, random generator or
+work buffers change).
 
 Names. With one hidden layer (the seed's 2-layer network, layers ``1`` and ``2``)::
 
@@ -21,10 +22,40 @@ Names. With one hidden layer (the seed's 2-layer network, layers ``1`` and ``2``
     dW1 = X.T·error_hidden                 (inputs, hidden)
     db1 = sum(error_hidden, axis=0)        (1, hidden)
 
-Any other depth ``L`` (number of layers) uses ``z{i}``, ``a{i}`` for ``i = 1..L``, then
-``loss``, then from the output backwards ``delta{i}`` (= dL/dz{i}), ``dW{i}``, ``db{i}``
-for ``i = L..1``, with ``a0 = X``. For the 2-layer network ``error_output`` is
+Any other stack of Dense layers (``L`` of them) uses ``z{i}``, ``a{i}`` for ``i = 1..L``,
+then ``loss``, then from the output backwards ``delta{i}`` (= dL/dz{i}), ``dW{i}``,
+``db{i}`` for ``i = L..1``, with ``a0 = X``. For the 2-layer network ``error_output`` is
 ``delta2`` and ``error_hidden`` is ``delta1``.
+
+Other layers. ``i`` is always the layer's position in ``net.layers`` (from 1), and each
+name says what kind of value it is, as in deep-learning-from-scratch's ``common/layers.py``
+(``forward(x)`` keeps what ``backward(dout)`` needs and ``backward`` returns ``dx``)::
+
+    Dense(k, f)      z{i} = x·W{i} + b{i}, a{i} = f(z{i}); back: delta{i}, dW{i}, db{i}
+    Activation(f)    a{i} = f(x);                           back: dx{i} = dout * f'(x)
+    Dropout(rate)    mask{i} = (u >= rate) / (1 - rate), u ~ U[0, 1);  dropout{i} = x * mask{i}
+                                                            back: dx{i} = dout * mask{i}
+    BatchNorm()      mean{i}, var{i} (over the batch, biased), xhat{i} = (x - mean{i}) /
+                     sqrt(var{i} + eps), bn{i} = gamma{i} * xhat{i} + beta{i}
+                     back: dgamma{i} = sum(dout * xhat{i}), dbeta{i} = sum(dout),
+                     dxhat{i} = dout * gamma{i},
+                     dx{i} = (dxhat{i} - mean(dxhat{i}) - xhat{i} * mean(dxhat{i} * xhat{i}))
+                             / sqrt(var{i} + eps)
+    LayerNorm()      the same with mean{i}, var{i} over each row's features: ln{i}
+
+``x`` is the layer's input (``X``, or the previous layer's output name) and ``dout`` the
+gradient of the loss with respect to the layer's output. ``dx{i}`` is dL/dx, what layer
+``i``'s backward returns and hands on to layer ``i - 1`` (so the first layer has none: the
+engine does not compute dL/dX). Between two Dense layers it is not listed on its own: it is
+the ``(delta{i}·W{i}.T)`` inside ``delta{i-1}``, as in the seed. Where the output layer
+has no activation (a network ending in BatchNorm, say), ``dout{L}`` is dL/d(output). An
+Activation layer at the output gives ``dx{L}``, dL/d(its input), directly from the loss.
+``Trace.formulas`` holds the formula of every entry.
+
+The pass is a training pass: Dropout draws its masks, BatchNorm uses the batch's statistics
+(its running statistics are left as they are). The masks come from ``seed``: an int, a
+``np.random.Generator`` (advanced), or ``None`` for a copy of the network's own generator,
+so the masks are the ones the network's next training pass would draw.
 
 The 2/N relationship. ``error_output`` is the gradient of the *mean* loss with respect
 to the output layer's pre-activation ``z``. The seed's ``error_output = y_pred - y`` is
@@ -37,14 +68,19 @@ it is ``(p - y) / N``.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from zeronn._validation import check_sample_weight, normalized_weights
+from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer, LayerNorm
 from zeronn.losses import Loss
 from zeronn.models import MLP
+from zeronn.network import Network
 
 __all__ = ["Trace", "trace"]
 
@@ -56,13 +92,14 @@ class Trace(dict[str, Any]):
     """An ordered ``{name: array}`` of one pass (``"loss"`` is a float); see :mod:`zeronn.trace`.
 
     ``formulas[name]`` says how each entry was computed; ``str(trace)`` prints the table
-    of names, shapes and formulas in the order of computation.
+    of names, shapes and formulas in the order of computation. ``model`` names the network
+    (``"MLP([2, 5, 1])"``, or the network's ``repr``).
     """
 
-    def __init__(self, loss: str, layer_sizes: list[int]) -> None:
+    def __init__(self, loss: str, model: str) -> None:
         super().__init__()
         self.loss_name = loss
-        self.layer_sizes = layer_sizes
+        self.model = model
         self.formulas: dict[str, str] = {}
 
     def _add(self, name: str, value: Any, formula: str) -> None:
@@ -72,110 +109,299 @@ class Trace(dict[str, Any]):
     def __repr__(self) -> str:
         items = ", ".join(
             f"{k}={v:.6g}" if k == "loss" else f"{k}{tuple(np.shape(v))}" for k, v in self.items())
-        return f"Trace({self.loss_name!r}, {self.layer_sizes}: {items})"
+        return f"Trace({self.loss_name!r}, {self.model}: {items})"
 
     def __str__(self) -> str:
         width = max((len(k) for k in self), default=4)
-        lines = [f"trace of {self.loss_name} on MLP({self.layer_sizes})"]
+        lines = [f"trace of {self.loss_name} on {self.model}"]
         for k, v in self.items():
             shape = f"{v:.6g}" if k == "loss" else str(tuple(np.shape(v)))
             lines.append(f"  {k:<{width}}  {shape:<12}  {self.formulas.get(k, '')}")
         return "\n".join(lines)
 
 
-def _as_mlp(net: Any) -> MLP:
-    if isinstance(net, MLP):
+@dataclass
+class _Step:
+    """What one layer's forward pass keeps for its backward pass (the trace's own arrays)."""
+
+    layer: Layer
+    i: int  # position in net.layers, from 1
+    x: NDArray  # the input (n, *input_shape)
+    x_name: str
+    out: NDArray | None = None
+    out_name: str = ""
+    z: NDArray | None = None  # Dense: the pre-activation
+    mask: NDArray | None = None  # Dropout
+    xhat: NDArray | None = None  # BatchNorm, LayerNorm
+    inv_std: NDArray | None = None
+    axes: tuple[int, ...] = ()  # the axes the statistics average over
+
+    @property
+    def logits(self) -> NDArray:
+        """The input of the layer's final activation: z for Dense, x for Activation."""
+        return self.z if self.z is not None else self.x
+
+
+def _as_network(net: Any) -> Network:
+    if isinstance(net, Network):
         return net
     if all(hasattr(net, k) for k in ("W1", "b1", "W2", "b2", "forward", "backward")):
         return MLP.from_classic(net)  # the seed's NN: same weights, same arithmetic
-    raise ValueError(f"trace needs a zeronn.MLP (or a zeronn.classic.NN), got "
-                     f"{type(net).__name__}: build one with zeronn.MLP([...])")
+    raise ValueError(f"trace needs a zeronn network (zeronn.MLP, zeronn.Sequential) or a "
+                     f"zeronn.classic.NN, got {type(net).__name__}: build one with "
+                     f"zeronn.MLP([...])")
 
 
-def trace(net: MLP, X: Any, y: Any, loss: str | Loss = "mse",
-          sample_weight: Any = None) -> Trace:
-    """One forward and backward pass of ``net`` on (X, y), every intermediate kept.
+def _mask_generators(net: Network, seed: Any) -> Callable[[Layer], np.random.Generator]:
+    """The generator each Dropout layer draws its mask from, leaving the network's alone."""
+    if isinstance(seed, np.random.Generator):
+        return lambda layer: seed
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, a np.random.Generator or "
+                             f"None, got {seed!r}")
+        gen = np.random.default_rng(seed)
+        return lambda layer: gen
+    copies: dict[int, np.random.Generator] = {}
+
+    def copy_of(layer: Layer) -> np.random.Generator:
+        # A copy of the layer's own generator: the masks of the network's next training
+        # pass, and the network's stream is not advanced. Layers sharing one generator
+        # share one copy, so they draw one after the other as in the engine.
+        src = layer.rng if layer.rng is not None else net.rng
+        if id(src) not in copies:
+            copies[id(src)] = copy.deepcopy(src)
+        return copies[id(src)]
+
+    return copy_of
+
+
+def _axes_text(axes: tuple[int, ...]) -> str:
+    return f"axis={axes[0]}" if len(axes) == 1 else f"axis={axes}"
+
+
+def _forward(out: Trace, s: _Step, rng_for: Callable[[Layer], np.random.Generator],
+             last: bool) -> None:
+    """Layer ``s.i``'s forward pass, mirroring its engine code operation by operation."""
+    layer, i, x, xn = s.layer, s.i, s.x, s.x_name
+    pred = "  = y_pred" if last else ""
+    if isinstance(layer, Dense):
+        # 線形結合 z = x·W + b, then 活性化 a = f(z).
+        z = np.dot(x, layer.W)
+        if layer.use_bias:
+            z += layer.b
+        a = layer.activation.forward(z, np.empty_like(z))
+        s.z, s.out, s.out_name = z, a, f"a{i}"
+        out._add(f"z{i}", z.copy(), f"{xn}·W{i} + b{i}" if layer.use_bias else f"{xn}·W{i}")
+        out._add(s.out_name, a.copy(), f"{layer.activation.name}(z{i}){pred}")
+    elif isinstance(layer, Activation):
+        s.out, s.out_name = layer.activation.forward(x, np.empty_like(x)), f"a{i}"
+        out._add(s.out_name, s.out.copy(), f"{layer.activation.name}({xn}){pred}")
+    elif isinstance(layer, Dropout):
+        rate = layer.rate
+        mask = np.empty(x.shape, x.dtype)
+        if rate > 0:  # the engine draws nothing at rate 0: neither does the trace
+            rng_for(layer).random(dtype=mask.dtype, out=mask)
+            np.multiply(mask >= rate, 1.0 / (1.0 - rate), out=mask)
+            how = f"(u >= {rate:g}) / (1 - {rate:g}), u ~ U[0, 1)"
+        else:
+            mask.fill(1)
+            how = "1  (rate 0: nothing dropped)"
+        s.mask, s.out, s.out_name = mask, x * mask, f"dropout{i}"
+        out._add(f"mask{i}", mask.copy(), how)
+        out._add(s.out_name, s.out.copy(), f"{xn} * mask{i}{pred}")
+    elif isinstance(layer, (BatchNorm, LayerNorm)):
+        if isinstance(layer, BatchNorm):
+            # Per feature (channel) over the batch (and the spatial axes).
+            axes: tuple[int, ...] = (0,) if x.ndim == 2 else (0, 2, 3)
+            bshape: tuple[int, ...] = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+            if x.size // x.shape[1] < 2:
+                raise ValueError(
+                    f"BatchNorm needs more than 1 value per feature when training, got a "
+                    f"batch of shape {x.shape}: trace at least 2 rows")
+            s.out_name, var_how = f"bn{i}", "  (biased)"
+        else:
+            axes = tuple(range(1, x.ndim))  # each sample over its own features
+            bshape = (1, *x.shape[1:])
+            s.out_name, var_how = f"ln{i}", ""
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        var = np.mean(np.square(xc), axis=axes, keepdims=True)
+        inv_std = 1.0 / np.sqrt(var + layer.eps)
+        xhat = xc * inv_std
+        y = xhat * layer.gamma.reshape(bshape)
+        y += layer.beta.reshape(bshape)
+        s.axes, s.xhat, s.inv_std, s.out = axes, xhat, inv_std, y
+        ax = _axes_text(axes)
+        out._add(f"mean{i}", mean, f"mean({xn}, {ax})")
+        out._add(f"var{i}", var, f"mean(({xn} - mean{i})², {ax}){var_how}")
+        out._add(f"xhat{i}", xhat.copy(), f"({xn} - mean{i}) / sqrt(var{i} + {layer.eps:g})")
+        out._add(s.out_name, y.copy(), f"gamma{i} * xhat{i} + beta{i}{pred}")
+    else:
+        raise ValueError(f"trace does not know {layer.kind!r} layers ({layer!r}): it names "
+                         "Dense, Activation, Dropout, BatchNorm and LayerNorm layers")
+
+
+def _loss_step(out: Trace, top: _Step, loss_obj: Loss, y: NDArray,
+               w: NDArray | None, label: Callable[[int], str]) -> NDArray:
+    """The loss and its gradient at the output; returns that gradient (named in ``out``).
+
+    A Dense output gives delta{L} = dL/dz{L}, an Activation output dx{L} = dL/d(its input)
+    (both before the final activation, as the fused cross-entropies need), any other
+    output dout{L} = dL/d(output).
+    """
+    L, y_pred, act = top.i, top.out, top.layer.activation
+    assert y_pred is not None
+    delta = np.empty_like(y_pred)
+    work = np.empty_like(y_pred)
+    a_name = top.out_name
+    if isinstance(top.layer, Dense):
+        name, at = label(L), f"z{L}"
+    elif isinstance(top.layer, Activation):
+        name, at = f"dx{L}", top.x_name
+    else:
+        name, at = f"dout{L}", a_name
+    if loss_obj.fused is not None:
+        # Fused sigmoid/softmax + cross-entropy step, straight from the logits.
+        value = loss_obj.fused(top.logits, y_pred, y, delta, w)
+        how = f"dL/d{at} = ({a_name} - y) / N  (fused)"
+    else:
+        assert loss_obj.value_and_grad is not None
+        value = loss_obj.value_and_grad(y_pred, y, delta, work, w)
+        if act is not None:
+            act.backward(delta, top.logits, y_pred, work)
+        if loss_obj.name == "mse" and (act is None or act.name == "identity"):
+            how = f"dL/d{at} = 2/(N·K)·({a_name} - y)"
+        elif act is None:
+            how = f"dL/d{a_name}"
+        else:
+            how = f"dL/d{at} = dL/d{a_name} * {act.name}'({at})"
+    out._add("loss", float(value), f"{loss_obj.name}({a_name}, y)")
+    out._add(name, delta.copy(), how)
+    return delta
+
+
+def _backward(out: Trace, s: _Step, g: NDArray, g_name: str, is_top: bool,
+              below: Layer | None, label: Callable[[int], str]) -> tuple[NDArray, str]:
+    """Layer ``s.i``'s backward pass: its gradients, and dL/d(its input) with that name.
+
+    ``g`` is dL/d(the layer's output) named ``g_name`` (for the output layer: the loss
+    step's gradient, already through the final activation).
+    """
+    layer, i = s.layer, s.i
+    assert s.out is not None
+    if isinstance(layer, Dense):
+        delta = g
+        if not is_top:  # 誤差 delta = dL/da * f'(z)
+            layer.activation.backward(delta, s.z, s.out, np.empty_like(delta))
+            out._add(label(i), delta.copy(), f"{g_name} * {layer.activation.name}'(z{i})")
+        out._add(f"dW{i}", np.dot(s.x.T, delta), f"{s.x_name}.T·{label(i)}")
+        if layer.use_bias:
+            out._add(f"db{i}", np.sum(delta, axis=0, keepdims=True), f"sum({label(i)}, axis=0)")
+        if below is None:
+            return delta, ""
+        d = np.dot(delta, layer.W.T)
+        if isinstance(below, Dense):  # folded into delta{i-1}, as in the seed
+            return d, f"({label(i)}·W{i}.T)"
+        out._add(f"dx{i}", d.copy(), f"{label(i)}·W{i}.T")
+        return d, f"dx{i}"
+    if isinstance(layer, Activation):
+        if not is_top and below is not None:
+            layer.activation.backward(g, s.x, s.out, np.empty_like(g))
+            out._add(f"dx{i}", g.copy(), f"{g_name} * {layer.activation.name}'({s.x_name})")
+        return g, f"dx{i}"
+    if isinstance(layer, Dropout):
+        assert s.mask is not None
+        d = g * s.mask
+        if below is not None:
+            out._add(f"dx{i}", d.copy(), f"{g_name} * mask{i}")
+        return d, f"dx{i}"
+    assert isinstance(layer, (BatchNorm, LayerNorm))
+    assert s.xhat is not None and s.inv_std is not None
+    xhat, axes = s.xhat, s.axes
+    # BatchNorm's parameters are per feature (sum over every averaged axis); LayerNorm's
+    # have the input's shape (sum over the batch only).
+    p_axes = axes if isinstance(layer, BatchNorm) else (0,)
+    shape = layer.param_shapes()[0]
+    ax = _axes_text(p_axes)
+    out._add(f"dgamma{i}", (g * xhat).sum(axis=p_axes).reshape(shape),
+             f"sum({g_name} * xhat{i}, {ax})")
+    out._add(f"dbeta{i}", g.sum(axis=p_axes).reshape(shape), f"sum({g_name}, {ax})")
+    if below is None:
+        return g, ""
+    dxhat = g * layer.gamma.reshape((1, *xhat.shape[1:]) if isinstance(layer, LayerNorm)
+                                    else (1, xhat.shape[1]) + (1,) * (xhat.ndim - 2))
+    out._add(f"dxhat{i}", dxhat.copy(), f"{g_name} * gamma{i}")
+    mean_dxh_xhat = (dxhat * xhat).mean(axis=axes, keepdims=True)
+    mean_dxh = dxhat.mean(axis=axes, keepdims=True)
+    dx = dxhat - mean_dxh
+    dx -= xhat * mean_dxh_xhat
+    dx *= s.inv_std
+    ax = _axes_text(axes)
+    out._add(f"dx{i}", dx.copy(), f"(dxhat{i} - mean(dxhat{i}, {ax}) - xhat{i} * "
+             f"mean(dxhat{i} * xhat{i}, {ax})) / sqrt(var{i} + {layer.eps:g})")
+    return dx, f"dx{i}"
+
+
+def trace(net: Network, X: Any, y: Any, loss: str | Loss = "mse",
+          sample_weight: Any = None, seed: int | np.random.Generator | None = None) -> Trace:
+    """One training-mode forward and backward pass of ``net`` on (X, y), every intermediate kept.
 
     Parameters
     ----------
-    net : a :class:`zeronn.MLP` (a :class:`zeronn.classic.NN` is converted with
-        :meth:`MLP.from_classic`). It is not modified.
-    X : (n_samples, n_features); y : (n_samples, n_outputs), or (n_samples,) for one output.
-    loss : loss name or :class:`Loss`, as in :meth:`MLP.loss_and_gradients`.
-    sample_weight : optional (n_samples,), as in :meth:`MLP.loss_and_gradients`.
+    net : a :class:`zeronn.Sequential` or :class:`zeronn.MLP` (a :class:`zeronn.classic.NN`
+        is converted with :meth:`MLP.from_classic`). It is not modified: weights,
+        gradients, BatchNorm's running statistics and its random generator stay as they were.
+    X : (n_samples, *input_shape); y : (n_samples, n_outputs), or (n_samples,) for one output.
+    loss : loss name or :class:`Loss`, as in :meth:`Network.loss_and_gradients`.
+    sample_weight : optional (n_samples,), as in :meth:`Network.loss_and_gradients`.
+    seed : Dropout's masks: an int, a ``np.random.Generator`` (advanced), or ``None``
+        for a copy of the network's own generator (the masks its next training pass draws).
 
     Returns
     -------
     A :class:`Trace` (an ordered dict of fresh arrays in the network's dtype, plus the
-    ``"loss"`` float). For a 2-layer network the keys are ``z1, a1, z2, a2, loss,
-    error_output, dW2, db2, error_hidden, dW1, db1``; otherwise ``z{i}, a{i}`` for each
-    layer, ``loss``, then ``delta{i}, dW{i}, db{i}`` from the last layer to the first.
-    ``a{L}`` (``a2`` for two layers) is the prediction ``y_pred``. ``error_output`` (or
-    ``delta{L}``) is dL/dz at the output for the *mean* loss: for ``mse`` with identity
-    output it is ``2 / (N·K) * (y_pred - y)``, i.e. 2/N times the seed's ``y_pred - y``
-    for its single output; for the fused cross-entropies it is ``(p - y) / N``. The
-    ``dW``/``db`` equal ``net.loss_and_gradients(X, y, loss)``'s gradients.
+    ``"loss"`` float), named as the module docstring says. For a 2-layer MLP the keys are
+    ``z1, a1, z2, a2, loss, error_output, dW2, db2, error_hidden, dW1, db1``; for other
+    MLPs ``z{i}, a{i}`` for each layer, ``loss``, then ``delta{i}, dW{i}, db{i}`` from the
+    last layer to the first. ``a{L}`` (``a2`` for two layers) is the prediction
+    ``y_pred``. ``error_output`` (or ``delta{L}``) is dL/dz at the output for the *mean*
+    loss: for ``mse`` with identity output it is ``2 / (N·K) * (y_pred - y)``, i.e. 2/N
+    times the seed's ``y_pred - y`` for its single output; for the fused cross-entropies
+    it is ``(p - y) / N``. The parameter gradients equal those of
+    ``net.loss_and_gradients(X, y, loss, training=True)`` drawing the same Dropout masks.
     """
-    net = _as_mlp(net)
+    net = _as_network(net)
     loss_obj = net.check_loss(loss)
     Xc, yc = net.check_data(X, y)
     assert yc is not None
     sw = check_sample_weight(sample_weight, Xc.shape[0], net.dtype)
     w = None if sw is None else normalized_weights(sw)
+    rng_for = _mask_generators(net, seed)
     layers = net.layers
     n_layers = len(layers)
-    seed_names = n_layers == 2
-    out = Trace(loss_obj.name, list(net.layer_sizes))
+    seed_names = n_layers == 2 and all(isinstance(layer, Dense) for layer in layers)
+    model = f"MLP({net.layer_sizes})" if isinstance(net, MLP) else repr(net)
+    out = Trace(loss_obj.name, model)
 
-    # 順伝播 (forward): z{i} = a{i-1}·W{i} + b{i}, a{i} = f{i}(z{i}), with a0 = X.
-    zs: list[NDArray] = []
-    acts: list[NDArray] = [Xc]
-    for i, layer in enumerate(layers, start=1):
-        prev = "X" if i == 1 else f"a{i - 1}"
-        z = np.dot(acts[-1], layer.W)
-        z += layer.b
-        a = layer.activation.forward(z, np.empty_like(z))
-        zs.append(z)
-        acts.append(a)
-        out._add(f"z{i}", z.copy(), f"{prev}·W{i} + b{i}")
-        out._add(f"a{i}", a.copy(), f"{layer.activation.name}(z{i})"
-                 + ("  = y_pred" if i == n_layers else ""))
-
-    # 損失関数 and 出力層の誤差: delta_L = dL/dz_L of the mean loss.
-    y_pred, z_out, out_act = acts[-1], zs[-1], layers[-1].activation
-    delta = np.empty_like(y_pred)
-    work = np.empty_like(y_pred)
-    if loss_obj.fused is not None:
-        # Fused sigmoid/softmax + cross-entropy step, straight from the logits.
-        value = loss_obj.fused(z_out, y_pred, yc, delta, w)
-        how = f"dL/dz{n_layers} = (a{n_layers} - y) / N  (fused)"
-    else:
-        assert loss_obj.value_and_grad is not None
-        value = loss_obj.value_and_grad(y_pred, yc, delta, work, w)
-        out_act.backward(delta, z_out, y_pred, work)
-        how = (f"dL/dz{n_layers} = 2/(N·K)·(a{n_layers} - y)" if loss_obj.name == "mse"
-               and out_act.name == "identity" else
-               f"dL/dz{n_layers} = dL/da{n_layers} * {out_act.name}'(z{n_layers})")
-    out._add("loss", float(value), f"{loss_obj.name}(a{n_layers}, y)")
-
-    # 逆伝播 (backward): dW{i} = a{i-1}.T·delta{i}, db{i} = sum(delta{i}),
-    # delta{i-1} = (delta{i}·W{i}.T) * f{i-1}'(z{i-1}).
     def label(i: int) -> str:
         name = f"delta{i}"
         return SEED_NAMES.get(name, name) if seed_names else name
 
-    for i in range(n_layers, 0, -1):
-        layer = layers[i - 1]
-        if i != n_layers:
-            how = f"({label(i + 1)}·W{i + 1}.T) * {layer.activation.name}'(z{i})"
-        out._add(label(i), delta.copy(), how)
-        prev = "X" if i == 1 else f"a{i - 1}"
-        dW = np.dot(acts[i - 1].T, delta)
-        db = np.sum(delta, axis=0, keepdims=True)
-        out._add(f"dW{i}", dW, f"{prev}.T·{label(i)}")
-        out._add(f"db{i}", db, f"sum({label(i)}, axis=0)")
-        if i > 1:
-            below = layers[i - 2]
-            delta = np.dot(delta, layer.W.T)
-            below.activation.backward(delta, zs[i - 2], acts[i - 1], np.empty_like(delta))
+    # 順伝播 (forward), layer by layer, with a0 = X.
+    steps: list[_Step] = []
+    x, x_name = Xc, "X"
+    for i, layer in enumerate(layers, start=1):
+        s = _Step(layer, i, x, x_name)
+        _forward(out, s, rng_for, i == n_layers)
+        assert s.out is not None
+        steps.append(s)
+        x, x_name = s.out, s.out_name
+
+    # 損失関数 and 出力層の誤差, then 逆伝播 (backward) from the output to the first layer.
+    g = _loss_step(out, steps[-1], loss_obj, yc, w, label)
+    g_name = next(reversed(out))  # the name _loss_step gave the gradient
+    for s in reversed(steps):
+        below = layers[s.i - 2] if s.i > 1 else None
+        g, g_name = _backward(out, s, g, g_name, s.i == n_layers, below, label)
     return out

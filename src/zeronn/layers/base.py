@@ -201,7 +201,10 @@ class Layer:
 
     def backward_from_logits(self, delta: NDArray, need_dx: bool = True) -> NDArray | None:
         """Like ``backward``, but ``delta`` is dL/dz *before* the layer's final activation
-        (a fused cross-entropy gives it from the logits). Only for layers with ``activation``."""
+        (a fused cross-entropy gives it from the logits). A layer without an activation
+        (BatchNorm, Dropout, ...) has no step after its logits: this is ``backward``."""
+        if self.activation is None:
+            return self.backward(delta, need_dx)
         raise ValueError(f"{self!r} does not end in an activation")
 
     @property
