@@ -296,28 +296,22 @@ def _make_layer(spec: tuple[Any, ...]) -> zn.Layer:
     return zn.LayerNorm(eps=args[0])
 
 
-def _loss_for(net: zn.Network) -> str:
-    return {"sigmoid": "binary_crossentropy", "softmax": "categorical_crossentropy"}.get(
-        net.output_activation, "mse")
-
-
-def _targets(net: zn.Network, rng: np.random.Generator, n: int) -> np.ndarray:
-    k = net.n_outputs
-    if net.output_activation == "softmax":
-        return np.eye(k)[rng.integers(0, k, n)]
-    if net.output_activation == "sigmoid":
-        return (rng.random((n, k)) > 0.5).astype(float)
-    return rng.standard_normal((n, k))
-
-
 def _trained(specs: list[tuple[Any, ...]], d: int, dtype: str, seed: int) -> zn.Sequential:
-    """A Sequential of ``specs`` after 3 epochs: BatchNorm's running statistics, gamma and
-    beta are no longer their defaults."""
+    """A Sequential of ``specs`` as training leaves it: parameters moved off their
+    initial values (BatchNorm's and LayerNorm's gamma and beta too), and 3 epochs of
+    training-mode passes (Dropout masks drawn) moving BatchNorm's running statistics.
+
+    Training-mode forward passes, not ``fit``: the stacks may end in any layer, and what
+    export reads is the parameters and statistics whatever set them (``fit`` sets them in
+    test_layer_nodes and test_any_object_with_onnx_spec_exports).
+    """
     rng = np.random.default_rng(seed)
     net = zn.Sequential([_make_layer(s) for s in specs], input_dim=d, dtype=dtype, seed=seed)
+    net.flat_params[:] += rng.normal(0, 0.3, net.n_params)
     X = rng.standard_normal((48, d)) * 2 + 1
-    net.fit(X, _targets(net, rng, 48), loss=_loss_for(net), optimizer="adam", epochs=3,
-            batch_size=16, seed=seed)
+    for _ in range(3):
+        for batch in np.split(X[rng.permutation(48)], 3):
+            net.forward(batch, training=True)
     return net
 
 
