@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import zeronn as zn
 from zeronn import onnx_export, persistence
@@ -244,3 +249,320 @@ def test_tabular_model_bakes_in_scaling(tmp_path, target):
         _assert_close(outs[0], want)
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "t.onnx")).metadata_props}
     assert props["feature_names"] == '["a", "b", "c", "d"]'
+
+
+# -- every layer kind -------------------------------------------------------------------------
+# ZERONN_ONNX_EXAMPLES=200 for a deeper run.
+LAYER_EXAMPLES = int(os.environ.get("ZERONN_ONNX_EXAMPLES", 12))
+ACTIVATIONS = [None, *HIDDEN]
+
+
+def test_hidden_covers_every_builtin_activation():
+    assert set(HIDDEN) == set(zn.ACTIVATIONS)
+
+
+@st.composite
+def _layer_specs(draw: Any) -> list[tuple[Any, ...]]:
+    """Recipes (not layers: a layer belongs to one network) for a stack of 1 to 6 layers."""
+    kinds = st.sampled_from(["dense", "activation", "dropout", "batchnorm", "layernorm"])
+    specs = []
+    for kind in draw(st.lists(kinds, min_size=1, max_size=6)):
+        if kind == "dense":
+            specs.append((kind, draw(st.integers(1, 7)), draw(st.sampled_from(ACTIVATIONS)),
+                          draw(st.booleans())))
+        elif kind == "activation":
+            specs.append((kind, draw(st.sampled_from(HIDDEN))))
+        elif kind == "dropout":
+            specs.append((kind, draw(st.sampled_from([0.0, 0.2, 0.5, 0.9]))))
+        elif kind == "batchnorm":
+            specs.append((kind, draw(st.sampled_from([0.1, 0.5, None])),
+                          draw(st.sampled_from([1e-5, 1e-3]))))
+        else:
+            specs.append((kind, draw(st.sampled_from([1e-5, 1e-3]))))
+    return specs
+
+
+def _make_layer(spec: tuple[Any, ...]) -> zn.Layer:
+    kind, *args = spec
+    if kind == "dense":
+        units, act, bias = args
+        return zn.Dense(units, activation=act, init="glorot_uniform", use_bias=bias)
+    if kind == "activation":
+        return zn.Activation(args[0])
+    if kind == "dropout":
+        return zn.Dropout(args[0])
+    if kind == "batchnorm":
+        return zn.BatchNorm(momentum=args[0], eps=args[1])
+    return zn.LayerNorm(eps=args[0])
+
+
+def _trained(specs: list[tuple[Any, ...]], d: int, dtype: str, seed: int) -> zn.Sequential:
+    """A Sequential of ``specs`` as training leaves it: parameters moved off their
+    initial values (BatchNorm's and LayerNorm's gamma and beta too), and 3 epochs of
+    training-mode passes (Dropout masks drawn) moving BatchNorm's running statistics.
+
+    Training-mode forward passes, not ``fit``: the stacks may end in any layer, and what
+    export reads is the parameters and statistics whatever set them (``fit`` sets them in
+    test_layer_nodes and test_any_object_with_onnx_spec_exports).
+    """
+    rng = np.random.default_rng(seed)
+    net = zn.Sequential([_make_layer(s) for s in specs], input_dim=d, dtype=dtype, seed=seed)
+    net.flat_params[:] += rng.normal(0, 0.3, net.n_params)
+    X = rng.standard_normal((48, d)) * 2 + 1
+    for _ in range(3):
+        for batch in np.split(X[rng.permutation(48)], 3):
+            net.forward(batch, training=True)
+    return net
+
+
+@settings(max_examples=LAYER_EXAMPLES, deadline=None)
+@given(specs=_layer_specs(), d=st.integers(1, 5), dtype=st.sampled_from(["float32", "float64"]),
+       seed=st.integers(0, 2**16))
+def test_any_layer_stack_matches_predict(tmp_path_factory, specs, d, dtype, seed):
+    net = _trained(specs, d, dtype, seed)
+    for layer in net.layers:
+        if layer.kind == "batchnorm":
+            assert not np.allclose(layer.state["running_var"], 1)
+    X = np.random.default_rng(seed + 1).standard_normal((37, d)) * 2 + 1
+    path = tmp_path_factory.mktemp("stack") / "m.onnx"
+    zn.export_onnx(net, path)
+    (out,) = _run(path, X)
+    assert out.dtype == np.float32
+    want = net.predict(X).astype(np.float64)
+    # The graph computes in float32, in its own order: where the stack is ill-conditioned
+    # (a BatchNorm of a near-constant feature divides a cancellation by sqrt(eps)), float32
+    # rounding alone moves the output further than 1e-5 of its scale. The allowance is
+    # then what rounding every input, parameter, statistic and layer output to float32
+    # precision does to the model; a well-conditioned stack gets the plain 1e-5 bound.
+    noise = _float32_sensitivity(net, X)
+    err = np.abs(out - want).max()
+    scale = np.abs(want).max()
+    assert err <= 1e-5 * scale + 10 * noise, (err, noise, scale)
+    if noise < 1e-7 * scale:
+        _assert_close(out, want)
+
+
+def _float32_sensitivity(net: zn.Network, X: np.ndarray, draws: int = 3) -> float:
+    """The largest change of the output (float64) when every value the computation reads
+    or writes moves by float32's rounding, over ``draws`` random draws.
+
+    Inputs, parameters, statistics and layer outputs move by a relative 2**-24; an
+    activation's output by 2**-24 times (|its input| + 1) absolute, the size of the terms
+    its formula cancels (``1 + tanh`` in GELU, ``e^z - 1`` in ELU); a LayerNorm's variance
+    as a one-pass ``E[x^2] - mean^2`` computes it (onnxruntime's kernel).
+    """
+    ref = net.copy_network("float64")
+    base = ref.predict(X)
+    worst = 0.0
+    for k in range(draws):
+        rng = np.random.default_rng(k)
+        jiggle = functools.partial(_jiggle, rng)
+        p = ref.copy_network()
+        p.flat_params[:] = jiggle(p.flat_params)
+        for layer in p.layers:
+            for arr in layer.state.values():
+                if arr.dtype.kind == "f":
+                    arr[...] = jiggle(arr)
+        a = jiggle(X)
+        for layer in p.layers:
+            if layer.kind == "layernorm":
+                a = jiggle(_layernorm_one_pass(layer, a, rng))
+            elif layer.activation is not None:
+                z = layer.infer(a, logits=True) if layer.kind == "dense" else a
+                a = jiggle(layer.infer(a), np.abs(jiggle(z)) + 1)
+            else:
+                a = jiggle(layer.infer(a))
+        worst = max(worst, float(np.abs(a - base).max()))
+    return worst
+
+
+def _jiggle(rng: np.random.Generator, a: np.ndarray, size: Any = None) -> np.ndarray:
+    """``a`` moved by up to 2**-24 times ``size`` (default ``|a|``: a relative rounding)."""
+    size = np.abs(a) if size is None else size
+    return a + rng.uniform(-1, 1, a.shape) * 2.0**-24 * size
+
+
+def _layernorm_one_pass(layer: zn.Layer, a: np.ndarray, rng: np.random.Generator
+                        ) -> np.ndarray:
+    """LayerNorm with the rounding of a one-pass variance, ``E[x^2] - mean^2`` (what
+    onnxruntime's kernel computes): off by float32's epsilon times ``E[x^2]``."""
+    axes = tuple(range(1, a.ndim))
+    mean = a.mean(axis=axes, keepdims=True)
+    var = np.square(a - mean).mean(axis=axes, keepdims=True)
+    var += rng.uniform(-1, 1, var.shape) * 2.0**-23 * np.square(a).mean(axis=axes, keepdims=True)
+    gamma, beta = layer.params
+    eps = layer.config()["eps"]
+    return (a - mean) / np.sqrt(np.maximum(var, 0) + eps) * gamma + beta
+
+
+def test_layer_nodes(tmp_path):
+    """One table entry per kind: Gemm or MatMul, BatchNormalization with the running
+    statistics, LayerNormalization over the features, and nothing for Dropout."""
+    net = zn.Sequential([zn.Dense(6, use_bias=False), zn.BatchNorm(eps=1e-3), zn.Dropout(0.5),
+                         zn.Activation("relu"), zn.Dense(4, activation="tanh"),
+                         zn.LayerNorm(eps=1e-4), zn.Dense(2)], input_dim=3, seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3)) * 3 + 2
+    net.fit(X, rng.standard_normal((40, 2)), epochs=2, batch_size=8, seed=0)
+    bn, ln = net.layers[1], net.layers[5]
+    path = tmp_path / "m.onnx"
+    zn.export_onnx(net, path)
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["MatMul", "BatchNormalization", "Relu", "Gemm", "Tanh",
+                   "LayerNormalization", "Gemm", "Identity"]
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    node = model.graph.node[1]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["epsilon"] == pytest.approx(1e-3)
+    scale, bias, mean, var = (init[name] for name in node.input[1:])
+    np.testing.assert_allclose(scale, bn.params[0], rtol=1e-6)
+    np.testing.assert_allclose(bias, bn.params[1], rtol=1e-6)
+    np.testing.assert_allclose(mean, bn.state["running_mean"], rtol=1e-6)
+    np.testing.assert_allclose(var, bn.state["running_var"], rtol=1e-6)
+    assert not np.allclose(var, 1) and not np.allclose(mean, 0)
+    node = model.graph.node[5]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs == {"axis": 1, "epsilon": pytest.approx(1e-4)}
+    np.testing.assert_allclose(init[node.input[1]], ln.params[0], rtol=1e-6)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["zeronn_kind"] == "sequential"
+    assert json.loads(props["layers"])[1] == {"type": "BatchNorm", "momentum": 0.1,
+                                              "eps": 1e-3}
+    (out,) = _run(path, X)
+    _assert_close(out, net.predict(X))
+
+
+def test_batchnorm_on_channels(tmp_path):
+    """(n, C, H, W) inputs: BatchNormalization's axis 1 is the channel, as zeronn's."""
+    net = zn.Sequential([zn.BatchNorm(), zn.LayerNorm()], input_shape=(3, 2, 2), seed=0)
+    X = np.random.default_rng(0).standard_normal((16, 3, 2, 2)) * [[[4]], [[1]], [[0.5]]]
+    for _ in range(3):
+        net.forward(X + 1, training=True)  # moves the running statistics
+    zn.export_onnx(net, tmp_path / "m.onnx")
+    (out,) = _run(tmp_path / "m.onnx", X)
+    assert out.shape == (16, 3, 2, 2)
+    _assert_close(out, net.predict(X))
+
+
+@pytest.mark.parametrize("opset", [13, 16])
+def test_layernorm_needs_opset_17(tmp_path, opset):
+    net = zn.Sequential([zn.Dense(3), zn.LayerNorm()], input_dim=2, seed=0)
+    with pytest.raises(ValueError, match=r"layer 2 \(LayerNorm\).*opset=17"):
+        zn.export_onnx(net, tmp_path / "m.onnx", opset=opset)
+    zn.export_onnx(net, tmp_path / "m.onnx", opset=17)
+    assert not any(p.name != "m.onnx" for p in tmp_path.iterdir())
+
+
+class _Square(zn.Layer):
+    kind = "square"
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return x * x
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return x * x
+
+
+def test_unsupported_layer_is_named(tmp_path):
+    net = zn.Sequential([zn.Dense(3), _Square()], input_dim=2, seed=0)
+    with pytest.raises(ValueError, match=r"layer 2 \(_Square, kind 'square'\) has no ONNX "
+                                         r"export.*dense, activation, dropout"):
+        zn.export_onnx(net, tmp_path / "m.onnx")
+    assert not any(tmp_path.iterdir())
+
+
+# -- the GraphSpec protocol -------------------------------------------------------------------
+class _Front:
+    """A front end of its own: export asks it for its spec, nothing else."""
+
+    def __init__(self, net: zn.Network) -> None:
+        self.net = net
+
+    def onnx_spec(self) -> onnx_export.GraphSpec:
+        return onnx_export.GraphSpec(self.net, task="classification", classes=["b", "a", "c"],
+                                     x_scaling=([1, 2], [2, 4]), input_name="features",
+                                     output_names=("y", "p"), kind="front.Custom",
+                                     metadata={"note": {"k": [1]}})
+
+
+def test_any_object_with_onnx_spec_exports(tmp_path):
+    net = zn.Sequential([zn.Dense(5, activation="relu"), zn.BatchNorm(), zn.Dropout(0.3),
+                         zn.Dense(3, activation="softmax")], input_dim=2, seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 2)) * [2, 4] + [1, 2]
+    net.fit((X - [1, 2]) / [2, 4], np.eye(3)[rng.integers(0, 3, 30)],
+            loss="categorical_crossentropy", epochs=2, batch_size=10, seed=0)
+    zn.export_onnx(_Front(net), tmp_path / "m.onnx")
+    sess = _session(tmp_path / "m.onnx")
+    assert [i.name for i in sess.get_inputs()] == ["features"]
+    assert [o.name for o in sess.get_outputs()] == ["y", "p"]
+    y, p = sess.run(None, {"features": X.astype(np.float32)})
+    want = net.predict((X - [1, 2]) / [2, 4])
+    _assert_close(p, want)
+    assert list(y) == list(np.array(["b", "a", "c"], object)[want.argmax(axis=1)])
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    props = {q.key: q.value for q in model.metadata_props}
+    assert props["zeronn_kind"] == "front.Custom" and model.graph.name == "zeronn_front_Custom"
+    assert json.loads(props["note"]) == {"k": [1]}
+    assert json.loads(props["classes"]) == ["b", "a", "c"]
+
+
+def test_graph_spec_checks_itself():
+    GraphSpec = onnx_export.GraphSpec
+    net = zn.MLP([2, 4, 3], output_activation="softmax", seed=0)
+    binary = zn.MLP([2, 4, 1], output_activation="sigmoid", seed=0)
+    assert GraphSpec(net).output_names == ("output",) and GraphSpec(net).kind == "mlp"
+    spec = GraphSpec(binary, task="classification", classes=np.array([3, 1], np.int32))
+    assert spec.classes.dtype == np.int64 and spec.output_names == ("label", "probabilities")
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        GraphSpec(net, task="ranking")
+    with pytest.raises(ValueError, match="must be a zeronn Network"):
+        GraphSpec({"W": 1})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"3 classes \(classification\) need 3 softmax"):
+        GraphSpec(binary, task="classification", classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"2 classes .* need 1 sigmoid"):
+        GraphSpec(net, task="classification", classes=["a", "b"])
+    with pytest.raises(ValueError, match="no usable class labels"):
+        GraphSpec(net, task="classification", classes=None)
+    with pytest.raises(ValueError, match="no usable class labels"):
+        GraphSpec(binary, task="classification", classes=np.array(["a", 1], object))
+    with pytest.raises(ValueError, match="classes are for classification"):
+        GraphSpec(net, task="regression", classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="y_scaling applies to network and regression"):
+        GraphSpec(net, task="classification", classes=[1, 2, 3], y_scaling=([0], [1]))
+    with pytest.raises(ValueError, match="x_scaling mean has 3 values, expected 2"):
+        GraphSpec(net, x_scaling=([0, 0, 0], [1, 1]))
+    with pytest.raises(ValueError, match="x_scaling scale must hold finite"):
+        GraphSpec(net, x_scaling=([0, 0], [1, np.nan]))
+    with pytest.raises(ValueError, match="x_scaling must be a"):
+        GraphSpec(net, x_scaling=np.zeros(3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="1 output"):
+        GraphSpec(net, output_names=("a", "b"))
+    with pytest.raises(ValueError, match="none equal to input_name"):
+        GraphSpec(net, output_names=("X",))
+
+
+def test_onnx_spec_must_return_a_graph_spec(tmp_path):
+    class Odd:
+        def onnx_spec(self) -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(ValueError, match=r"Odd.onnx_spec\(\) returned a dict, not a GraphSpec"):
+        zn.export_onnx(Odd(), tmp_path / "m.onnx")
+
+
+def test_front_ends_give_their_spec():
+    """The estimators and the tabular model describe themselves; export reads nothing else."""
+    sk = pytest.importorskip("zeronn.sklearn")
+    X, Z = _xy()
+    with pytest.warns(UserWarning):  # few iterations on purpose: ConvergenceWarning
+        est = sk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(
+            X, np.where(Z[:, 0] > 0, "yes", "no"))
+    spec = est.onnx_spec()
+    assert (spec.task, spec.kind, spec.network) == ("classification", "sklearn.MLPClassifier",
+                                                    est.net_)
+    assert spec.classes.dtype == object and list(spec.classes) == ["no", "yes"]
+    assert spec.x_scaling is None and spec.y_scaling is None
+    with pytest.raises(ValueError, match="not fitted"):
+        sk.MLPClassifier().onnx_spec()

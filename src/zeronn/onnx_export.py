@@ -1,12 +1,23 @@
 """ONNX export: a trained network (or estimator, or CLI model) as a standard ONNX graph.
 
-The graph takes ``X`` as float32 (batch, n_features), with a dynamic batch dimension,
-and computes what ``predict`` computes: ``Gemm`` per layer, then the layer's activation
-as ONNX nodes (Relu, LeakyRelu(alpha=0.01), Elu(alpha=1), Sigmoid, Tanh, Softplus,
-Softmax on the last axis; GELU's tanh approximation is composed from Mul/Add/Tanh where
-the opset has no ``Gelu``, i.e. below 20). Models that carry input scaling (``x_mean``,
-``x_scale``) apply it first; regression target scaling (``y_mean``, ``y_scale``) is
-undone last; classifiers output ``label`` and ``probabilities``.
+The graph takes ``X`` as float32 (batch, *input_shape), with a dynamic batch dimension,
+and computes what ``predict`` computes (evaluation mode), layer by layer through one
+table keyed by ``layer.kind``:
+
+- ``Dense``: ``Gemm`` (``MatMul`` without a bias), then its activation;
+- ``Activation``: its activation as ONNX nodes: Relu, LeakyRelu(alpha=0.01),
+  Elu(alpha=1), Sigmoid, Tanh, Softplus, Softmax on the last axis; GELU's tanh
+  approximation is composed from Mul/Add/Tanh where the opset has no ``Gelu`` (below 20);
+- ``Dropout``: nothing (evaluation mode is the identity);
+- ``BatchNorm``: ``BatchNormalization`` with the running statistics;
+- ``LayerNorm``: ``LayerNormalization`` over every feature axis (opset 17 or newer).
+
+What goes around the network comes from a :class:`GraphSpec`: a network exports with
+its default spec; a front-end object (a ``zeronn.sklearn`` estimator, a
+``zeronn.tabular`` model) is asked for one through its ``onnx_spec()`` method, so this
+module knows no front end. Input scaling (``(x - mean) / scale``) is applied first;
+output scaling (``y * scale + mean``) is undone last; classifiers output ``label`` and
+``probabilities``.
 
 ``onnx`` is an optional extra, imported only when exporting.
 """
@@ -15,7 +26,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,13 +36,165 @@ from numpy.typing import NDArray
 from zeronn._atomic import atomic_write
 from zeronn._version import __version__
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
+from zeronn.layers.base import Layer
 from zeronn.models import MLP
-from zeronn.tasks import LABEL_DTYPES, MULTILABEL, classification_task, label_kind_of_dtype
+from zeronn.network import Network
+from zeronn.tasks import (
+    MULTILABEL,
+    THRESHOLD,
+    classification_task,
+    label_array,
+    label_kind_of_dtype,
+)
 
-__all__ = ["MIN_OPSET", "export_onnx"]
+__all__ = ["MIN_OPSET", "TASKS", "GraphSpec", "export_onnx", "graph_spec"]
 
 MIN_OPSET = 13  # Softmax works on one axis (and Split/Squeeze take inputs) from opset 13
 GELU_OPSET = 20  # the first opset with a Gelu operator (approximate="tanh")
+LAYERNORM_OPSET = 17  # the first opset with LayerNormalization
+
+#: What the graph outputs, per task (the default ``GraphSpec.output_names``):
+#: ``network`` the network's output as is; ``regression`` predictions (after undoing
+#: the output scaling); ``classification`` one label per row and the class
+#: probabilities; ``multilabel`` a 0/1 indicator per label and the label probabilities.
+TASKS: dict[str, tuple[str, ...]] = {
+    "network": ("output",),
+    "regression": ("predictions",),
+    "classification": ("label", "probabilities"),
+    "multilabel": ("label", "probabilities"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class GraphSpec:
+    """Everything ONNX export needs: the network and what goes around it.
+
+    Parameters
+    ----------
+    network : the trained network (its ``predict`` is what the graph computes inside).
+    task : a key of :data:`TASKS`: ``"network"`` (default), ``"regression"``,
+        ``"classification"`` or ``"multilabel"``.
+    x_scaling : ``(mean, scale)``, each ``input_shape`` values (flattened is fine): the
+        graph computes ``(X - mean) / scale`` before the network. ``None``: no scaling.
+    y_scaling : ``(mean, scale)``, each ``n_outputs`` values: the output is
+        ``out * scale + mean`` (``network`` and ``regression`` tasks only).
+    classes : the class labels (n_classes,), for ``classification`` and ``multilabel``;
+        their kind (strings, integers, floats or booleans) sets the dtype of the
+        ``label`` output. Stored as the array of that kind (strings as objects).
+    input_name : the graph's input (default ``"X"``).
+    output_names : the graph's outputs, as many as the task's defaults in :data:`TASKS`
+        (empty: those defaults).
+    kind : what made the model, written as the ``zeronn_kind`` metadata (empty: the
+        network class's name in lower case, ``"mlp"``, ``"sequential"``...).
+    metadata : more ``metadata_props``, each value written as JSON (feature names...).
+
+    The network's outputs must fit the task: one sigmoid output for two classes, one
+    softmax output per class for more, one sigmoid output per label for multilabel.
+    """
+
+    network: Network
+    task: str = "network"
+    x_scaling: tuple[NDArray, NDArray] | None = None
+    y_scaling: tuple[NDArray, NDArray] | None = None
+    classes: NDArray | None = None
+    input_name: str = "X"
+    output_names: tuple[str, ...] = ()
+    kind: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        net = self.network
+        if not isinstance(net, Network):
+            raise ValueError(f"GraphSpec.network must be a zeronn Network, got "
+                             f"{type(net).__name__}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
+        set_ = object.__setattr__  # frozen: normalise the fields once, here
+        n_in = int(np.prod(net.input_shape))
+        if self.x_scaling is not None:
+            set_(self, "x_scaling", _scaling(self.x_scaling, n_in, "x_scaling"))
+        if self.y_scaling is not None:
+            if self.task not in ("network", "regression"):
+                raise ValueError(f"y_scaling applies to network and regression outputs, "
+                                 f"not to a {self.task} task")
+            set_(self, "y_scaling", _scaling(self.y_scaling, net.n_outputs, "y_scaling"))
+        if self.task in ("classification", "multilabel"):
+            set_(self, "classes", _label_array(self.classes))
+            self._check_head()
+        elif self.classes is not None:
+            raise ValueError(f"classes are for classification and multilabel tasks, not "
+                             f"{self.task}")
+        names = tuple(self.output_names) or TASKS[self.task]
+        if len(names) != len(TASKS[self.task]) or len({*names, self.input_name}) != \
+                len(names) + 1 or not all(isinstance(n, str) and n for n in names) or \
+                not (isinstance(self.input_name, str) and self.input_name):
+            raise ValueError(f"a {self.task} graph has {len(TASKS[self.task])} output(s) "
+                             f"({', '.join(TASKS[self.task])}): give as many distinct, "
+                             f"non-empty output_names, none equal to input_name "
+                             f"{self.input_name!r}; got {names!r}")
+        set_(self, "output_names", names)
+        set_(self, "kind", self.kind or type(net).__name__.lower())
+        set_(self, "metadata", dict(self.metadata))
+
+    def _check_head(self) -> None:
+        """The network's output layer must be the one the task decodes."""
+        net, classes = self.network, self.classes
+        assert classes is not None
+        n = len(classes)
+        rule = MULTILABEL if self.task == "multilabel" else classification_task(n)
+        want, act = rule.n_outputs(n), rule.output_activation
+        if net.n_outputs != want or net.output_activation != act or len(net.output_shape) != 1:
+            raise ValueError(f"{n} classes ({self.task}) need {want} {act} output(s), but "
+                             f"the network has {net.n_outputs} {net.output_activation} "
+                             "output(s)")
+
+
+def _scaling(pair: Any, n: int, what: str) -> tuple[NDArray, NDArray]:
+    try:
+        mean, scale = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a (mean, scale) pair of arrays or None") from None
+    out = []
+    for a, part in ((mean, "mean"), (scale, "scale")):
+        arr = np.asarray(a, dtype=np.float64).reshape(-1)
+        if arr.size != n:
+            raise ValueError(f"{what} {part} has {arr.size} values, expected {n}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{what} {part} must hold finite numbers")
+        out.append(arr)
+    return out[0], out[1]
+
+
+def _label_array(classes: Any) -> NDArray:
+    """The class labels as the array ``label`` is taken from, of the dtype of their kind
+    (``zeronn.tasks.label_array``: strings as objects, int64, float64 or bool)."""
+    arr = None if classes is None else np.asarray(classes)
+    kind = None if arr is None else label_kind_of_dtype(arr.dtype)
+    if arr is None or arr.ndim != 1 or arr.size < 2 or kind is None or (
+            kind == "str" and not all(isinstance(c, str) for c in arr.tolist())):
+        raise ValueError(f"no usable class labels (classes={classes!r}): export needs at "
+                         "least two classes of numbers, strings or booleans")
+    return label_array(arr.tolist(), kind)
+
+
+def graph_spec(model: Any) -> GraphSpec:
+    """The :class:`GraphSpec` ``model`` exports with: a network's default spec, a spec as
+    is, or what an object's ``onnx_spec()`` method returns."""
+    if isinstance(model, GraphSpec):
+        return model
+    if isinstance(model, Network):
+        return GraphSpec(model)
+    method = getattr(model, "onnx_spec", None)
+    if not callable(method):
+        raise ValueError(f"cannot export a {type(model).__name__}: export_onnx takes a "
+                         "network (Sequential, MLP), a zeronn.sklearn estimator, a "
+                         "zeronn.tabular model, or an object whose onnx_spec() returns a "
+                         "GraphSpec")
+    spec = method()
+    if not isinstance(spec, GraphSpec):
+        raise ValueError(f"{type(model).__name__}.onnx_spec() returned a "
+                         f"{type(spec).__name__}, not a GraphSpec")
+    return spec
 
 
 def _require_onnx() -> Any:
@@ -108,140 +272,162 @@ def _activation(g: _Graph, name: str, x: str, stem: str) -> str:
                      "relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus and softmax")
 
 
-def _network(g: _Graph, net: MLP, x: str) -> str:
-    """Gemm + activation per layer; returns the name of the network's output."""
-    for i, layer in enumerate(net.layers, start=1):
-        W = g.const(f"W{i}", layer.W)
-        b = g.const(f"b{i}", layer.b.reshape(-1))
-        z = g.op("Gemm", [x, W, b], f"z{i}")
-        x = _activation(g, layer.activation.name, z, f"a{i}")
+# -- one entry per kind of layer --------------------------------------------------------------
+# Each reads the layer through the Layer interface only (params by name, state, config),
+# so a layer class needs nothing export-specific.
+def _params(layer: Layer) -> dict[str, NDArray]:
+    return dict(zip(layer.param_names, layer.params))
+
+
+def _activation_name(layer: Layer) -> str:
+    return "identity" if layer.activation is None else layer.activation.name
+
+
+def _dense(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    p = _params(layer)
+    W = g.const(f"W{i}", p["W"])
+    if "b" in p:
+        z = g.op("Gemm", [x, W, g.const(f"b{i}", p["b"].reshape(-1))], f"z{i}")
+    else:
+        z = g.op("MatMul", [x, W], f"z{i}")
+    return _activation(g, _activation_name(layer), z, f"a{i}")
+
+
+def _activation_layer(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    return _activation(g, _activation_name(layer), x, f"a{i}")
+
+
+def _dropout(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    return x  # inverted dropout: evaluation mode passes x through unchanged
+
+
+def _batchnorm(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    # Inference mode: (x - running_mean) / sqrt(running_var + eps) * gamma + beta, per
+    # feature (axis 1), for (n, C) and (n, C, H, W) inputs alike.
+    p, s = _params(layer), layer.state
+    inputs = [x, g.const(f"gamma{i}", p["gamma"]), g.const(f"beta{i}", p["beta"]),
+              g.const(f"running_mean{i}", s["running_mean"]),
+              g.const(f"running_var{i}", s["running_var"])]
+    return g.op("BatchNormalization", inputs, f"bn{i}", epsilon=float(layer.config()["eps"]))
+
+
+def _layernorm(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    # Over every axis after the batch (axis 1 on), gamma and beta shaped like one sample.
+    p = _params(layer)
+    return g.op("LayerNormalization",
+                [x, g.const(f"gamma{i}", p["gamma"]), g.const(f"beta{i}", p["beta"])],
+                f"ln{i}", axis=1, epsilon=float(layer.config()["eps"]))
+
+
+@dataclass(frozen=True)
+class _LayerOp:
+    """How one kind of layer becomes nodes: ``emit(graph, layer, x, index) -> output``."""
+
+    emit: Callable[[_Graph, Layer, str, int], str]
+    operator: str  # named in errors
+    min_opset: int = MIN_OPSET
+
+
+_LAYER_OPS: dict[str, _LayerOp] = {
+    "dense": _LayerOp(_dense, "Gemm"),
+    "activation": _LayerOp(_activation_layer, "its activation"),
+    "dropout": _LayerOp(_dropout, "nothing"),
+    "batchnorm": _LayerOp(_batchnorm, "BatchNormalization"),
+    "layernorm": _LayerOp(_layernorm, "LayerNormalization", LAYERNORM_OPSET),
+}
+
+
+def _layer_op(layer: Layer, i: int, opset: int) -> _LayerOp:
+    entry = _LAYER_OPS.get(layer.kind)
+    if entry is None:
+        raise ValueError(f"layer {i} ({type(layer).__name__}, kind {layer.kind!r}) has no "
+                         f"ONNX export; export supports the layer kinds "
+                         f"{', '.join(_LAYER_OPS)}")
+    if opset < entry.min_opset:
+        raise ValueError(f"layer {i} ({type(layer).__name__}) exports as {entry.operator}, "
+                         f"which needs ONNX opset {entry.min_opset} or newer: export with "
+                         f"opset={entry.min_opset} (got opset={opset})")
+    return entry
+
+
+def _network(g: _Graph, net: Network, x: str) -> str:
+    """The nodes of every layer in turn; returns the name of the network's output."""
+    entries = [_layer_op(layer, i, g.opset) for i, layer in enumerate(net.layers, start=1)]
+    for i, (layer, entry) in enumerate(zip(net.layers, entries), start=1):
+        x = entry.emit(g, layer, x, i)
     return x
 
 
-def _row(a: Any, n: int, what: str) -> NDArray:
-    arr = np.asarray(a, dtype=np.float64).reshape(-1)
-    if arr.size != n:
-        raise ValueError(f"{what} has {arr.size} values, expected {n}")
-    return arr
+def _model_props(spec: GraphSpec) -> dict[str, str]:
+    net = spec.network
+    props = {"zeronn_kind": spec.kind,
+             "input_shape": json.dumps(list(net.input_shape)),
+             "layers": json.dumps([{"type": type(layer).__name__, **layer.config()}
+                                   for layer in net.layers]),
+             "output_activation": net.output_activation}
+    if isinstance(net, MLP):  # the 0.1 keys, still read by existing consumers
+        props["layer_sizes"] = json.dumps(net.layer_sizes)
+        props["activations"] = json.dumps(net.activations)
+    if spec.classes is not None:
+        props["classes"] = json.dumps(spec.classes.tolist())
+    for key, value in spec.metadata.items():
+        props[str(key)] = json.dumps(value)
+    return props
 
 
-def _label_tensor_type(onnx: Any, kind: str) -> int:
-    # The tensor type of the label array predict returns (strings: object -> STRING).
-    return int(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(LABEL_DTYPES[kind])))
-
-
-def _unwrap(model: Any) -> tuple[str, MLP, dict[str, Any], dict[str, Any]]:
-    """(kind, net, meta, arrays) for an MLP or a model-file-protocol object."""
-    if isinstance(model, MLP):
-        return "mlp", model, {}, {}
-    kind = getattr(type(model), "_zeronn_kind", None)
-    if kind is None or not hasattr(model, "_zeronn_state"):
-        raise ValueError(f"cannot export a {type(model).__name__}: export_onnx takes an MLP, "
-                         "a zeronn.sklearn estimator or a zeronn.tabular model")
-    net, meta, arrays = model._zeronn_state()
-    if net is None:
-        raise ValueError(f"this {type(model).__name__} is not fitted yet: call fit first")
-    return str(kind), net, dict(meta), dict(arrays)
-
-
-def _spec(kind: str, net: MLP, meta: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
-    """What to put around the network: scaling, task, classes (from the protocol's meta).
-
-    ``task``: ``network`` (a bare MLP), ``regression``, ``classification`` (one label per
-    row) or ``multilabel`` (a 0/1 indicator per output).
-    """
-    n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
-    spec: dict[str, Any] = {"task": "network", "x_scaling": None, "y_scaling": None,
-                            "classes": None, "label_kind": None}
-    if kind == "mlp":
-        return spec
-    if arrays.get("x_mean") is not None and np.size(arrays["x_mean"]):
-        spec["x_scaling"] = (_row(arrays["x_mean"], n_in, "x_mean"),
-                             _row(arrays["x_scale"], n_in, "x_scale"))
-    task: Any
-    label_kind: Any
-    if kind == "sklearn.MLPClassifier":
-        y_type = meta.get("y_type")
-        task = "multilabel" if y_type == "multilabel-indicator" else "classification"
-        label_kind = label_kind_of_dtype(meta.get("classes_dtype", "O")) or "unknown"
-    elif kind == "sklearn.MLPRegressor":
-        task, label_kind = "regression", None
-    else:
-        task, label_kind = meta.get("task"), meta.get("label_kind")
-    if task == "regression":
-        spec["task"] = "regression"
-        if arrays.get("y_mean") is not None and np.size(arrays["y_mean"]):
-            spec["y_scaling"] = (_row(arrays["y_mean"], n_out, "y_mean"),
-                                 _row(arrays["y_scale"], n_out, "y_scale"))
-        return spec
-    if task not in ("classification", "multilabel"):
-        raise ValueError(f"unknown task {task!r} in the model's metadata")
-    classes = meta.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or label_kind not in LABEL_DTYPES:
-        raise ValueError(f"the model's metadata has no usable class labels "
-                         f"(classes={classes!r}, label kind {label_kind!r}): export needs "
-                         "at least two classes of numbers, strings or booleans")
-    rule = MULTILABEL if task == "multilabel" else classification_task(len(classes))
-    want, act = rule.n_outputs(len(classes)), rule.output_activation
-    if n_out != want or net.output_activation != act:
-        raise ValueError(f"{len(classes)} classes ({task}) need {want} {act} output(s), but "
-                         f"the network has {n_out} {net.output_activation} output(s)")
-    spec.update(task=task, classes=classes, label_kind=label_kind)
-    return spec
-
-
-def _build(onnx: Any, model: Any, opset: int) -> Any:
+def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
     helper, tp = onnx.helper, onnx.TensorProto
-    kind, net, meta, arrays = _unwrap(model)
-    spec = _spec(kind, net, meta, arrays)
+    net = spec.network
     g = _Graph(onnx, opset)
-    n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
-    x = "X"
-    if spec["x_scaling"] is not None:
-        mean, scale = spec["x_scaling"]
+    n_out = net.n_outputs
+    x = spec.input_name
+    if spec.x_scaling is not None:
+        mean, scale = (a.reshape(net.input_shape) for a in spec.x_scaling)
         x = g.op("Sub", [x, g.const("x_mean", mean)], "x_centered")
         x = g.op("Div", [x, g.const("x_scale", scale)], "x_scaled")
     out = _network(g, net, x)
+    names = spec.output_names
     outputs: list[Any] = []
-    if spec["task"] == "multilabel":  # an indicator per label: p > 0.5, as predict
-        g.op("Identity", [out], output="probabilities")
-        pos = g.op("Greater", [out, g.const("threshold", 0.5)])
-        g.op("Cast", [pos], output="label", to=tp.INT64)
+    if spec.task == "multilabel":  # an indicator per label: p > 0.5, as predict
+        g.op("Identity", [out], output=names[1])
+        pos = g.op("Greater", [out, g.const("threshold", THRESHOLD)])
+        g.op("Cast", [pos], output=names[0], to=tp.INT64)
         outputs = [
-            helper.make_tensor_value_info("label", tp.INT64, ["batch", n_out]),
-            helper.make_tensor_value_info("probabilities", tp.FLOAT, ["batch", n_out]),
+            helper.make_tensor_value_info(names[0], tp.INT64, ["batch", n_out]),
+            helper.make_tensor_value_info(names[1], tp.FLOAT, ["batch", n_out]),
         ]
-    elif spec["task"] == "classification":
-        classes = spec["classes"]
+    elif spec.task == "classification":
+        classes = spec.classes
+        assert classes is not None  # GraphSpec checked it
         if n_out == 1:  # binary: P(class 1) = p, label = classes[p > 0.5], as predict does
             one_minus = g.op("Sub", [g.const("one", 1.0), out])
-            g.op("Concat", [one_minus, out], output="probabilities", axis=1)
-            pos = g.op("Greater", [out, g.const("threshold", 0.5)])
+            g.op("Concat", [one_minus, out], output=names[1], axis=1)
+            pos = g.op("Greater", [out, g.const("threshold", THRESHOLD)])
             pos = g.op("Cast", [pos], to=tp.INT64)
             index = g.op("Squeeze", [pos, g.const("axis", [1], np.int64)])
         else:
-            g.op("Identity", [out], output="probabilities")
+            g.op("Identity", [out], output=names[1])
             index = g.op("ArgMax", [out], axis=1, keepdims=0)
-        labels = g.const("classes", classes, dtype=LABEL_DTYPES[spec["label_kind"]])
-        g.op("Gather", [labels, index], output="label", axis=0)
+        labels = g.const("classes", classes, dtype=classes.dtype)
+        g.op("Gather", [labels, index], output=names[0], axis=0)
+        label_type = int(helper.np_dtype_to_tensor_dtype(classes.dtype))
         outputs = [
-            helper.make_tensor_value_info("label", _label_tensor_type(onnx, spec["label_kind"]),
-                                          ["batch"]),
-            helper.make_tensor_value_info("probabilities", tp.FLOAT,
-                                          ["batch", len(classes)]),
+            helper.make_tensor_value_info(names[0], label_type, ["batch"]),
+            helper.make_tensor_value_info(names[1], tp.FLOAT, ["batch", len(classes)]),
         ]
     else:
-        name = "predictions" if spec["task"] == "regression" else "output"
-        if spec["y_scaling"] is not None:
-            mean, scale = spec["y_scaling"]
+        if spec.y_scaling is not None:
+            mean, scale = (a.reshape(net.output_shape) for a in spec.y_scaling)
             out = g.op("Mul", [out, g.const("y_scale", scale)])
-            g.op("Add", [out, g.const("y_mean", mean)], output=name)
+            g.op("Add", [out, g.const("y_mean", mean)], output=names[0])
         else:
-            g.op("Identity", [out], output=name)
-        outputs = [helper.make_tensor_value_info(name, tp.FLOAT, ["batch", n_out])]
+            g.op("Identity", [out], output=names[0])
+        outputs = [helper.make_tensor_value_info(names[0], tp.FLOAT,
+                                                 ["batch", *net.output_shape])]
     graph = helper.make_graph(
-        g.nodes, "zeronn_" + kind.replace(".", "_"),
-        [helper.make_tensor_value_info("X", tp.FLOAT, ["batch", n_in])],
+        g.nodes, "zeronn_" + spec.kind.replace(".", "_"),
+        [helper.make_tensor_value_info(spec.input_name, tp.FLOAT,
+                                       ["batch", *net.input_shape])],
         outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     m = helper.make_model(graph, opset_imports=opsets, producer_name="zeronn",
@@ -249,24 +435,21 @@ def _build(onnx: Any, model: Any, opset: int) -> Any:
                           doc_string=f"{net!r} exported by zeronn")
     # The lowest IR version that carries this opset: what older runtimes accept too.
     m.ir_version = helper.find_min_ir_version_for(opsets)
-    props = {"zeronn_kind": kind, "layer_sizes": json.dumps(net.layer_sizes),
-             "activations": json.dumps(net.activations),
-             "output_activation": net.output_activation}
-    for key in ("feature_names", "feature_names_in", "target_names", "classes"):
-        if isinstance(meta.get(key), list):
-            props[key] = json.dumps(meta[key])
-    helper.set_model_props(m, props)
+    helper.set_model_props(m, _model_props(spec))
     onnx.checker.check_model(m, full_check=True)
     return m
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> None:
-    """Writes ``model`` (an MLP, estimator or CLI model) as an ONNX file, atomically.
+    """Writes ``model`` as an ONNX file, atomically.
 
-    Input ``X``: float32 (batch, n_features). Outputs: ``output`` (batch, n_outputs) for
-    an MLP, ``predictions`` for a regressor, ``label`` (batch,) and ``probabilities``
-    (batch, n_classes) for a classifier. ``opset``: from 13 to the installed onnx's
-    newest. Needs the ``onnx`` extra (``pip install zeronn[onnx]``).
+    ``model``: a network (``Sequential``, ``MLP``), an object with an ``onnx_spec()``
+    method (the ``zeronn.sklearn`` estimators, ``zeronn.tabular.TabularModel``) or a
+    :class:`GraphSpec`. Input ``X``: float32 (batch, n_features). Outputs: ``output``
+    (batch, n_outputs) for a network, ``predictions`` for a regressor, ``label`` (batch,)
+    and ``probabilities`` (batch, n_classes) for a classifier. ``opset``: from 13 to the
+    installed onnx's newest (17 or newer with a ``LayerNorm``). Needs the ``onnx`` extra
+    (``pip install zeronn[onnx]``).
     """
     onnx = _require_onnx()
     newest = int(onnx.defs.onnx_opset_version())
@@ -274,7 +457,7 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
             not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the "
                          f"installed onnx's newest), got {opset!r}")
-    m = _build(onnx, model, int(opset))
+    m = _build(onnx, graph_spec(model), int(opset))
     data = m.SerializeToString()
     with atomic_write(path) as f:
         f.write(data)

@@ -54,6 +54,7 @@ from zeronn._validation import fraction, number_in, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.losses import Loss, get_loss
 from zeronn.models import MLP
+from zeronn.onnx_export import GraphSpec
 from zeronn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, Schedule
 from zeronn.tasks import (
     BINARY,
@@ -467,6 +468,22 @@ class _BaseMLP(BaseEstimator):
                 arrays[name.rstrip("_")] = np.asarray([v], dtype=np.float64)
         self._extra_state(meta, arrays)
         return self.net_, meta, arrays
+
+    def onnx_spec(self) -> GraphSpec:
+        """What ``zeronn.export_onnx`` builds the graph from: the fitted network, its task
+        and class labels, and the feature names (as ``metadata_props``)."""
+        if not hasattr(self, "net_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit first")
+        task, classes = self._onnx_task()
+        meta: dict[str, Any] = {}
+        if hasattr(self, "feature_names_in_"):
+            meta["feature_names_in"] = [str(f) for f in self.feature_names_in_]
+        return GraphSpec(self.net_, task=task, classes=classes, kind=self._zeronn_kind,
+                         metadata=meta)
+
+    def _onnx_task(self) -> tuple[str, NDArray | None]:
+        """(the GraphSpec task, the class labels or None)."""
+        return "regression", None
 
     def _extra_state(self, meta: dict[str, Any], arrays: dict[str, NDArray]) -> None:
         return None
@@ -930,6 +947,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
+
+    def _onnx_task(self) -> tuple[str, NDArray | None]:
+        multilabel = self._label_binarizer.y_type_ == "multilabel-indicator"
+        return ("multilabel" if multilabel else "classification"), self.classes_
 
     # -- model files -------------------------------------------------------------------
     def _extra_state(self, meta: dict[str, Any], arrays: dict[str, NDArray]) -> None:

@@ -27,6 +27,7 @@ from zeronn.activations import get_activation
 from zeronn.history import EarlyStopping, History
 from zeronn.losses import get_loss
 from zeronn.models import MLP
+from zeronn.onnx_export import GraphSpec
 from zeronn.optim import get_optimizer
 from zeronn.tasks import (
     LABEL_KINDS,
@@ -543,6 +544,23 @@ class TabularModel:
                 "accuracy": float((pred == true).mean()),
                 "log_loss": float(-np.log(p_true).mean()),
                 "labels": list(self.classes), "confusion_matrix": cm}
+
+    # -- ONNX export ------------------------------------------------------------------
+    def onnx_spec(self) -> GraphSpec:
+        """What ``zeronn.export_onnx`` builds the graph from: the network with the input
+        standardisation before it, the target's undone after it (regression), the class
+        labels (classification), and the column names (as ``metadata_props``)."""
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        task = self.fitted_task
+        x = (self.x_mean, self.x_scale) if np.size(self.x_mean) else None
+        y = (self.y_mean, self.y_scale) if task == "regression" and np.size(self.y_mean) \
+            else None
+        return GraphSpec(self.net, task=task, x_scaling=x, y_scaling=y,
+                         classes=self._label_array() if task == "classification" else None,
+                         kind=self._zeronn_kind,
+                         metadata={"feature_names": list(self.feature_names),
+                                   "target_names": list(self.target_names)})
 
     # -- the model-file protocol -----------------------------------------------------
     def _zeronn_state(self) -> tuple[MLP | None, dict[str, Any], dict[str, NDArray]]:
