@@ -507,7 +507,7 @@ def test_layers_weights_scale_the_loss_only():
 
 def test_batch_norm_refuses_a_one_sample_batch_with_the_fix():
     X, y = _regression(n=201)
-    with pytest.raises(ValueError, match="201 training samples in batches of 200 .* batch_size"):
+    with pytest.raises(ValueError, match=r"201 training samples in batches of 200 .* batch_size"):
         MLPRegressor(batch_norm=True).fit(X, y)
     with pytest.raises(ValueError, match="1 sample"):
         MLPRegressor(batch_norm=True).fit(X[:1], y[:1])
@@ -521,7 +521,7 @@ def test_warm_start_refuses_changed_layers():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
         est.set_params(dropout=0.5)
-        with pytest.raises(ValueError, match="dropout=0.5"):
+        with pytest.raises(ValueError, match=r"dropout=0\.5"):
             est.fit(X, y)
         est.set_params(dropout=0.0)
         est.fit(X, y)
@@ -535,7 +535,7 @@ def test_layers_round_trip_through_pickle_and_model_files(tmp_path, Est, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
-    net, meta, _ = est._zeronn_state()
+    _, meta, _ = est._zeronn_state()
     assert meta["params"]["dropout"] == 0.25 and meta["params"]["batch_norm"] is True
     copy = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(copy.predict(X), est.predict(X))
