@@ -291,6 +291,24 @@ def test_info(trained: dict[str, Path]) -> None:
 
 
 @needs_persistence
+def test_train_with_dropout_and_batch_norm_then_info(tmp_path: Path) -> None:
+    write_regression(tmp_path / "reg.csv", n=60)
+    r = run("train", "reg.csv", "--target", "y", *FAST, "--dropout", "0.25", "--batch-norm",
+            "-q", "-o", "m.zeronn", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("info", "m.zeronn", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line[:1].isdigit()]
+    # Dense(8) -> BatchNorm -> ReLU -> Dropout(0.25) -> Dense(1): 2*8+8 + 2*8 + 8+1
+    assert [row[3:] for row in rows] == [["identity", "24"], ["batchnorm", "16"],
+                                         ["relu", "0"], ["dropout", "0.25", "0"],
+                                         ["identity", "9"]]
+    assert "parameters: 49" in r.stdout
+    r = run("predict", "m.zeronn", "reg.csv", cwd=tmp_path)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 61  # evaluation mode, no error
+
+
+@needs_persistence
 def test_export_matches_predict(trained: dict[str, Path], tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     if not (Path(cli.__file__).parent / "onnx_export.py").exists():
@@ -380,6 +398,10 @@ TRAIN_ERRORS = [
     (["good.csv", "--target", "y", "--validation-split", "1.5"], ["--validation-split"]),
     (["good.csv", "--target", "y", "--batch-size", "zero"], ["--batch-size"]),
     (["good.csv", "--target", "y", "--task", "ranking"], ["--task", "'ranking'"]),
+    (["good.csv", "--target", "y", "--dropout", "1"], ["--dropout", "'1'", "[0, 1)"]),
+    (["good.csv", "--target", "y", "--dropout", "half"], ["--dropout", "'half'"]),
+    (["good.csv", "--target", "y", "--batch-norm", "--batch-size", "1"],
+     ["BatchNorm needs at least 2 rows", "batch_size"]),
     (["good.csv", "--target", "y", "--no-such-option"], ["--no-such-option"]),
     (["good.csv"], ["--target"]),
     # The engine's own ValueError, mapped: a learning rate that blows the loss up.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -156,3 +159,27 @@ def test_readme_learning_section_code_runs(capsys) -> None:
     listed = re.search(r"list\(t\)\s+# (\[.*\])", block).group(1)
     assert str(list(ns["t"])) == listed
     assert "error_hidden  (100, 5)      (error_output·W2.T) * relu'(z1)" in capsys.readouterr().out
+
+
+def test_dropout_example_cures_the_overfit_it_shows() -> None:
+    pytest.importorskip("sklearn", reason="the dropout example loads scikit-learn's diabetes data")
+    root = NOTEBOOK.parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    # 80 of the 200 epochs: the plain network has long passed its best validation loss.
+    run = subprocess.run([sys.executable, str(root / "examples" / "layers_dropout.py"),
+                          "--epochs", "80"], capture_output=True, text=True, env=env,
+                         timeout=120, check=True)
+    rows = {}
+    for line in run.stdout.splitlines()[2:]:
+        name, numbers = re.match(r"(.+?)\s{2,}(\S.*)", line).groups()
+        loss, val, best, epoch, r2 = map(float, re.findall(r"-?\d+\.?\d*", numbers))
+        rows[name] = {"loss": loss, "val": val, "best": best, "epoch": epoch, "r2": r2}
+    assert list(rows) == ["plain", "Dropout(0.5)", "BatchNorm", "BatchNorm + Dropout(0.5)"]
+    plain, dropout = rows["plain"], rows["Dropout(0.5)"]
+    # The overfit: training loss near 0 while the validation loss climbed from its best.
+    assert plain["loss"] < 0.1 and plain["val"] > 1.3 * plain["best"] and plain["epoch"] < 40
+    # Dropout: a higher training loss, a lower validation loss, a better test R².
+    assert dropout["loss"] > plain["loss"] and dropout["val"] < plain["val"]
+    assert dropout["r2"] > plain["r2"] + 0.1
+    assert rows["BatchNorm + Dropout(0.5)"]["val"] < plain["val"]

@@ -30,8 +30,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 # -- scikit-learn's own checks, with the default parameters, no expected failures ----------
-@parametrize_with_checks([MLPRegressor(), MLPClassifier()])
+# (and with the layers the estimators add: Dropout, BatchNorm)
+@parametrize_with_checks([MLPRegressor(), MLPClassifier(),
+                          MLPRegressor(dropout=0.2, batch_norm=True),
+                          MLPClassifier(dropout=0.2, batch_norm=True)])
 def test_sklearn_estimator_checks(estimator, check):
+    name = getattr(check, "func", check).__name__
+    if (estimator.dropout or estimator.batch_norm) and name.startswith(
+            "check_sample_weight_equivalence"):
+        # Integer weights cannot equal repeated rows here: repeated rows draw their own
+        # dropout masks and count in BatchNorm's batch statistics; a weight does neither.
+        # test_layers_weights_scale_the_loss_only checks what the weights do instead.
+        pytest.skip("sample weights weight the loss, not dropout masks or batch statistics")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
@@ -386,6 +396,10 @@ def test_sparse_input_is_densified():
     (dict(dtype="float16"), "dtype"),
     (dict(solver="newton"), "unknown solver"),
     (dict(loss="poisson"), "loss"),
+    (dict(dropout=1.0), r"dropout .* got 1\.0"),
+    (dict(dropout=-0.1), r"dropout .* got -0\.1"),
+    (dict(dropout="0.2"), "dropout"),
+    (dict(batch_norm="yes"), "batch_norm must be True or False, got 'yes'"),
 ])
 def test_bad_parameters_name_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -404,6 +418,131 @@ def test_unfitted_and_wrong_width():
         est.fit(X, y)
     with pytest.raises(ValueError, match="features"):
         est.predict(X[:, :2])
+
+
+# -- layers: dropout and batch_norm -----------------------------------------------------------
+def test_layers_are_added_to_every_hidden_layer_only_when_asked():
+    X, y = _regression()
+    kinds = {}
+    for kw in ({}, {"dropout": 0.3}, {"batch_norm": True}, {"dropout": 0.3, "batch_norm": True}):
+        est = MLPRegressor(hidden_layer_sizes=(6, 5), max_iter=3, random_state=0, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        kinds[tuple(kw)] = [layer.kind for layer in est.net_.layers]
+        # scikit-learn's attributes still describe the Dense layers, with its initial draws
+        assert [W.shape for W in est.coefs_] == [(4, 6), (6, 5), (5, 1)]
+        assert [b.shape for b in est.intercepts_] == [(6,), (5,), (1,)]
+        assert est.n_layers_ == 4 and est.get_params()["dropout"] == kw.get("dropout", 0.0)
+    assert kinds[()] == ["dense"] * 3
+    assert kinds[("dropout",)] == ["dense", "dropout"] * 2 + ["dense"]
+    assert kinds[("batch_norm",)] == ["dense", "batchnorm", "activation"] * 2 + ["dense"]
+    assert kinds[("dropout", "batch_norm")] == (
+        ["dense", "batchnorm", "activation", "dropout"] * 2 + ["dense"])
+    assert type(MLPRegressor(max_iter=1).fit(X, y).net_) is zn.MLP
+    assert type(MLPRegressor(max_iter=1, dropout=0.1).fit(X, y).net_) is zn.Sequential
+
+
+def test_layers_start_from_sklearns_weights_and_the_default_is_unchanged():
+    X, y = _regression()
+    start = _sklearn_init(0, [4, 7, 1])
+    for kw in ({}, {"dropout": 0.0}, {"dropout": 0.5, "batch_norm": True}):
+        est = MLPRegressor(hidden_layer_sizes=(7,), max_iter=1, random_state=0,
+                           learning_rate_init=1e-12, **kw)  # a step too small to move them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        for got, want in zip([*est.coefs_, *est.intercepts_], [*start[::2], *start[1::2]]):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    plain = MLPRegressor(hidden_layer_sizes=(7,), max_iter=20, random_state=0)
+    zero = MLPRegressor(hidden_layer_sizes=(7,), max_iter=20, random_state=0, dropout=0.0,
+                        batch_norm=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        np.testing.assert_array_equal(plain.fit(X, y).predict(X), zero.fit(X, y).predict(X))
+
+
+@pytest.mark.parametrize("Est, data", [(MLPClassifier, _blobs), (MLPRegressor, _regression)])
+def test_layers_train_reproducibly_and_predict_in_evaluation_mode(Est, data):
+    X, y = data(n=120)
+    ests = [Est(hidden_layer_sizes=(32,), dropout=0.2, batch_norm=True, max_iter=60,
+                random_state=1) for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in ests:
+            est.fit(X, y)
+    np.testing.assert_array_equal(ests[0].predict(X), ests[1].predict(X))  # seeded masks
+    np.testing.assert_array_equal(ests[0].predict(X), ests[0].predict(X))  # no dropout
+    bn = ests[0].net_.layers[1]
+    assert int(bn.num_batches_tracked) == ests[0].n_iter_ and not np.allclose(bn.running_var, 1)
+    assert ests[0].score(X, y) > 0.9
+
+
+def test_layers_with_early_stopping_keep_the_best_running_statistics():
+    X, y = _regression(n=200)
+    est = MLPRegressor(hidden_layer_sizes=(16,), batch_norm=True, dropout=0.1,
+                       early_stopping=True, n_iter_no_change=3, max_iter=200,
+                       learning_rate_init=0.05, random_state=0)
+    est.fit(X, y)
+    best_epoch = int(np.argmax(est.validation_scores_))
+    assert best_epoch < len(est.validation_scores_) - 1  # stopped after the best epoch
+    # BatchNorm's running statistics were restored with the weights: one update per batch
+    # up to the best epoch (auto batch of 180 rows = 1 batch per epoch).
+    assert int(est.net_.layers[1].num_batches_tracked) == best_epoch + 1
+
+
+def test_layers_weights_scale_the_loss_only():
+    X, y = _regression(n=40)
+    w = np.ones(40)
+    w[:20] = 0.0
+    fits = [MLPRegressor(hidden_layer_sizes=(8,), batch_norm=True, dropout=0.2, max_iter=50,
+                         random_state=0) for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fits[0].fit(X, y, sample_weight=w)
+        fits[1].fit(X, y)
+    assert fits[0].loss_curve_ != fits[1].loss_curve_  # zero weights leave rows out of the loss
+    assert np.isfinite(fits[0].predict(X)).all()
+
+
+def test_batch_norm_refuses_a_one_sample_batch_with_the_fix():
+    X, y = _regression(n=201)
+    with pytest.raises(ValueError, match=r"201 training samples in batches of 200 .* batch_size"):
+        MLPRegressor(batch_norm=True).fit(X, y)
+    with pytest.raises(ValueError, match="1 sample"):
+        MLPRegressor(batch_norm=True).fit(X[:1], y[:1])
+    MLPRegressor(batch_norm=True, batch_size=67, max_iter=1).fit(X, y)  # 3 full batches
+
+
+def test_warm_start_refuses_changed_layers():
+    X, y = _regression()
+    est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        est.set_params(dropout=0.5)
+        with pytest.raises(ValueError, match=r"dropout=0\.5"):
+            est.fit(X, y)
+        est.set_params(dropout=0.0)
+        est.fit(X, y)
+
+
+@pytest.mark.parametrize("Est, data", [(MLPClassifier, _blobs), (MLPRegressor, _regression)])
+def test_layers_round_trip_through_pickle_and_model_files(tmp_path, Est, data):
+    X, y = data()
+    est = Est(hidden_layer_sizes=(8,), dropout=0.25, batch_norm=True, max_iter=5,
+              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    _, meta, _ = est._zeronn_state()
+    assert meta["params"]["dropout"] == 0.25 and meta["params"]["batch_norm"] is True
+    copy = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(copy.predict(X), est.predict(X))
+    zn.save(est, tmp_path / "m.zeronn")
+    back = zn.load(tmp_path / "m.zeronn")
+    assert back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
 
 
 # -- the ecosystem ---------------------------------------------------------------------------

@@ -344,3 +344,23 @@ def _corrupt(meta_edit=None, arrays_edit=None, net_edit=None):
 def test_inconsistent_state_is_refused(parts, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TabularModel._from_zeronn_state(*parts)
+
+
+def test_dropout_and_batch_norm_build_the_layers_and_are_checked() -> None:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    df["y"] = df["a"] - 2 * df["b"]
+    with pytest.raises(ValueError, match=r"dropout .* got 1\.0"):
+        TabularModel(dropout=1.0)
+    with pytest.raises(ValueError, match="batch_norm must be True or False"):
+        TabularModel(batch_norm="yes")
+    m = TabularModel(hidden=(8,), epochs=3, dropout=0.2, batch_norm=True)
+    m.fit(df, "y", verbose=0)
+    assert [layer.kind for layer in m.net.layers] == [
+        "dense", "batchnorm", "activation", "dropout", "dense"]
+    assert m.config()["dropout"] == 0.2 and m.config()["batch_norm"] is True
+    np.testing.assert_allclose(m.raw_network().predict(df[["a", "b"]].to_numpy()).ravel(),
+                               m.predict(df).ravel(), rtol=1e-9, atol=1e-9)
+    plain = TabularModel(hidden=(8,), epochs=3)
+    plain.fit(df, "y", verbose=0)
+    assert type(plain.net) is MLP

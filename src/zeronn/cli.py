@@ -289,6 +289,15 @@ def _column_list(text: str) -> list[str]:
     return names
 
 
+def _layer_text(layer: Any) -> str:
+    """What `info` shows of a layer: its activation, or its kind with its setting."""
+    if layer.kind == "dropout":
+        return f"dropout {layer.rate:g}"
+    if layer.kind in ("dense", "activation") and layer.activation is not None:
+        return str(layer.activation.name)
+    return str(layer.kind)
+
+
 # -- train ----------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
     from zeronn.tabular import TabularModel
@@ -305,7 +314,8 @@ def _train(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size,
                              validation_split=args.validation_split,
                              early_stopping=args.early_stopping,
-                             standardize=args.standardize, task=args.task, seed=args.seed)
+                             standardize=args.standardize, task=args.task, seed=args.seed,
+                             dropout=args.dropout, batch_norm=args.batch_norm)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     df = read_csv(args.data)
@@ -532,8 +542,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters: {net.n_params}")
     print(f"{'layer':<6} {'in':>6} {'out':>6} {'activation':<12} {'params':>8}")
     for i, layer in enumerate(net.layers):
-        what = layer.kind if layer.kind != "dense" or layer.activation is None else \
-            layer.activation.name
+        what = _layer_text(layer)
         print(f"{i + 1:<6} {math.prod(layer.input_shape):>6} {math.prod(layer.output_shape):>6} "
               f"{what:<12} {layer.n_params:>8}")
     hist = net.history
@@ -657,6 +666,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "always uses cross-entropy)")
     t.add_argument("--optimizer", type=_registry_name(get_optimizer), default="adam",
                    metavar="NAME", help="sgd, adagrad, rmsprop, adam, adamw (default: adam)")
+    t.add_argument("--dropout", type=_fraction, default=0.0, metavar="RATE",
+                   help="drop this share of each hidden layer's outputs while training, "
+                   "against overfitting, e.g. 0.2 (default: 0, no dropout)")
+    t.add_argument("--batch-norm", action="store_true",
+                   help="batch normalization between each hidden layer and its activation "
+                   "(needs batches of at least 2 rows)")
     t.add_argument("--lr", type=_positive_float, default=1e-3,
                    help="learning rate (default: 1e-3)")
     t.add_argument("--epochs", type=_positive_int, default=200, help="default: 200")

@@ -22,6 +22,9 @@ How scikit-learn's parameters map onto the engine:
 - Initial weights and biases are scikit-learn's: uniform in ``+-sqrt(6 / (fan_in +
   fan_out))`` (``sqrt(2 / ...)`` after a logistic layer), drawn from ``random_state``
   exactly as scikit-learn draws them.
+- Beyond scikit-learn: ``dropout=RATE`` and ``batch_norm=True`` give every hidden layer
+  ``Dense(h) -> [BatchNorm()] -> activation -> [Dropout(RATE)]`` (a :class:`Sequential`);
+  with neither, ``net_`` is the plain :class:`MLP` scikit-learn's MLP corresponds to.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from zeronn._registry import unknown_name
 from zeronn._validation import fraction, number_in, resolve_dtype
 from zeronn.activations import get_activation
+from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer
 from zeronn.losses import Loss, get_loss
-from zeronn.models import MLP
+from zeronn.models import MLP, Sequential
+from zeronn.network import Network
 from zeronn.onnx_export import GraphSpec
 from zeronn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, Schedule
 from zeronn.tasks import (
@@ -95,6 +100,36 @@ _HALF_SQUARED_ERROR = Loss("half_squared_error", _half_mse)
 
 def _loss_object(name: str) -> Loss:
     return _HALF_SQUARED_ERROR if name == "half_squared_error" else get_loss(name)
+
+
+def _layers(sizes: Sequence[int], activations: Sequence[str], output_activation: str,
+            dropout: float, batch_norm: bool) -> list[Layer]:
+    """The estimator's layers for ``sizes`` [n_features, hidden..., n_outputs].
+
+    Each hidden layer is ``Dense(h) -> BatchNorm() -> Activation(act) -> Dropout(rate)``
+    (BatchNorm only with ``batch_norm``, Dropout only when ``dropout > 0``; without
+    BatchNorm the activation stays fused in the Dense layer, as in an MLP).
+    """
+    layers: list[Layer] = []
+    for units, act in zip(sizes[1:-1], activations):
+        if batch_norm:
+            layers += [Dense(units), BatchNorm(), Activation(act)]
+        else:
+            layers.append(Dense(units, act))
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(sizes[-1], output_activation))
+    return layers
+
+
+def _signature(layers: Sequence[Layer]) -> list[tuple[str, dict[str, Any]]]:
+    """What two networks must share to be the same architecture (initializers aside)."""
+    return [(layer.kind, {k: v for k, v in layer.config().items() if k != "init"})
+            for layer in layers]
+
+
+def _dense_layers(net: Network) -> list[Dense]:
+    return [layer for layer in net.layers if isinstance(layer, Dense)]
 
 
 class _SklearnLearningRate(Schedule):
@@ -202,6 +237,10 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         resolve_dtype(self.dtype)
         self._activations(len(self._hidden_sizes()))
+        number_in("dropout (the share of hidden units dropped while training, e.g. 0.2)",
+                  self.dropout, 0, 1, high_open=True)
+        if not isinstance(self.batch_norm, (bool, np.bool_)):
+            raise ValueError(f"batch_norm must be True or False, got {self.batch_norm!r}")
 
     def _new_optimizer(self) -> Optimizer:
         name = self.solver.lower()
@@ -266,8 +305,7 @@ class _BaseMLP(BaseEstimator):
         out_act = self._output_activation()
         # No further draws here: the validation split comes next from the same stream, as
         # in scikit-learn (each fit passes the engine its own shuffling seed).
-        self.net_ = MLP(sizes, activation=acts, output_activation=out_act, init=init,
-                        dtype=dtype)
+        self.net_: Sequential = self._network(sizes, acts, out_act, init)
         self.n_outputs_ = n_outputs
         self.n_layers_ = len(sizes)
         self.out_activation_ = _SKLEARN_NAMES.get(out_act, out_act)
@@ -285,6 +323,29 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = None
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
+
+    def _network(self, sizes: list[int], acts: list[str], out_act: str,
+                 init: list[NDArray]) -> Sequential:
+        """An MLP, or with dropout/batch_norm a Sequential, with the Dense layers' [W1, b1,
+        ...] set to ``init`` (BatchNorm starts at gamma 1, beta 0, as in torch)."""
+        dtype = self._dtype()
+        if not self.dropout and not self.batch_norm:
+            return MLP(sizes, activation=acts, output_activation=out_act, init=init,
+                       dtype=dtype)
+        # seed=0: the Dense weights drawn here are overwritten; shuffling and dropout masks
+        # come from each fit's own seed.
+        net = Sequential(_layers(sizes, acts, out_act, float(self.dropout),
+                                 bool(self.batch_norm)), input_dim=sizes[0], dtype=dtype,
+                         seed=0)
+        for layer, W, b in zip(_dense_layers(net), init[::2], init[1::2], strict=True):
+            layer.W, layer.b = W, b
+        return net
+
+    def _expected_layers(self, n_features: int, n_outputs: int,
+                         out_act: str) -> list[Layer]:
+        hidden = self._hidden_sizes()
+        return _layers([n_features, *hidden, n_outputs], self._activations(len(hidden)),
+                       out_act, float(self.dropout), bool(self.batch_norm))
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
@@ -329,6 +390,12 @@ class _BaseMLP(BaseEstimator):
 
         n = Xt.shape[0]
         batch_size = self._batch_size(n)
+        if self.batch_norm and (n == 1 or n % batch_size == 1):
+            raise ValueError(
+                "batch_norm=True needs at least 2 samples in every batch, but "
+                + ("the 1 sample given makes a batch of 1 row" if n == 1 else
+                   f"{n} training samples in batches of {batch_size} leave a last batch "
+                   "of 1 sample") + ": change batch_size, or set batch_norm=False")
         opt = net.optimizer
         if opt is None or not incremental:
             opt = self._new_optimizer()  # fit (also with warm_start) starts a fresh optimizer
@@ -345,19 +412,19 @@ class _BaseMLP(BaseEstimator):
 
         epochs = 1 if incremental else int(self.max_iter)
         self.n_iter_ = 0
-        best: list[NDArray] | None = None
+        best: _Snapshot | None = None
         if val is not None and not first_pass and self.validation_scores_:
             # warm start: the weights the last fit kept hold best_validation_score_ so far
-            best = [p.copy() for p in net.params]
+            best = _Snapshot(net)
         rules = _SklearnEpochEnd(self, opt, schedule, val, n, best)
         net.fit(Xt, Yt, loss=_loss_object(self._loss_name()), optimizer=opt, epochs=epochs,
                 batch_size=batch_size, shuffle=bool(self.shuffle),
                 validation_data=None if val is None else (val[0], val[1]),
-                callbacks=[rules], lr_schedule=schedule, verbose=0,
+                callbacks=[rules.on_epoch_end], lr_schedule=schedule, verbose=0,
                 seed=int(rng.randint(np.iinfo(np.int32).max)), sample_weight=swt)
         opt.lr = schedule.current  # the next partial_fit goes on from here
         if rules.best is not None:
-            net.set_params(rules.best)  # early stopping keeps the best validation weights
+            rules.best.restore(net)  # early stopping keeps the best validation weights
         net.release_buffers()
         if not incremental and not rules.stopped and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
@@ -366,14 +433,15 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _check_architecture(self, n_features: int, n_outputs: int) -> None:
-        hidden = self.net_.layer_sizes[1:-1]
-        if (hidden != self._hidden_sizes() or n_outputs != self.n_outputs_
-                or self.net_.activations != self._activations(len(hidden))):
+        expected = self._expected_layers(n_features, n_outputs, self.net_.output_activation)
+        if n_outputs != self.n_outputs_ or _signature(expected) != _signature(
+                self.net_.layers):
             raise ValueError(
-                f"warm_start/partial_fit continue the fitted network {self.net_.layer_sizes}, "
-                f"{self.net_.activations}, but hidden_layer_sizes="
-                f"{self.hidden_layer_sizes!r}, activation={self.activation!r} and y has "
-                f"{n_outputs} outputs: keep them, or set warm_start=False to start anew")
+                f"warm_start/partial_fit continue the fitted network {self.net_!r}, but "
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r}, "
+                f"activation={self.activation!r}, dropout={self.dropout!r}, "
+                f"batch_norm={self.batch_norm!r} and y has {n_outputs} outputs: keep them, "
+                "or set warm_start=False to start anew")
 
     # -- prediction --------------------------------------------------------------------
     def _logits(self, X: NDArray) -> NDArray:
@@ -386,31 +454,31 @@ class _BaseMLP(BaseEstimator):
 
     def _outputs(self, X: NDArray) -> NDArray:
         z = self._logits(X)
-        return self.net_.layers[-1].activation.forward(z, z)
+        return _dense_layers(self.net_)[-1].activation.forward(z, z)
 
     # -- fitted attributes as scikit-learn names them ----------------------------------
     @property
     def coefs_(self) -> list[NDArray]:
         """Weight matrices, (fan_in, fan_out) per layer: live views into the network."""
         check_is_fitted(self, "net_")
-        return [layer.W for layer in self.net_.layers]
+        return [layer.W for layer in _dense_layers(self.net_)]
 
     @coefs_.setter
     def coefs_(self, value: Sequence[NDArray]) -> None:
         check_is_fitted(self, "net_")
-        for layer, W in zip(self.net_.layers, value, strict=True):
+        for layer, W in zip(_dense_layers(self.net_), value, strict=True):
             layer.W = W
 
     @property
     def intercepts_(self) -> list[NDArray]:
         """Bias vectors, (fan_out,) per layer: live views into the network."""
         check_is_fitted(self, "net_")
-        return [layer.b[0] for layer in self.net_.layers]
+        return [layer.b[0] for layer in _dense_layers(self.net_)]
 
     @intercepts_.setter
     def intercepts_(self, value: Sequence[NDArray]) -> None:
         check_is_fitted(self, "net_")
-        for layer, b in zip(self.net_.layers, value, strict=True):
+        for layer, b in zip(_dense_layers(self.net_), value, strict=True):
             layer.b = b
 
     def __sklearn_tags__(self) -> Any:
@@ -442,7 +510,7 @@ class _BaseMLP(BaseEstimator):
             out[k] = v
         return out
 
-    def _zeronn_state(self) -> tuple[MLP | None, dict[str, Any], dict[str, NDArray]]:
+    def _zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
         """(the fitted network or None, JSON-safe metadata, numeric arrays) for zeronn.save."""
         meta: dict[str, Any] = {"params": self._plain_params()}
         if not hasattr(self, "net_"):
@@ -492,7 +560,7 @@ class _BaseMLP(BaseEstimator):
         return None
 
     @classmethod
-    def _from_zeronn_state(cls, net: MLP | None, meta: dict[str, Any],
+    def _from_zeronn_state(cls, net: Network | None, meta: dict[str, Any],
                            arrays: dict[str, NDArray]) -> _BaseMLP:
         """Rebuilds an estimator from what :meth:`_zeronn_state` returned (checked)."""
         if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
@@ -513,15 +581,17 @@ class _BaseMLP(BaseEstimator):
             n_features = int(meta["n_features_in"])
             n_outputs = int(meta["n_outputs"])
             sizes = [n_features, *est._hidden_sizes(), n_outputs]
-            if list(net.layer_sizes) != sizes:
-                raise ValueError(f"the network has layers {net.layer_sizes}, the estimator "
-                                 f"describes {sizes}")
-            if net.output_activation != est._output_activation_for(n_outputs, meta):
+            if not isinstance(net, Sequential):
+                raise ValueError(f"the network is a {type(net).__name__}, not a Sequential")
+            out_act = est._output_activation_for(n_outputs, meta)
+            if net.output_activation != out_act:
                 raise ValueError(f"output activation {net.output_activation!r} does not fit "
                                  "the task")
-            if net.activations != est._activations(len(sizes) - 2):
-                raise ValueError(f"hidden activations {net.activations} differ from the "
-                                 "parameters'")
+            expected = est._expected_layers(n_features, n_outputs, out_act)
+            if (net.input_shape != (n_features,)
+                    or _signature(net.layers) != _signature(expected)):
+                raise ValueError(f"the network {net!r} is not the one the parameters "
+                                 f"describe, {Sequential(expected, input_dim=n_features)!r}")
             est.net_ = net
             est.n_features_in_ = n_features
             est.n_outputs_ = n_outputs
@@ -562,6 +632,20 @@ class _BaseMLP(BaseEstimator):
         return self._output_activation()
 
 
+class _Snapshot:
+    """A copy of a network's parameters and state (BatchNorm's running statistics, which
+    belong to the weights they were gathered with)."""
+
+    def __init__(self, net: Network) -> None:
+        self.params = [p.copy() for p in net.params]
+        self.states = [{k: v.copy() for k, v in s.items()} for s in net.states()]
+
+    def restore(self, net: Network) -> None:
+        net.set_params(self.params)
+        for layer, state in zip(net.layers, self.states, strict=True):
+            layer.set_state(state)
+
+
 class _SklearnEpochEnd:
     """scikit-learn's per-epoch bookkeeping, run as the training loop's callback.
 
@@ -587,9 +671,9 @@ class _SklearnEpochEnd:
 
     def __init__(self, est: _BaseMLP, opt: Optimizer, schedule: _SklearnLearningRate,
                  val: tuple[NDArray, NDArray, Any, NDArray | None] | None, n: int,
-                 best: list[NDArray] | None) -> None:
+                 best: _Snapshot | None) -> None:
         self.est, self.opt, self.schedule, self.val, self.n = est, opt, schedule, val, n
-        self.best = best  # the weights of the best validation score so far (early stopping)
+        self.best = best  # the network of the best validation score so far (early stopping)
         self.stopped = False
         self.flat = est.net_.flat_params
         # The L2 term of an epoch's loss, from the weights it starts with (full batch: the
@@ -625,7 +709,7 @@ class _SklearnEpochEnd:
                 est._no_improvement_count = 0
             if score > est.best_validation_score_:
                 est.best_validation_score_ = score
-                self.best = [p.copy() for p in est.net_.params]
+                self.best = _Snapshot(est.net_)
         else:
             assert est.best_loss_ is not None
             if loss > est.best_loss_ - est.tol:
@@ -662,13 +746,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         zeronn activation) or one name per hidden layer.
     solver : ``"adam"``, ``"sgd"`` or any zeronn optimizer name (not ``"lbfgs"``).
     dtype : ``"float64"`` or ``"float32"``, kept through training and prediction.
+    dropout : share of each hidden layer's outputs dropped while training (inverted
+        dropout, in [0, 1); 0 adds no layer). Prediction never drops.
+    batch_norm : put a ``BatchNorm`` (torch ``BatchNorm1d``) between each hidden ``Dense``
+        and its activation; prediction uses its running statistics. Every training batch
+        then needs at least 2 samples.
 
     Fitted attributes: scikit-learn's (``coefs_``, ``intercepts_``, ``loss_``,
     ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
     ``n_iter_``, ``t_``, ``n_features_in_``, ``feature_names_in_``, ``n_layers_``,
     ``n_outputs_``, ``out_activation_``), plus ``validation_loss_curve_`` (the held-out
-    loss per epoch with ``early_stopping``, unweighted) and ``net_`` (the
-    :class:`zeronn.MLP`).
+    loss per epoch with ``early_stopping``, unweighted) and ``net_`` (the network: a
+    :class:`zeronn.MLP`, or a :class:`zeronn.Sequential` with dropout or batch_norm;
+    ``coefs_``/``intercepts_`` are its Dense layers').
     """
 
     _zeronn_kind: ClassVar[str] = "sklearn.MLPRegressor"
@@ -700,6 +790,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         dtype: str = "float64",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -725,6 +817,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
+        self.dropout = dropout
+        self.batch_norm = batch_norm
 
     def _check_params(self) -> None:
         if self.loss not in _REGRESSION_LOSSES:
@@ -788,7 +882,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     than two classes a softmax with categorical cross-entropy; ``classes_`` come from a
     ``LabelBinarizer`` as in scikit-learn's MLP. Parameters are scikit-learn's
     ``MLPClassifier``'s (see :class:`MLPRegressor` for the additions ``activation`` lists,
-    any zeronn ``solver`` and ``dtype``). Fitted attributes: those of
+    any zeronn ``solver``, ``dtype``, ``dropout`` and ``batch_norm``). Fitted attributes: those of
     :class:`MLPRegressor` plus ``classes_``.
     """
 
@@ -821,6 +915,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         dtype: str = "float64",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -845,6 +941,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
+        self.dropout = dropout
+        self.batch_norm = batch_norm
 
     @staticmethod
     def _task_of(y_type: Any) -> Task:

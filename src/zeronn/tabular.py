@@ -25,8 +25,9 @@ from numpy.typing import NDArray
 from zeronn._validation import fraction, positive_number, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.history import EarlyStopping, History
+from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer
 from zeronn.losses import get_loss
-from zeronn.models import MLP
+from zeronn.models import MLP, Sequential
 from zeronn.onnx_export import GraphSpec
 from zeronn.optim import get_optimizer
 from zeronn.tasks import (
@@ -178,8 +179,15 @@ class TabularModel:
         training data; the scaling is stored and applied again by ``predict``.
     task : ``"auto"`` (classification when a target column is not numeric),
         ``"regression"`` or ``"classification"``.
-    seed : seeds initialisation, the split and the shuffling.
+    seed : seeds initialisation, the split and the shuffling (and the dropout masks).
     dtype : ``"float64"`` or ``"float32"`` for the network.
+    dropout : share of each hidden layer's outputs dropped while training, in [0, 1);
+        0 (the default) adds no Dropout layer.
+    batch_norm : a BatchNorm between each hidden Dense layer and its activation (every
+        training batch then needs at least 2 rows).
+
+    Each hidden layer is ``Dense -> [BatchNorm] -> activation -> [Dropout]``; with neither
+    option the network is a plain :class:`~zeronn.models.MLP`.
     """
 
     _zeronn_kind: ClassVar[str] = "tabular"
@@ -199,6 +207,8 @@ class TabularModel:
         task: str = "auto",
         seed: int | None = 0,
         dtype: str = "float64",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         if isinstance(hidden, (str, bytes)):
             raise ValueError(f"hidden must be a list of layer sizes, got {hidden!r}")
@@ -226,10 +236,15 @@ class TabularModel:
             raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
         self.seed = seed
         self.dtype = resolve_dtype(dtype).name
+        self.dropout = fraction("dropout (the share of hidden units dropped while training)",
+                                dropout)
+        if not isinstance(batch_norm, (bool, np.bool_)):
+            raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
+        self.batch_norm = bool(batch_norm)
         self._reset()
 
     def _reset(self) -> None:
-        self.net: MLP | None = None
+        self.net: Sequential | None = None
         self.feature_names: list[str] = []
         self.target_names: list[str] = []
         self.classes: list[Any] = []
@@ -247,7 +262,8 @@ class TabularModel:
                 "optimizer": self.optimizer, "lr": self.lr, "epochs": self.epochs,
                 "batch_size": self.batch_size, "validation_split": self.validation_split,
                 "early_stopping": self.early_stopping, "standardize": self.standardize,
-                "task": self.task, "seed": self.seed, "dtype": self.dtype}
+                "task": self.task, "seed": self.seed, "dtype": self.dtype,
+                "dropout": self.dropout, "batch_norm": self.batch_norm}
 
     @property
     def fitted(self) -> bool:
@@ -350,8 +366,7 @@ class TabularModel:
 
         acts = get_activation(self.activation)
         init = "he_normal" if acts.relu_family else "glorot_uniform"
-        net = MLP([X.shape[1], *self.hidden, Ys.shape[1]], self.activation, out_act,
-                  init=init, dtype=self.dtype, seed=self.seed)
+        net = self._network(X.shape[1], Ys.shape[1], out_act, init)
         t0 = time.perf_counter()
         hist = net.fit(Xs, Ys, loss=loss, optimizer=get_optimizer(self.optimizer, lr=self.lr),
                        epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
@@ -381,6 +396,22 @@ class TabularModel:
             "seconds": seconds,
         }
         return hist
+
+    def _network(self, n_in: int, n_out: int, out_act: str, init: str) -> Sequential:
+        """The MLP, or with dropout/batch_norm the same Dense layers with those around them."""
+        if not self.dropout and not self.batch_norm:
+            return MLP([n_in, *self.hidden, n_out], self.activation, out_act, init=init,
+                       dtype=self.dtype, seed=self.seed)
+        layers: list[Layer] = []
+        for units in self.hidden:
+            if self.batch_norm:
+                layers += [Dense(units, init=init), BatchNorm(), Activation(self.activation)]
+            else:
+                layers.append(Dense(units, self.activation, init=init))
+            if self.dropout:
+                layers.append(Dropout(self.dropout))
+        layers.append(Dense(n_out, out_act, init=init))
+        return Sequential(layers, input_dim=n_in, dtype=self.dtype, seed=self.seed)
 
     def _decide_task(self, df: pd.DataFrame, tcols: list[Any]) -> str:
         if self.task == "regression":
@@ -452,7 +483,7 @@ class TabularModel:
             raise ValueError("predict_proba is for classifiers; this model does regression")
         return probabilities(self._outputs(df))
 
-    def raw_network(self) -> MLP:
+    def raw_network(self) -> Sequential:
         """A copy of the network with the scaling folded into its first and last layers.
 
         It takes raw feature values (n, n_features) and returns targets in their own units
@@ -563,7 +594,7 @@ class TabularModel:
                                    "target_names": list(self.target_names)})
 
     # -- the model-file protocol -----------------------------------------------------
-    def _zeronn_state(self) -> tuple[MLP | None, dict[str, Any], dict[str, NDArray]]:
+    def _zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
         """(the network or None, JSON-safe metadata, numeric arrays) for ``zeronn.save``."""
         meta = {
             "config": self.config(),
@@ -579,7 +610,7 @@ class TabularModel:
         return self.net, meta, {k: np.asarray(v, np.float64) for k, v in arrays.items()}
 
     @classmethod
-    def _from_zeronn_state(cls, net: MLP | None, meta: dict[str, Any],
+    def _from_zeronn_state(cls, net: Sequential | None, meta: dict[str, Any],
                            arrays: dict[str, NDArray]) -> TabularModel:
         """Rebuilds a model from ``_zeronn_state``'s parts; inconsistencies raise ValueError."""
         def bad(why: str) -> ValueError:
@@ -596,8 +627,9 @@ class TabularModel:
             raise bad(f"config does not match TabularModel ({exc})") from None
         if net is None:
             return model
-        if not isinstance(net, MLP):
-            raise bad(f"the network is a {type(net).__name__}, not an MLP")
+        if not isinstance(net, Sequential) or not isinstance(net.layers[0], Dense) \
+                or not isinstance(net.layers[-1], Dense):
+            raise bad(f"the network {net!r} does not start and end with a Dense layer")
         feats, targs = meta.get("feature_names"), meta.get("target_names")
         for key, names in (("feature_names", feats), ("target_names", targs)):
             if not isinstance(names, list) or not names or \
@@ -613,7 +645,7 @@ class TabularModel:
                 for k in ("x_mean", "x_scale", "y_mean", "y_scale"))
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"scaling arrays missing or not numeric ({exc})") from None
-        n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
+        n_in, n_out = net.input_shape[0], net.n_outputs
         if not (len(feats) == n_in == x_mean.size == x_scale.size):
             raise bad(f"{len(feats)} feature names, {x_mean.size}/{x_scale.size} scaling "
                       f"values, but the network takes {n_in} inputs")
