@@ -362,20 +362,27 @@ class _Trainer:
             self.stopper.restore()
         return history
 
+    def _learning_rate(self, epoch: int) -> tuple[float, bool]:
+        """The epoch's lr, set on the optimizer, and whether SGD's step is folded.
+
+        Not folded for lr = 0 (a schedule may reach it) nor tiny ones: the scaled
+        gradients' squares (the norms) would underflow in float32.
+        """
+        self.opt.lr = lr = self.schedule.lr(epoch, self.opt.initial_lr)
+        return lr, self.fold_lr and lr >= 1e-6
+
     def epoch(self, epoch: int, interrupted: list[bool]) -> dict[str, Any] | None:
-        """Trains one epoch; its record, or None when Ctrl-C stopped it."""
+        """Trains one epoch (the batch step inline: it is the hot loop); its record, or None
+        when Ctrl-C stopped it."""
         opt, flat_p, flat_g, gviews = self.opt, self.flat_p, self.flat_g, self.gviews
-        opt.lr = lr = self.schedule.lr(epoch, opt.initial_lr)
-        # Not for lr = 0 (a schedule may reach it) nor tiny ones: the scaled gradients'
-        # squares (the norms) would underflow in float32.
-        folded = self.fold_lr and lr >= 1e-6
+        lr, folded = self._learning_rate(epoch)
         scale = -lr if folded else 1.0
         unscale = 1.0 / (lr * lr) if folded else 1.0  # for the squared norms
         # No weight is ever written non-finite, without keeping a copy of the weights to
         # roll back to: |p + u| <= ||p|| + ||u|| elementwise, so while a running bound on
         # ||p|| plus the update's norm stays below `limit` the update is applied directly;
         # past it (a diverging run) the new weights are formed in the update's buffer and
-        # checked first. The limit keeps ||p||^2 finite too.
+        # checked first (_apply_checked). The limit keeps ||p||^2 finite too.
         limit = _norm_limit(flat_p.dtype)
         pnorm = math.sqrt(float(np.dot(flat_p, flat_p)))  # exact again each epoch
         loss_grad, loss_obj, dead = self.net.loss_grad, self.loss, self.dead
@@ -422,12 +429,7 @@ class _Trainer:
             if interrupted[0]:
                 break
         if interrupted[0]:
-            self.history.interrupted = True
-            warnings.warn(
-                f"training interrupted at epoch {epoch + 1} (batch {b + 1} of "
-                f"{len(self.batches)}); the weights and the history of the "
-                f"{self.history.epochs} completed epochs are kept",
-                TrainingInterrupted, stacklevel=4)
+            self._interrupted(epoch, b)
             return None
         used = max(used, 1)
         return {
@@ -436,6 +438,14 @@ class _Trainer:
             "grad_norm": math.sqrt(sum(layer_sq) / used),
             "layer_grad_norms": [math.sqrt(v / used) for v in layer_sq],
         }
+
+    def _interrupted(self, epoch: int, batch: int) -> None:
+        self.history.interrupted = True
+        warnings.warn(
+            f"training interrupted at epoch {epoch + 1} (batch {batch + 1} of "
+            f"{len(self.batches)}); the weights and the history of the "
+            f"{self.history.epochs} completed epochs are kept",
+            TrainingInterrupted, stacklevel=5)
 
     def after_epoch(self, epoch: int, record: dict[str, Any], bar: Any) -> bool:
         """Validation, diagnostics, History, schedule, early stopping, callbacks, progress.
