@@ -59,9 +59,13 @@ def _pair_id(pair: tuple[str, str]) -> str:
 # -- the stacks ---------------------------------------------------------------------------
 @st.composite
 def stacks(draw: st.DrawFn, loss: str, output: str, dtype: str,
-           rates: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8), n_min: int = 2) -> dict[str, Any]:
+           rates: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8), n_min: int = 2,
+           ln_min_width: int = 2) -> dict[str, Any]:
     """A Sequential mixing every layer kind with random parameters and running statistics,
-    a batch X and targets y fitting ``loss``."""
+    a batch X and targets y fitting ``loss``. LayerNorm only over ``ln_min_width`` values
+    or more: over one its output is beta whatever the input (only rounding noise flows
+    on); over two it is nearly a sign function, whose kink float32 training can cross in
+    one framework and not the other."""
     # float32 may round a ReLU's input to the other side of 0 in one framework only.
     hidden = HIDDEN if dtype == "float64" else SMOOTH
     d = draw(st.integers(1, 8), label="input_dim")
@@ -69,8 +73,8 @@ def stacks(draw: st.DrawFn, loss: str, output: str, dtype: str,
     layers: list[zn.Layer] = []
     width = d
     for kind in kinds:
-        if kind == "layernorm" and width == 1:
-            continue  # its output is beta whatever the input: only rounding noise flows on
+        if kind == "layernorm" and width < ln_min_width:
+            continue
         if kind == "dense":
             width = draw(st.integers(1, 12))
             layers.append(zn.Dense(width,
@@ -91,7 +95,8 @@ def stacks(draw: st.DrawFn, loss: str, output: str, dtype: str,
     else:
         layers.append(zn.Dense(k, output))
     if output == "identity" and k > 1 and draw(st.booleans(), label="ends in a norm"):
-        layers.append(draw(st.sampled_from([zn.LayerNorm, zn.BatchNorm]))())
+        norms = [zn.LayerNorm, zn.BatchNorm] if k >= ln_min_width else [zn.BatchNorm]
+        layers.append(draw(st.sampled_from(norms))())
     n = draw(st.integers(n_min, 24), label="batch")
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
     net = zn.Sequential(layers, input_dim=d, dtype=dtype, seed=0)
@@ -374,32 +379,38 @@ def test_random_stacks_match_torch(parity: Any, dtype: str, tol: float, loss: st
 # Adam with eps = 1e-3: a gradient that is 0 in exact arithmetic (a Dense bias before a
 # BatchNorm, a BatchNorm's beta before another) comes out as rounding noise, different in
 # each framework, which Adam's division by sqrt(v) + eps would blow up to full-size steps.
-OPTIMIZERS = [
-    (lambda: zn.optim.SGD(lr=0.05, momentum=0.9), lambda ps: torch.optim.SGD(
-        ps, lr=0.05, momentum=0.9)),
-    (lambda: zn.optim.Adam(lr=0.01, eps=1e-3), lambda ps: torch.optim.Adam(
-        ps, lr=0.01, eps=1e-3)),
-]
+# In float32 that noise (~1e-7 of the gradient's terms) still moves such parameters by
+# ~lr * 1e-4 per step in directions of its own, so Adam is compared in float64 only;
+# SGD moves them by lr * noise.
+SGD_ = (lambda: zn.optim.SGD(lr=0.05, momentum=0.9),
+        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9))
+ADAM = (lambda: zn.optim.Adam(lr=0.01, eps=1e-3),
+        lambda ps: torch.optim.Adam(ps, lr=0.01, eps=1e-3))
+FIT_CASES = [pytest.param("float64", F64_TOL, SGD_, id="float64-SGD"),
+             pytest.param("float64", F64_TOL, ADAM, id="float64-Adam"),
+             pytest.param("float32", F32_TOL, SGD_, id="float32-SGD")]
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=["SGD", "Adam"])
 @pytest.mark.parametrize("loss, output", [PAIRS[2], PAIRS[4]],
                          ids=[_pair_id(p) for p in (PAIRS[2], PAIRS[4])])
-@pytest.mark.parametrize("dtype, tol", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dtype, tol, opt", FIT_CASES)
 def test_fit_matches_torch_optim(parity: Any, dtype: str, tol: float, loss: str, output: str,
                                  opt: Any) -> None:
-    # Dropout only at rate 0 here (no masks to share across steps); batches of 2 to 6 rows
+    # Dropout only at rate 0 here (no masks to share across steps); batches of 3 to 6 rows
     # in order, 3 epochs: BatchNorm's running statistics move once per batch.
     make_ours, make_theirs = opt
 
     @settings(max_examples=FIT_EXAMPLES, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(prob=stacks(loss, output, dtype, rates=(0.0,), n_min=8), bs=st.integers(2, 6))
+    @given(prob=stacks(loss, output, dtype, rates=(0.0,), n_min=8, ln_min_width=3),
+           bs=st.integers(3, 6))
     def run(prob: dict[str, Any], bs: int) -> None:
         net: zn.Sequential = prob["net"]
         X, y = prob["X"], prob["y"]
         n = X.shape[0]
-        assume(n % bs != 1)  # BatchNorm refuses a training batch of one row
+        # BatchNorm refuses a training batch of one row, and over two its output is
+        # +-gamma + beta whatever the input: the gradient through it is rounding noise.
+        assume(n % bs not in (1, 2))
         stack = TorchStack(net)
         masks: list[np.ndarray | None] = [None] * len(net.layers)
         arch = f"{net!r} n={n} bs={bs} {loss}"
