@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -77,3 +79,158 @@ def test_detects_a_broken_gradient(monkeypatch):
     report = zn.check_gradients(net, X, y)
     assert report.max_relative_error > 0.1
     assert not report.passed()
+
+
+# -- any stack of layers ------------------------------------------------------------------
+SMOOTH = ["tanh", "sigmoid", "gelu", "elu", "softplus", "identity"]
+KINDS = ["dense", "activation", "batchnorm", "layernorm", "dropout"]
+
+
+@st.composite
+def stacks(draw, loss, out):
+    """A Sequential mixing every layer kind, its random parameters, a batch and targets."""
+    # Widths and batches of at least 3: normalizing two values (or a batch of two) is
+    # near-singular when they are nearly equal, and finite differences lose their accuracy.
+    d = draw(st.integers(3, 5), label="input_dim")
+    kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=4), label="kinds")
+    layers, width = [], d
+    for kind in kinds:
+        if kind == "dense":
+            width = draw(st.integers(3, 5))
+            layers.append(zn.Dense(width, draw(st.sampled_from([*SMOOTH, "relu"])),
+                                   use_bias=draw(st.booleans())))
+        elif kind == "activation":
+            layers.append(zn.Activation(draw(st.sampled_from([*SMOOTH, "softmax"]))))
+        elif kind == "batchnorm":
+            layers.append(zn.BatchNorm(momentum=draw(st.sampled_from([0.1, 0.5, None]))))
+        elif kind == "layernorm":
+            layers.append(zn.LayerNorm())
+        else:
+            layers.append(zn.Dropout(draw(st.sampled_from([0.0, 0.3, 0.5]))))
+    k = draw(st.integers(1, 3))
+    if draw(st.booleans(), label="separate output activation"):
+        layers += [zn.Dense(k), zn.Activation(out)]
+    else:
+        layers.append(zn.Dense(k, out))
+    if out == "identity" and k > 1 and draw(st.booleans(), label="ends in a norm"):
+        layers.append(draw(st.sampled_from([zn.LayerNorm, zn.BatchNorm]))())
+    n = draw(st.integers(3, 6), label="batch")
+    seed = draw(st.integers(0, 2 ** 16), label="seed")
+    net = zn.Sequential(layers, input_dim=d, seed=seed)
+    rng = np.random.default_rng(seed)
+    # Random biases, gammas and betas: with b = 0 a dead unit feeds exact zeros on, and a
+    # later ReLU sits on its kink, where no derivative exists to check.
+    net.set_params([rng.normal(0, 1 / np.sqrt(p.shape[0]), p.shape) if name == "W"
+                    else rng.uniform(0.5, 1.5, p.shape) if name == "gamma"
+                    else rng.normal(0, 0.5, p.shape)
+                    for layer in net.layers for name, p in zip(layer.param_names, layer.params)])
+    return net, rng.standard_normal((n, d)), _targets(rng, loss, n, k)
+
+
+# Examples per case; ZERONN_GRADCHECK_EXAMPLES=300 for a deeper search.
+# Normalizing a few nearly equal values is steep (1 / sqrt(var + 1e-5), up to 316), and
+# the differences' truncation error grows with the steepness: a wrong backward is off by
+# O(1) (the tests below), so 1e-5 loses nothing.
+STACK_TOL = 1e-5
+STACK_EXAMPLES = int(os.environ.get("ZERONN_GRADCHECK_EXAMPLES", "15"))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize(("loss", "out"), PAIRS[:5])
+@settings(max_examples=STACK_EXAMPLES, deadline=None)
+@given(data=st.data())
+def test_every_layer_kind_passes(loss, out, training, data):
+    net, X, y = data.draw(stacks(loss, out))
+    if not training:  # running statistics away from (0, 1), as after some training
+        for layer in net.layers:
+            if isinstance(layer, zn.BatchNorm):
+                layer.running_mean[...] = np.linspace(-0.5, 0.5, layer.running_mean.size)
+                layer.running_var[...] = np.linspace(0.5, 2.0, layer.running_var.size)
+    report = zn.check_gradients(net, X, y, loss=loss, training=training)
+    assert report.max_relative_error < STACK_TOL, f"{net!r}\n{report}"
+
+
+def _stack(dtype="float64"):
+    net = zn.Sequential([zn.Dense(5, "tanh"), zn.BatchNorm(), zn.Dropout(0.5),
+                         zn.Dense(4, use_bias=False), zn.LayerNorm(), zn.Activation("gelu"),
+                         zn.Dropout(0.3), zn.Dense(2)], input_dim=3, dtype=dtype, seed=0)
+    rng = np.random.default_rng(1)
+    net.set_params([p + rng.normal(0, 0.3, p.shape) for p in net.params])
+    return net, rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_stack_is_left_exactly_as_it_was(dtype):
+    net, X, y = _stack(dtype)
+    net.fit(X, y, epochs=2, batch_size=3, optimizer="adam")  # non-trivial state and masks
+    params = net.flat_params.copy()
+    states = [{k: v.copy() for k, v in st.items()} for st in net.states()]
+    rng_state = net.rng.bit_generator.state
+    masks = [layer.mask.copy() for layer in net.layers if isinstance(layer, zn.Dropout)]
+    report = zn.check_gradients(net, X, y)
+    assert report.passed(1e-6), str(report)
+    assert [p.name for p in report.params] == ["W1", "b1", "gamma2", "beta2", "W4",
+                                               "gamma5", "beta5", "W8", "b8"]
+    assert "gamma5" in str(report)
+    np.testing.assert_array_equal(net.flat_params, params)
+    assert net.flat_params.dtype == np.dtype(dtype)
+    for st_now, st_before in zip(net.states(), states):
+        assert st_now.keys() == st_before.keys()
+        for key in st_now:
+            np.testing.assert_array_equal(st_now[key], st_before[key])
+    assert net.rng.bit_generator.state == rng_state
+    assert all(layer.rng is net.rng for layer in net.layers)
+    now = [layer.mask for layer in net.layers if isinstance(layer, zn.Dropout)]
+    for a, b in zip(now, masks):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_masks_are_shared_with_the_finite_differences(monkeypatch):
+    """Without one mask for every evaluation, the differences would be noise."""
+    net, X, y = _stack()
+    assert zn.check_gradients(net, X, y).passed(1e-6)
+    monkeypatch.setattr(zn.Network, "set_rng", lambda self, rng: None)  # masks vary
+    assert zn.check_gradients(net, X, y).max_relative_error > 0.1
+
+
+def _scaled(cls, method, attr, factor):
+    original = getattr(cls, method)
+
+    def broken(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if attr == "dx":
+            if out is not None:  # the first layer passes no dx on
+                out *= factor
+        else:
+            getattr(self, attr)[...] *= factor
+        return out
+
+    return broken
+
+
+@pytest.mark.parametrize(("cls", "method", "attr"), [
+    (zn.Dense, "backward_from_logits", "dW"),
+    (zn.Dense, "backward", "dx"),
+    (zn.Activation, "backward", "dx"),
+    (zn.BatchNorm, "backward", "dgamma"),
+    (zn.BatchNorm, "backward", "dbeta"),
+    (zn.BatchNorm, "backward", "dx"),
+    (zn.LayerNorm, "backward", "dgamma"),
+    (zn.LayerNorm, "backward", "dx"),
+    (zn.Dropout, "backward", "dx"),
+], ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_detects_a_broken_layer_backward(monkeypatch, cls, method, attr):
+    net, X, y = _stack()
+    monkeypatch.setattr(cls, method, _scaled(cls, method, attr, 1.3))
+    report = zn.check_gradients(net, X, y)
+    assert report.max_relative_error > 0.1, str(report)
+    assert not report.passed()
+
+
+def test_batchnorm_backward_without_the_batch_statistics_is_detected(monkeypatch):
+    """The classic mistake: BatchNorm's backward as if its mean and variance were constants."""
+    net, X, y = _stack()
+    monkeypatch.setattr(zn.BatchNorm, "_normalized_backward",
+                        staticmethod(lambda dxh, xhat, inv_std, axes, work: dxh * inv_std))
+    report = zn.check_gradients(net, X, y)
+    assert report.max_relative_error > 0.1, str(report)
