@@ -629,7 +629,8 @@ class TabularModel:
             return model
         if not isinstance(net, Sequential) or not isinstance(net.layers[0], Dense) \
                 or not isinstance(net.layers[-1], Dense):
-            raise bad(f"the network {net!r} does not start and end with a Dense layer")
+            raise bad(f"the network {net!r} is not an MLP or a Sequential that starts and "
+                      "ends with a Dense layer")
         feats, targs = meta.get("feature_names"), meta.get("target_names")
         for key, names in (("feature_names", feats), ("target_names", targs)):
             if not isinstance(names, list) or not names or \
