@@ -1106,12 +1106,14 @@ def _tabular_frames():
     return df
 
 
-@pytest.mark.parametrize("target,features", [("y", ["a", "b", "c"]), ("cls", ["a", "b"]),
-                                             ("flag", ["a", "b", "c"])])
-def test_tabular_model_round_trip(tmp_path, target, features):
+@pytest.mark.parametrize("target,features,layers", [
+    ("y", ["a", "b", "c"], {}), ("cls", ["a", "b"], {}), ("flag", ["a", "b", "c"], {}),
+    ("cls", ["a", "b", "c"], {"dropout": 0.2, "batch_norm": True}),
+])
+def test_tabular_model_round_trip(tmp_path, target, features, layers):
     tabular = pytest.importorskip("zeronn.tabular")
     df = _tabular_frames()
-    model = tabular.TabularModel(hidden=(6,), epochs=5, validation_split=0.2)
+    model = tabular.TabularModel(hidden=(6,), epochs=5, validation_split=0.2, **layers)
     model.fit(df, target, features=features)
     zn.save(model, tmp_path / "t.zeronn")
     back = zn.load(tmp_path / "t.zeronn")
@@ -1123,6 +1125,7 @@ def test_tabular_model_round_trip(tmp_path, target, features):
     if model.classes:
         assert np.array_equal(back.predict_proba(df), model.predict_proba(df))
     assert dict(back.net.history) == dict(model.net.history)
+    _assert_same_network(back.net, model.net)
 
 
 def test_unfitted_tabular_model_round_trip(tmp_path):
@@ -1148,15 +1151,19 @@ def test_tabular_metadata_inconsistency_is_a_value_error(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # ConvergenceWarning: few iterations
-@pytest.mark.parametrize("labels", ["strings", "ints3", "multilabel", None])
+@pytest.mark.parametrize("labels", ["strings", "ints3", "multilabel", None, "layers"])
 def test_sklearn_estimators_round_trip(tmp_path, labels):
     sk = pytest.importorskip("zeronn.sklearn")
     rng = np.random.default_rng(2)
     X, Z = _data(rng, n=60, d=4, k=3)
-    if labels is None:
+    if labels == "layers":  # a Sequential with BatchNorm and Dropout inside
+        est = sk.MLPRegressor(hidden_layer_sizes=(6, 5), max_iter=15, dropout=0.2,
+                              batch_norm=True, random_state=0)
+        y: Any = Z[:, :2]
+    elif labels is None:
         est = sk.MLPRegressor(hidden_layer_sizes=(6, 5), max_iter=15, early_stopping=True,
                               random_state=0)
-        y: Any = Z[:, :2]
+        y = Z[:, :2]
     else:
         est = sk.MLPClassifier(hidden_layer_sizes=(6,), max_iter=15, random_state=0)
         y = {"strings": np.where(Z[:, 0] > 0, "pos", "neg"),
@@ -1169,10 +1176,11 @@ def test_sklearn_estimators_round_trip(tmp_path, labels):
     assert back.get_params() == est.get_params()
     pred, pred0 = back.predict(X), est.predict(X)
     assert pred.dtype == pred0.dtype and np.array_equal(pred, pred0)
-    if labels is not None:
+    if labels not in (None, "layers"):
         assert np.array_equal(back.classes_, est.classes_)
         assert np.array_equal(back.predict_proba(X), est.predict_proba(X))
     assert back.loss_curve_ == est.loss_curve_ and back.n_iter_ == est.n_iter_
+    _assert_same_network(back.net_, est.net_)
     unfitted = type(est)(hidden_layer_sizes=(3,), alpha=0.5)
     zn.save(unfitted, tmp_path / "u.zeronn")
     assert zn.load(tmp_path / "u.zeronn").get_params() == unfitted.get_params()
