@@ -535,7 +535,7 @@ def test_layers_round_trip_through_pickle_and_model_files(tmp_path, Est, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
-    _, meta, _ = est._zeronn_state()
+    _, meta, _ = est.zeronn_state()
     assert meta["params"]["dropout"] == 0.25 and meta["params"]["batch_norm"] is True
     copy = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(copy.predict(X), est.predict(X))
@@ -652,14 +652,14 @@ def test_save_load_unfitted_and_inconsistent(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
-    net, meta, arrays = est._zeronn_state()
+    net, meta, arrays = est.zeronn_state()
     meta["classes"] = meta["classes"][:2]
     with pytest.raises(ValueError, match="inconsistent"):
-        MLPClassifier._from_zeronn_state(net, meta, arrays)
-    meta = est._zeronn_state()[1]
+        MLPClassifier.from_zeronn_state(net, meta, arrays)
+    meta = est.zeronn_state()[1]
     meta["n_features_in"] = 7
     with pytest.raises(ValueError, match="inconsistent"):
-        MLPClassifier._from_zeronn_state(net, meta, arrays)
+        MLPClassifier.from_zeronn_state(net, meta, arrays)
 
 
 # -- larger than memory: dask-ml's Incremental over a row-chunked dask array ---------------

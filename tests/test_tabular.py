@@ -34,8 +34,8 @@ def label_frame(labels: list, n: int = 90, seed: int = 1) -> pd.DataFrame:
 
 
 def state_roundtrip(model: TabularModel) -> TabularModel:
-    net, meta, arrays = model._zeronn_state()
-    return TabularModel._from_zeronn_state(net, meta, arrays)
+    net, meta, arrays = model.zeronn_state()
+    return TabularModel.from_zeronn_state(net, meta, arrays)
 
 
 # -- regression -------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_save_and_load_roundtrip(tmp_path) -> None:
 def _corrupt(meta_edit=None, arrays_edit=None, net_edit=None):
     m = TabularModel(**FAST)
     m.fit(label_frame(["a", "b", "c"]), "label")
-    net, meta, arrays = m._zeronn_state()
+    net, meta, arrays = m.zeronn_state()
     if meta_edit:
         meta_edit(meta)
     if arrays_edit:
@@ -343,7 +343,7 @@ def _corrupt(meta_edit=None, arrays_edit=None, net_edit=None):
 ])
 def test_inconsistent_state_is_refused(parts, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        TabularModel._from_zeronn_state(*parts)
+        TabularModel.from_zeronn_state(*parts)
 
 
 def test_dropout_and_batch_norm_build_the_layers_and_are_checked() -> None:

@@ -179,6 +179,10 @@ def _load_model(path: str) -> Any:
     except ImportError:
         raise CLIError("model files are not available in this installation "
                        "(zeronn.persistence is missing)") from None
+    # The command's own kind of model file is registered by importing its module, so
+    # reading it never depends on the installed package metadata (entry points), which
+    # an editable install does not refresh.
+    import zeronn.tabular  # noqa: F401
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):

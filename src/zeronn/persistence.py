@@ -1,25 +1,38 @@
 """Model files: one zip of ``.npy`` arrays plus a JSON header, read without pickle.
 
 A file holds ``header.json`` and one ``.npy`` member per array. The header names the
-format and its version, the zeronn version, the kind of object (a fixed allow-list, see
-``KINDS``), the network's architecture, its optimizer (name, hyperparameters, step count,
-learning rate), its training history and random-generator state, an object's metadata,
-and a manifest giving every array member's dtype and shape.
+format and its version, the zeronn version, the kind of object, the network (its class,
+input shape, dtype and layers, each with its type and constructor arguments), its
+optimizer (name, hyperparameters, step count, learning rate), its training history and
+random-generator state, an object's metadata, and a manifest giving every array
+member's dtype and shape. Each layer's parameters (in ``param_names`` order) and state
+arrays (BatchNorm's running statistics) are members ``network/<i>/<name>.npy``.
 
-Loading trusts nothing: every member is checked against the manifest (and the weights
-against the architecture) *before* it is read, reads are bounded by those sizes (so a
-zip bomb cannot inflate), arrays go through ``np.load(..., allow_pickle=False)``, and no
-module named by the file is ever imported. Any defect is a ``ValueError`` that names the
-file and the problem; a missing path is the usual ``OSError``.
+Kinds: ``"network"`` is a :class:`Sequential` or :class:`MLP`; front ends (the
+scikit-learn estimators, the CLI's tabular models) add theirs with :func:`register_kind`
+and declare them as ``zeronn.model_kinds`` entry points, so a file of a kind whose module
+is not imported yet still loads. Such a class provides ``zeronn_state()`` ->
+``(network or None, JSON-safe metadata, dict of numeric arrays)`` and the classmethod
+``from_zeronn_state(network, metadata, arrays)``, which raises ``ValueError`` on
+inconsistent parts.
 
-Writing is atomic (``zeronn._atomic``): a temporary file in the target's folder, fsync,
-then ``os.replace``; on any failure the temporary file is removed and an existing file is
-left untouched.
+Loading trusts nothing: the layer types and model classes come from fixed tables
+(``zeronn.layers.LAYERS``, Sequential/MLP), every layer's arguments are checked by its
+constructor, every member is checked against the manifest (and the parameters against
+the rebuilt layers) *before* it is read, reads are bounded by those sizes (so a zip bomb
+cannot inflate), arrays go through ``np.load(..., allow_pickle=False)``, and no module
+named by the file is ever imported. Any defect is a ``ValueError`` that names the file
+and the problem; a missing path is the usual ``OSError``.
+
+Files of format 1 (zeronn 0.1: an MLP given by its layer sizes and activations) still
+load. Writing is atomic (``zeronn._atomic``): a temporary file in the target's folder,
+fsync, then ``os.replace``; on any failure the temporary file is removed and an existing
+file is left untouched.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import io
 import json
 import math
@@ -36,23 +49,25 @@ from zeronn._atomic import atomic_write
 from zeronn._version import __version__
 from zeronn.activations import ACTIVATIONS, get_activation
 from zeronn.history import History
-from zeronn.models import MLP
+from zeronn.layers import LAYERS, Dense, Layer
+from zeronn.models import MLP, Sequential
+from zeronn.network import Network
 from zeronn.optim import OPTIMIZERS, Optimizer
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "KINDS", "load", "save"]
+__all__ = ["ENTRY_POINT_GROUP", "FORMAT_NAME", "FORMAT_VERSION", "kinds", "load",
+           "register_kind", "save"]
 
 FORMAT_NAME = "zeronn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = "header.json"
+#: the entry-point group where packages declare the kinds of model file they read
+ENTRY_POINT_GROUP = "zeronn.model_kinds"
 
-# kind -> (module, class) of the objects a file may hold. Only these fixed names are ever
-# imported (lazily, in ``load``); the file chooses among them, it never names a module.
-KINDS: dict[str, tuple[str, str] | None] = {
-    "mlp": None,
-    "sklearn.MLPRegressor": ("zeronn.sklearn", "MLPRegressor"),
-    "sklearn.MLPClassifier": ("zeronn.sklearn", "MLPClassifier"),
-    "tabular": ("zeronn.tabular", "TabularModel"),
-}
+# The kind of a file holding a bare network, and the classes such a file may hold: the
+# file chooses among these names, it never names a class or module itself.
+NETWORK_KIND = "network"
+_V1_NETWORK_KIND = "mlp"  # format 1's name for it
+_MODEL_CLASSES: dict[str, type[Sequential]] = {"Sequential": Sequential, "MLP": MLP}
 
 # The dtypes an array member may have: numbers only (no object, string or structured data).
 _DTYPES = {name: np.dtype(name) for name in (
@@ -61,6 +76,7 @@ _DTYPES = {name: np.dtype(name) for name in (
 _PARAM_DTYPES = ("float32", "float64")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
+_KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 _MAX_HEADER_BYTES = 64 * 2**20
 _NPY_HEADER_MAX = 10_000 + 16  # numpy's own cap on a .npy header, plus magic and length
@@ -68,6 +84,10 @@ _NPY_HEADER_MAX = 10_000 + 16  # numpy's own cap on a .npy header, plus magic an
 # than 100-fold is not a model file (deflate allows ~1032:1, the zip-bomb trick).
 _MAX_DEFLATE_RATIO = 100
 _MAX_NDIM = 32
+# Building layers allocates state sized by the input (BatchNorm's statistics) before any
+# member backs it, so the values per sample a file may declare are capped (2**26 = 64 Mi).
+_MAX_INPUT_SIZE = 2**26
+_MAX_LAYERS = 10_000
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same bytes
 
 
@@ -75,6 +95,80 @@ class _Bad(Exception):
     """A defect of the file being loaded (turned into a ValueError naming the file)."""
 
 
+# -- the kinds of model file ---------------------------------------------------------------
+_KINDS: dict[str, type[Any]] = {}
+
+
+def register_kind(kind: str, cls: type[Any]) -> None:
+    """Makes ``zeronn.save``/``zeronn.load`` handle instances of ``cls`` as files of ``kind``.
+
+    ``cls`` provides ``zeronn_state()`` and the classmethod ``from_zeronn_state(net, meta,
+    arrays)`` (see the module docstring). Declare the same name as an entry point in the
+    ``zeronn.model_kinds`` group (``"kind" = "package.module:Class"``) so files of the
+    kind load before the module is imported. Registering a kind again for another class
+    raises ``ValueError``.
+    """
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise ValueError(f"a model kind is a dotted name such as 'mypackage.Model', "
+                         f"got {kind!r}")
+    if kind in (NETWORK_KIND, _V1_NETWORK_KIND):
+        raise ValueError(f"the kind {kind!r} is zeronn's own (networks): choose another name")
+    if not isinstance(cls, type) or not all(
+            callable(getattr(cls, m, None)) for m in ("zeronn_state", "from_zeronn_state")):
+        raise ValueError(f"{cls!r} must be a class with zeronn_state() and the classmethod "
+                         "from_zeronn_state(net, meta, arrays)")
+    old = _KINDS.get(kind)
+    # The same class again (a module reloaded) replaces the old entry; another class would
+    # make the files of one kind mean two things.
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
+                                                                   cls.__qualname__):
+        raise ValueError(f"the kind {kind!r} is already registered for "
+                         f"{old.__module__}.{old.__qualname__}")
+    _KINDS[kind] = cls
+
+
+def kinds() -> list[str]:
+    """The kinds of model file this installation reads (registered or declared)."""
+    declared = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted({NETWORK_KIND, *_KINDS, *declared})
+
+
+def _kind_of(obj: Any) -> str | None:
+    """The kind registered for ``obj``'s class or its nearest registered base class."""
+    by_class = {cls: kind for kind, cls in _KINDS.items()}
+    for cls in type(obj).__mro__:
+        if cls in by_class:
+            return by_class[cls]
+    return None
+
+
+def _class_of_kind(kind: str) -> type[Any]:
+    """The registered class of ``kind``, else the one an installed package declares for it.
+
+    Only entry points of the ``zeronn.model_kinds`` group are looked at, by exact name: the
+    file picks among the declared names, never a module of its choice.
+    """
+    if kind in _KINDS:
+        return _KINDS[kind]
+    found = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+             if ep.name == kind]
+    if not found:
+        raise _Bad(f"unknown kind {kind!r}; this zeronn loads {', '.join(kinds())}")
+    try:
+        cls = found[0].load()  # imports the module its package declared for this kind
+    except ImportError as exc:  # the file is fine, the installation lacks something
+        raise ImportError(f"model files of kind {kind!r} need {found[0].value}, which cannot "
+                          f"be imported ({exc}): install its missing dependencies") from exc
+    if kind not in _KINDS:  # the module did not register itself: register what it declared
+        try:
+            register_kind(kind, cls)
+        except ValueError as exc:
+            raise _Bad(f"the entry point of kind {kind!r} is not a model class ({exc})") \
+                from None
+    return _KINDS[kind]
+
+
+# -- save --------------------------------------------------------------------------------
 def _json_safe(name: str, value: Any) -> Any:
     """``value`` after a JSON round trip (tuples become lists), or a ValueError naming it."""
     try:
@@ -106,7 +200,7 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _check_optimizer_state(opt: Optimizer, state: list[dict[str, NDArray]],
-                           net: MLP) -> None:
+                           net: Network) -> None:
     """The state must be for ``net``: one dict per parameter position (the flat buffer that
     ``fit`` steps, or the per-layer arrays), with the keys this optimizer creates."""
     if not state:
@@ -141,13 +235,20 @@ class _Writer:
         if a.dtype.name not in _DTYPES:
             raise ValueError(f"array {member!r} has dtype {a.dtype}; a model file stores "
                              f"numbers only ({', '.join(_DTYPES)})")
-        self.arrays[member] = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+        # (np.asarray, not np.ascontiguousarray, which turns a 0-d array into 1-d)
+        self.arrays[member] = np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
         self.manifest[member] = {"dtype": a.dtype.name, "shape": list(a.shape)}
 
 
-def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
-    for layer in net.layers:
-        act = layer.activation
+def _layer_entry(i: int, layer: Layer, w: _Writer) -> dict[str, Any]:
+    """The header entry of layer ``i`` (1-based); its arrays go to ``network/<i>/``."""
+    cls = type(layer)
+    if LAYERS.get(cls.__name__) is not cls:
+        raise ValueError(f"layer {i} is a {cls.__name__}, which model files cannot hold: "
+                         f"they hold zeronn.layers.LAYERS ({', '.join(LAYERS)}); add a new "
+                         "layer class to that table")
+    act = layer.activation
+    if act is not None:
         try:
             known = get_activation(act.name) is act
         except ValueError:
@@ -156,19 +257,42 @@ def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
             raise ValueError(f"activation {act.name!r} is not the registered one of that name, "
                              "so loading could not find it: use "
                              "zeronn.register_activation to make it known by name")
+    config = _json_safe(f"layer {i}'s config()", layer.config())
+    try:  # what load will do: a layer that cannot be rebuilt would make a useless file
+        cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"layer {i} ({layer!r}) cannot be rebuilt from its config() "
+                         f"{config!r} ({exc})") from None
+    for name, value in zip(layer.param_names, layer.params):
+        w.add(f"network/{i}/{name}.npy", value)
+    state = layer.state
+    for name in layer.state_names:
+        if state[name].dtype.kind == "f" and not np.isfinite(state[name]).all():
+            raise ValueError(f"layer {i}'s state {name!r} holds NaN or inf (training "
+                             "diverged), so nothing was saved: train again with a smaller "
+                             "learning rate")
+        w.add(f"network/{i}/{name}.npy", state[name])
+    return {"type": cls.__name__, "config": config, "params": list(layer.param_names),
+            "state": list(layer.state_names)}
+
+
+def _network_header(net: Network, w: _Writer) -> dict[str, Any]:
+    model_class = "MLP" if isinstance(net, MLP) else "Sequential"
+    if not isinstance(net, Sequential):
+        raise ValueError(f"cannot save a bare {type(net).__name__}: build a zeronn.Sequential "
+                         "from the same layers")
     # load refuses non-finite weights, so such a file would be useless: say so now.
     if not np.isfinite(net.flat_params).all():
         raise ValueError("the network's weights hold NaN or inf (training diverged), so "
                          "nothing was saved: train again with a smaller learning rate")
-    for i, layer in enumerate(net.layers, start=1):
-        w.add(f"network/W{i}.npy", layer.W)
-        w.add(f"network/b{i}.npy", layer.b)
+    layers = [_layer_entry(i, layer, w) for i, layer in enumerate(net.layers, start=1)]
+    init = getattr(net, "init", None)
     head: dict[str, Any] = {
-        "layer_sizes": list(net.layer_sizes),
-        "activations": net.activations,
-        "output_activation": net.output_activation,
+        "class": model_class,
+        "input_shape": list(net.input_shape),
         "dtype": net.dtype.name,
-        "init": net.init if isinstance(net.init, str) else "explicit",
+        "layers": layers,
+        "init": init if isinstance(init, str) else None,
         "seed": net.seed if isinstance(net.seed, int) else None,
         "rng": _rng_state(net.rng),
         "optimizer": None,
@@ -225,27 +349,29 @@ def _network_header(net: MLP, w: _Writer) -> dict[str, Any]:
 
 
 def save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Writes ``obj`` (an :class:`MLP`, an estimator or a CLI model) to one file, atomically.
+    """Writes ``obj`` (a :class:`Sequential` or :class:`MLP`, or an object of a registered
+    kind: an estimator, a CLI model) to one file, atomically.
 
-    The file is a zip of ``.npy`` arrays plus ``header.json``: the architecture and
-    weights, the last optimizer and its state (so ``fit(..., optimizer=None)`` resumes
-    exactly), the training history, the network's random-generator state, and an
-    estimator's metadata and arrays (scaling, class labels). Load it with :func:`load`.
+    The file is a zip of ``.npy`` arrays plus ``header.json``: the layers (types and
+    arguments), parameters and layer states, the last optimizer and its state (so
+    ``fit(..., optimizer=None)`` resumes exactly), the training history, the network's
+    random-generator state, and an object's metadata and arrays (scaling, class labels).
+    Load it with :func:`load`.
     """
-    kind: Any
-    if isinstance(obj, MLP):
-        kind, net, meta, extra = "mlp", obj, {}, {}
+    if isinstance(obj, Network):
+        kind, net, meta, extra = NETWORK_KIND, obj, {}, {}
     else:
-        kind = getattr(type(obj), "_zeronn_kind", None)
-        target = KINDS.get(kind) if isinstance(kind, str) else None
-        if target is None or not isinstance(
-                obj, getattr(importlib.import_module(target[0]), target[1])):
-            raise ValueError(f"cannot save a {type(obj).__name__}: zeronn.save takes an MLP, "
-                             "a zeronn.sklearn estimator or a zeronn.tabular model")
-        net, meta, extra = obj._zeronn_state()
-        if net is not None and not isinstance(net, MLP):
-            raise ValueError(f"{type(obj).__name__}._zeronn_state() returned "
-                             f"{type(net).__name__} instead of an MLP or None")
+        found = _kind_of(obj)
+        if found is None:
+            raise ValueError(f"cannot save a {type(obj).__name__}: zeronn.save takes an MLP or "
+                             "a Sequential, a zeronn.sklearn estimator, a zeronn.tabular "
+                             "model, or an object of a kind given to "
+                             "zeronn.persistence.register_kind")
+        kind = found
+        net, meta, extra = obj.zeronn_state()
+        if net is not None and not isinstance(net, Network):
+            raise ValueError(f"{type(obj).__name__}.zeronn_state() returned "
+                             f"{type(net).__name__} instead of a network or None")
     w = _Writer()
     header: dict[str, Any] = {
         "format": FORMAT_NAME,
@@ -459,7 +585,35 @@ def _decode_rng(state: Any) -> np.random.Generator:
     return np.random.Generator(bitgen)
 
 
-def _load_network(head: Any, members: _Members) -> MLP:
+def _dtype(head: Any, where: str) -> np.dtype:
+    dt_name = _get(head, "dtype", str, where)
+    if dt_name not in _PARAM_DTYPES:
+        raise _Bad(f"{where}.dtype must be float32 or float64, got {dt_name!r}")
+    return _DTYPES[dt_name]
+
+
+def _seed(head: Any, where: str) -> int | None:
+    seed = _get(head, "seed", (int, type(None)), where)
+    if seed is not None and seed < 0:
+        raise _Bad(f"{where}.seed must be an integer >= 0 or null, got {seed}")
+    return seed
+
+
+def _finish_network(net: Sequential, head: Any, members: _Members) -> None:
+    """The parts every network file has: the generator, the optimizer and the history."""
+    where = "network"
+    net.rng = _decode_rng(_get(head, "rng", dict, where))
+    net.set_rng(net.rng)  # Dropout draws its masks from the network's generator
+    opt_head = _get(head, "optimizer", (dict, type(None)), where)
+    if opt_head is not None:
+        net.optimizer = _load_optimizer(opt_head, members, net)
+    hist_head = _get(head, "history", (dict, type(None)), where)
+    if hist_head is not None:
+        net.history = _load_history(hist_head, members)
+
+
+def _load_network_v1(head: Any, members: _Members) -> MLP:
+    """Format 1 (zeronn 0.1): an MLP given by its sizes and activations, ``network/W1.npy``..."""
     where = "network"
     sizes = _get(head, "layer_sizes", list, where)
     if len(sizes) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
@@ -471,21 +625,10 @@ def _load_network(head: Any, members: _Members) -> MLP:
         raise _Bad(f"network.activations must name one activation per hidden layer "
                    f"({len(sizes) - 2}), got {acts!r}")
     for a in [*acts, out_act]:
-        try:
-            get_activation(a)
-        except ValueError:
-            raise _Bad(f"the model uses activation {a!r}, which this session does not know: "
-                       f"if it is your own, call zeronn.register_activation({a!r}, fn, "
-                       f"derivative) before loading; known: {', '.join(sorted(ACTIVATIONS))}"
-                       ) from None
-    dt_name = _get(head, "dtype", str, where)
-    if dt_name not in _PARAM_DTYPES:
-        raise _Bad(f"network.dtype must be float32 or float64, got {dt_name!r}")
-    dtype = _DTYPES[dt_name]
+        _known_activation(a)
+    dtype = _dtype(head, where)
     init = _get(head, "init", str, where)
-    seed = _get(head, "seed", (int, type(None)), where)
-    if seed is not None and seed < 0:
-        raise _Bad(f"network.seed must be an integer >= 0 or null, got {seed}")
+    seed = _seed(head, where)
     params = []
     for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         for name, shape in ((f"W{i}", (fi, fo)), (f"b{i}", (1, fo))):
@@ -493,17 +636,127 @@ def _load_network(head: Any, members: _Members) -> MLP:
             params.append(_finite(member, members.read(member, dtype, shape)))
     net = MLP(sizes, acts, out_act, init=params, dtype=dtype, seed=None)
     net.init, net.seed = init, seed
-    net.rng = _decode_rng(_get(head, "rng", dict, where))
-    opt_head = _get(head, "optimizer", (dict, type(None)), where)
-    if opt_head is not None:
-        net.optimizer = _load_optimizer(opt_head, members, net)
-    hist_head = _get(head, "history", (dict, type(None)), where)
-    if hist_head is not None:
-        net.history = _load_history(hist_head, members)
+    _finish_network(net, head, members)
     return net
 
 
-def _load_optimizer(head: dict[str, Any], members: _Members, net: MLP) -> Optimizer:
+def _known_activation(name: str) -> None:
+    try:
+        get_activation(name)
+    except ValueError:
+        raise _Bad(f"the model uses activation {name!r}, which this session does not know: "
+                   f"if it is your own, call zeronn.register_activation({name!r}, fn, "
+                   f"derivative) before loading; known: {', '.join(sorted(ACTIVATIONS))}"
+                   ) from None
+
+
+def _make_layer(i: int, entry: Any) -> Layer:
+    """Layer ``i`` (1-based) from its header entry: a type from ``LAYERS`` and its config,
+    checked by the layer's own constructor."""
+    where = f"network.layers[{i - 1}]"
+    name = _get(entry, "type", str, where)
+    cls = LAYERS.get(name)
+    if cls is None:
+        raise _Bad(f"layer {i} has type {name!r}, not a zeronn layer "
+                   f"({', '.join(LAYERS)}): was it written by a newer zeronn?")
+    config = _get(entry, "config", dict, where)
+    act = config.get("activation")
+    if isinstance(act, str):
+        _known_activation(act)
+    try:
+        layer = cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(f"layer {i} ({name}) has an invalid config {config!r}: {exc}") from None
+    for key, names in (("params", layer.param_names), ("state", layer.state_names)):
+        listed = _get(entry, key, list, where)
+        if listed != list(names):
+            what = "parameters" if key == "params" else "state arrays"
+            raise _Bad(f"layer {i} ({layer!r}) has {what} {list(names) or 'none'}, but the "
+                       f"file lists {listed or 'none'}")
+    return layer
+
+
+def _load_network_v2(head: Any, members: _Members) -> Sequential:
+    """A Sequential or MLP: its layers rebuilt from their types and configs, without
+    drawing initial weights, then its parameters and layer states read in."""
+    where = "network"
+    class_name = _get(head, "class", str, where)
+    if class_name not in _MODEL_CLASSES:
+        raise _Bad(f"network.class is {class_name!r}; a model file holds "
+                   f"{' or '.join(_MODEL_CLASSES)}")
+    input_shape = _get(head, "input_shape", list, where)
+    if not 1 <= len(input_shape) <= _MAX_NDIM or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape):
+        raise _Bad(f"network.input_shape must list 1 to {_MAX_NDIM} sizes > 0, "
+                   f"got {input_shape!r}")
+    if math.prod(input_shape) > _MAX_INPUT_SIZE:
+        raise _Bad(f"network.input_shape {input_shape} has more than {_MAX_INPUT_SIZE} "
+                   "values per sample")
+    dtype = _dtype(head, where)
+    entries = _get(head, "layers", list, where)
+    if not 1 <= len(entries) <= _MAX_LAYERS:
+        raise _Bad(f"network.layers must list 1 to {_MAX_LAYERS} layers, got {len(entries)}")
+    init = _get(head, "init", (str, type(None)), where)
+    seed = _seed(head, where)
+    # A trial build of each layer gives the shapes its arrays must have; each is checked
+    # against the manifest (whose sizes the file backs) before it is read, and all before
+    # the network allocates its buffers.
+    shape = tuple(input_shape)
+    params: list[NDArray] = []
+    states: list[dict[str, NDArray]] = []
+    for i, entry in enumerate(entries, start=1):
+        probe = _make_layer(i, entry)
+        try:
+            shape = probe.build(shape, dtype)
+        except ValueError as exc:
+            raise _Bad(f"layer {i} ({probe!r}) does not fit its input: {exc}") from None
+        for name, pshape in zip(probe.param_names, probe.param_shapes()):
+            member = f"network/{i}/{name}.npy"
+            params.append(_finite(member, members.read(member, dtype, tuple(pshape))))
+        state = {}
+        for name, target in probe.state.items():
+            member = f"network/{i}/{name}.npy"
+            state[name] = _finite(member, members.read(member, target.dtype, target.shape))
+        states.append(state)
+    stray = sorted(m for m in members.unread if m.startswith("network/"))
+    if stray:
+        raise _Bad(f"the file holds arrays no layer uses: {stray} (is a layer missing from "
+                   "network.layers?)")
+    layers = [_make_layer(i, entry) for i, entry in enumerate(entries, start=1)]
+    net: Sequential
+    if class_name == "MLP":
+        net = _as_mlp(layers, input_shape, params, dtype)
+        net.init = init if init is not None else "explicit"
+    else:
+        net = Sequential(layers, input_shape=input_shape, dtype=dtype, initialize=False)
+        net.set_params(params)
+    for layer, state in zip(net.layers, states):
+        layer.set_state(state)
+    net.seed = seed
+    _finish_network(net, head, members)
+    return net
+
+
+def _as_mlp(layers: list[Layer], input_shape: list[int], params: list[NDArray],
+            dtype: np.dtype) -> MLP:
+    """The MLP of these layers (Dense layers with biases, flat inputs), else ``_Bad``."""
+    if len(input_shape) != 1:
+        raise _Bad(f"an MLP takes flat inputs, but network.input_shape is {input_shape}")
+    for i, layer in enumerate(layers, start=1):
+        if not isinstance(layer, Dense) or not layer.use_bias:
+            raise _Bad(f"an MLP is made of Dense layers with biases, but layer {i} is "
+                       f"{layer!r}: the file's network.class should be 'Sequential'")
+    dense = [layer for layer in layers if isinstance(layer, Dense)]
+    net = MLP([input_shape[0], *(d.units for d in dense)],
+              [d.activation for d in dense[:-1]], dense[-1].activation, init=params,
+              dtype=dtype)
+    for built, saved in zip(net.layers, dense):
+        assert isinstance(built, Dense)
+        built.init = saved.init  # MLP gives explicit weights he_normal: keep the saved name
+    return net
+
+
+def _load_optimizer(head: dict[str, Any], members: _Members, net: Network) -> Optimizer:
     where = "network.optimizer"
     name = _get(head, "name", str, where)
     if name not in OPTIMIZERS:
@@ -554,6 +807,19 @@ def _load_history(head: dict[str, Any], members: _Members) -> History:
     return hist
 
 
+def _check_kind(kind: str, version: int) -> None:
+    """``kind`` must be this format's network kind, or one registered or declared (no
+    module is imported here: the declared names come from installed packages' metadata)."""
+    own = NETWORK_KIND if version >= 2 else _V1_NETWORK_KIND
+    if kind == own or kind in _KINDS:
+        return
+    if kind not in (NETWORK_KIND, _V1_NETWORK_KIND) and any(
+            ep.name == kind for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)):
+        return
+    raise _Bad(f"unknown kind {kind!r} for a format {version} file; this zeronn loads "
+               f"{', '.join(own if k == NETWORK_KIND else k for k in kinds())}")
+
+
 def _load_zip(f: IO[bytes], size: int) -> Any:
     if size == 0:
         raise _Bad("the file is empty (0 bytes): it was never written completely; "
@@ -571,14 +837,17 @@ def _load_zip(f: IO[bytes], size: int) -> Any:
         if HEADER not in zf.NameToInfo:
             raise _Bad(f"the zip has no {HEADER}: not a zeronn model file")
         header = _read_header(zf)
+        version = header["format_version"]
         kind = _get(header, "kind", str, "header")
-        if kind not in KINDS:
-            raise _Bad(f"unknown kind {kind!r}; this zeronn loads {', '.join(KINDS)}")
+        _check_kind(kind, version)
+        is_network = kind in (NETWORK_KIND, _V1_NETWORK_KIND)
         net_head = _get(header, "network", (dict, type(None)), "header")
-        if kind == "mlp" and net_head is None:
-            raise _Bad("an 'mlp' file without a network")
+        if is_network and net_head is None:
+            raise _Bad(f"a {kind!r} file without a network")
         members = _Members(zf, _manifest(header), size)
-        net = None if net_head is None else _load_network(net_head, members)
+        net: Sequential | None = None
+        if net_head is not None:
+            net = (_load_network_v1 if version == 1 else _load_network_v2)(net_head, members)
         meta = _get(header, "meta", dict, "header")
         names = _get(header, "extra", list, "header")
         arrays = {}
@@ -588,23 +857,23 @@ def _load_zip(f: IO[bytes], size: int) -> Any:
             arrays[name] = members.read(f"extra/{name}.npy")
         if members.unread:
             raise _Bad(f"the header lists arrays nothing uses: {sorted(members.unread)}")
-    target = KINDS[kind]
-    if target is None:
+    if is_network:
         assert net is not None
         if meta or arrays:
-            raise _Bad("an 'mlp' file carries metadata or extra arrays it should not have")
+            raise _Bad(f"a {kind!r} file carries metadata or extra arrays it should not have")
         return net
-    # A fixed module from the allow-list above, never a name read from the file.
-    cls = getattr(importlib.import_module(target[0]), target[1])
-    return cls._from_zeronn_state(net, meta, arrays)
+    # A registered class, or the one an installed package declares for this exact kind.
+    return _class_of_kind(kind).from_zeronn_state(net, meta, arrays)
 
 
 def load(path: str | os.PathLike[str]) -> Any:
-    """Reads a file written by :func:`save`: an :class:`MLP`, estimator or CLI model.
+    """Reads a file written by :func:`save`: a :class:`Sequential` or :class:`MLP`, an
+    estimator or a CLI model (files of zeronn 0.1 included).
 
-    Raises ``OSError`` if the path cannot be opened and ``ValueError`` naming the file and
-    the defect for anything that is not a valid, consistent model file. Never unpickles,
-    never imports a module named by the file.
+    Raises ``OSError`` if the path cannot be opened, ``ValueError`` naming the file and
+    the defect for anything that is not a valid, consistent model file, and
+    ``ImportError`` if the file's kind needs a package that is not installed. Never
+    unpickles, never imports a module named by the file.
     """
     name = os.fspath(path)
     with open(name, "rb") as f:

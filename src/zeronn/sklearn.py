@@ -61,6 +61,7 @@ from zeronn.models import MLP, Sequential
 from zeronn.network import Network
 from zeronn.onnx_export import GraphSpec
 from zeronn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, Schedule
+from zeronn.persistence import register_kind
 from zeronn.tasks import (
     BINARY,
     MULTICLASS,
@@ -167,7 +168,7 @@ class _SklearnLearningRate(Schedule):
 class _BaseMLP(BaseEstimator):
     """What the regressor and the classifier share: parameters, training, persistence."""
 
-    _zeronn_kind: ClassVar[str]
+    zeronn_kind: ClassVar[str]
     _is_classifier: ClassVar[bool] = False
 
     # -- parameters --------------------------------------------------------------------
@@ -510,7 +511,7 @@ class _BaseMLP(BaseEstimator):
             out[k] = v
         return out
 
-    def _zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
+    def zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
         """(the fitted network or None, JSON-safe metadata, numeric arrays) for zeronn.save."""
         meta: dict[str, Any] = {"params": self._plain_params()}
         if not hasattr(self, "net_"):
@@ -546,7 +547,7 @@ class _BaseMLP(BaseEstimator):
         meta: dict[str, Any] = {}
         if hasattr(self, "feature_names_in_"):
             meta["feature_names_in"] = [str(f) for f in self.feature_names_in_]
-        return GraphSpec(self.net_, task=task, classes=classes, kind=self._zeronn_kind,
+        return GraphSpec(self.net_, task=task, classes=classes, kind=self.zeronn_kind,
                          metadata=meta)
 
     def _onnx_task(self) -> tuple[str, NDArray | None]:
@@ -560,9 +561,9 @@ class _BaseMLP(BaseEstimator):
         return None
 
     @classmethod
-    def _from_zeronn_state(cls, net: Network | None, meta: dict[str, Any],
-                           arrays: dict[str, NDArray]) -> _BaseMLP:
-        """Rebuilds an estimator from what :meth:`_zeronn_state` returned (checked)."""
+    def from_zeronn_state(cls, net: Network | None, meta: dict[str, Any],
+                          arrays: dict[str, NDArray]) -> _BaseMLP:
+        """Rebuilds an estimator from what :meth:`zeronn_state` returned (checked)."""
         if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
             raise ValueError(f"{cls.__name__} model file: metadata lacks 'params'")
         params = dict(meta["params"])
@@ -761,7 +762,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ``coefs_``/``intercepts_`` are its Dense layers').
     """
 
-    _zeronn_kind: ClassVar[str] = "sklearn.MLPRegressor"
+    zeronn_kind: ClassVar[str] = "sklearn.MLPRegressor"
 
     def __init__(
         self,
@@ -886,7 +887,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     :class:`MLPRegressor` plus ``classes_``.
     """
 
-    _zeronn_kind: ClassVar[str] = "sklearn.MLPClassifier"
+    zeronn_kind: ClassVar[str] = "sklearn.MLPClassifier"
     _is_classifier: ClassVar[bool] = True
 
     def __init__(
@@ -1086,3 +1087,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"network has {self.n_outputs_}")
         self._label_binarizer = lb
         self.classes_ = lb.classes_
+
+
+# zeronn.save/zeronn.load handle the estimators (also declared as entry points in
+# pyproject.toml, so their files load before this module is imported).
+register_kind(MLPRegressor.zeronn_kind, MLPRegressor)
+register_kind(MLPClassifier.zeronn_kind, MLPClassifier)

@@ -5,8 +5,8 @@ it keeps the feature and target column names, the task (``"regression"`` or
 ``"classification"``), the input standardization (``x_mean``, ``x_scale``), the regression
 target standardization (``y_mean``, ``y_scale``) and the class labels (strings stay
 strings, numbers stay numbers). It reads pandas DataFrames, matching columns by name, and
-implements the model-file protocol (``_zeronn_kind = "tabular"``) so ``zeronn.save`` /
-``zeronn.load`` round-trip it.
+implements the model-file protocol (kind ``"tabular"``, see ``zeronn.persistence``) so
+``zeronn.save`` / ``zeronn.load`` round-trip it.
 
 pandas is imported lazily (the ``data`` extra), so loading a model file never needs it
 until data is actually read.
@@ -30,6 +30,7 @@ from zeronn.losses import get_loss
 from zeronn.models import MLP, Sequential
 from zeronn.onnx_export import GraphSpec
 from zeronn.optim import get_optimizer
+from zeronn.persistence import register_kind
 from zeronn.tasks import (
     LABEL_KINDS,
     REGRESSION,
@@ -190,7 +191,7 @@ class TabularModel:
     option the network is a plain :class:`~zeronn.models.MLP`.
     """
 
-    _zeronn_kind: ClassVar[str] = "tabular"
+    zeronn_kind: ClassVar[str] = "tabular"
 
     def __init__(
         self,
@@ -589,12 +590,12 @@ class TabularModel:
             else None
         return GraphSpec(self.net, task=task, x_scaling=x, y_scaling=y,
                          classes=self._label_array() if task == "classification" else None,
-                         kind=self._zeronn_kind,
+                         kind=self.zeronn_kind,
                          metadata={"feature_names": list(self.feature_names),
                                    "target_names": list(self.target_names)})
 
     # -- the model-file protocol -----------------------------------------------------
-    def _zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
+    def zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
         """(the network or None, JSON-safe metadata, numeric arrays) for ``zeronn.save``."""
         meta = {
             "config": self.config(),
@@ -610,9 +611,9 @@ class TabularModel:
         return self.net, meta, {k: np.asarray(v, np.float64) for k, v in arrays.items()}
 
     @classmethod
-    def _from_zeronn_state(cls, net: Sequential | None, meta: dict[str, Any],
-                           arrays: dict[str, NDArray]) -> TabularModel:
-        """Rebuilds a model from ``_zeronn_state``'s parts; inconsistencies raise ValueError."""
+    def from_zeronn_state(cls, net: Sequential | None, meta: dict[str, Any],
+                          arrays: dict[str, NDArray]) -> TabularModel:
+        """Rebuilds a model from ``zeronn_state``'s parts; inconsistencies raise ValueError."""
         def bad(why: str) -> ValueError:
             return ValueError(f"inconsistent tabular model: {why}")
 
@@ -693,3 +694,8 @@ class TabularModel:
         training = meta.get("training", {})
         model.training = dict(training) if isinstance(training, dict) else {}
         return model
+
+
+# zeronn.save/zeronn.load handle TabularModel (also declared as an entry point in
+# pyproject.toml, so its files load before this module is imported).
+register_kind(TabularModel.zeronn_kind, TabularModel)

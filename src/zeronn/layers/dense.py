@@ -109,8 +109,11 @@ class Dense(Layer):
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"units": self.units, "activation": self.activation.name}
-        cfg["init"] = self.init if isinstance(self.init, str) else getattr(
-            self.init, "__name__", "custom")
+        # A callable initializer is not JSON and cannot be found again by name, so it is
+        # left out: the rebuilt layer draws he_normal, which does not matter once its
+        # weights are loaded (model files) or copied in.
+        if isinstance(self.init, str):
+            cfg["init"] = self.init
         if not self.use_bias:
             cfg["use_bias"] = False
         return cfg
@@ -192,6 +195,8 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         cfg = self.config()  # the arguments that differ from the defaults
+        if not isinstance(self.init, str):
+            cfg["init"] = getattr(self.init, "__name__", "custom")
         args = [str(cfg.pop("units"))] + [f"{k}={v!r}" for k, v in cfg.items()
                                           if (k, v) not in (("activation", "identity"),
                                                             ("init", "he_normal"))]
