@@ -207,15 +207,15 @@ def _load_tabular(path: str) -> Any:
 
 
 def _network_of(model: Any) -> Any:
-    """The MLP inside any loadable object (or the object itself)."""
-    from zeronn.models import MLP
+    """The network inside any loadable object (or the object itself)."""
+    from zeronn.network import Network
 
-    if isinstance(model, MLP):
+    if isinstance(model, Network):
         return model
     # The public attribute holding it: TabularModel.net, the estimators' fitted net_.
     for attr in ("net", "net_"):
         net = getattr(model, attr, None)
-        if isinstance(net, MLP):
+        if isinstance(net, Network):
             return net
     return None
 
