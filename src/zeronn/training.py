@@ -333,6 +333,7 @@ class _Trainer:
         # one pass over the parameters, p += g. The diagnostics divide the lr back out.
         self.fold_lr = type(self.opt) is SGD and not self.opt.momentum \
             and not self.opt.weight_decay
+        self.limit = _norm_limit(net.dtype)
         self.history = History()
         self.appenders: list[tuple[str, Callable[[Any], None]]] = []
 
@@ -347,10 +348,7 @@ class _Trainer:
                 for epoch in range(self.epochs):
                     t0 = time.perf_counter()
                     record = self.epoch(epoch, interrupted)
-                    if record is None:
-                        break
-                    record["time"] = time.perf_counter() - t0
-                    if self.after_epoch(epoch, record, bar):
+                    if record is None or self.after_epoch(epoch, record, bar, t0):
                         break
         finally:
             bar.close()
@@ -383,7 +381,7 @@ class _Trainer:
         # ||p|| plus the update's norm stays below `limit` the update is applied directly;
         # past it (a diverging run) the new weights are formed in the update's buffer and
         # checked first (_apply_checked). The limit keeps ||p||^2 finite too.
-        limit = _norm_limit(flat_p.dtype)
+        limit = self.limit
         pnorm = math.sqrt(float(np.dot(flat_p, flat_p)))  # exact again each epoch
         loss_grad, loss_obj, dead = self.net.loss_grad, self.loss, self.dead
         updates, dot, isfinite = opt.updates_prepared, np.dot, math.isfinite
@@ -447,18 +445,18 @@ class _Trainer:
             f"{self.history.epochs} completed epochs are kept",
             TrainingInterrupted, stacklevel=5)
 
-    def after_epoch(self, epoch: int, record: dict[str, Any], bar: Any) -> bool:
+    def after_epoch(self, epoch: int, record: dict[str, Any], bar: Any, t0: float) -> bool:
         """Validation, diagnostics, History, schedule, early stopping, callbacks, progress.
 
-        True when training should stop.
+        ``t0``: when the epoch started (its time includes validation). True when training
+        should stop.
         """
         history = self.history
-        t0 = time.perf_counter()
         if self.val is not None:
             record["val_loss"] = self.net.eval_loss(self.val[0], self.val[1], self.loss, self.bs)
         if self.dead.entries:
             record["dead_relu_fraction"] = self.dead.fraction()
-        record["time"] += time.perf_counter() - t0
+        record["time"] = time.perf_counter() - t0
         if self.appenders:  # the same keys every epoch: append to the lists directly
             for key, append in self.appenders:
                 append(record[key])
