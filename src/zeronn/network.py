@@ -400,8 +400,9 @@ def _check_layers(layers: Any) -> list[Layer]:
         raise ValueError("a network needs at least one layer")
     for layer in out:
         if not isinstance(layer, Layer):
-            raise ValueError(f"{layer!r} is not a layer (zeronn.layers: Dense, Activation, "
-                             "Dropout, BatchNorm, LayerNorm)")
+            raise ValueError(f"{layer!r} is not a layer (zeronn.layers: Dense, Conv2D, "
+                             "MaxPool2D, AvgPool2D, Flatten, Activation, Dropout, BatchNorm, "
+                             "LayerNorm)")
         if layer.built:
             raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
                              "for each network")

@@ -1,0 +1,398 @@
+"""The convolution layer through im2col / col2im (chapter 7 of the from-scratch books).
+
+Data are NCHW, as PyTorch and the books: a batch ``x`` is (N, C, H, W); the layer has
+``FN = filters`` kernels ``W`` (FN, C, KH, KW) and one bias per filter ``b`` (FN,). With
+stride ``S`` and zero padding ``P`` on each side the output is (N, FN, OH, OW)::
+
+    OH = (H + 2P - KH) // S + 1        OW = (W + 2P - KW) // S + 1
+
+A convolution is a matrix product once every window is laid out as a row (im2col).
+
+Forward, step by step:
+
+1. ``xp`` (N, C, H + 2P, W + 2P): ``x`` copied inside a zero border (skipped when P = 0).
+2. im2col. ``sliding_window_view(xp, (KH, KW), axis=(2, 3))[:, :, ::S, ::S]`` is a *view*
+   (N, C, OH, OW, KH, KW) of every window, no copy. One strided copy lays it out as
+
+       col (N*OH*OW, C*KH*KW)      row (n, oh, ow): the window under output pixel (oh, ow)
+                                   of sample n, its values in (c, kh, kw) order.
+
+3. ``col_W = W.reshape(FN, -1).T`` (C*KH*KW, FN): each filter a column, in the same order.
+4. ``out = col · col_W + b`` (N*OH*OW, FN): one GEMM computes every output pixel of every
+   filter. Reshaped to (N, OH, OW, FN) and transposed to (N, FN, OH, OW) (one copy).
+5. The activation, if any, on (N, FN, OH, OW).
+
+Backward, from ``dout`` (N, FN, OH, OW) (after the activation's derivative):
+
+1. ``dout`` transposed back to the GEMM's layout (N*OH*OW, FN).
+2. ``dW = col.T · dout`` (C*KH*KW, FN), computed as ``dout.T · col`` (FN, C*KH*KW), which is
+   the same numbers already in ``W``'s layout, so it lands in ``dW`` with no transpose.
+3. ``db = sum(dout, axis=0)`` (FN,).
+4. ``dcol = dout · col_W.T`` (N*OH*OW, C*KH*KW): the gradient of every window's values.
+5. col2im: ``dx`` (N, C, H, W) starts at 0, and each of the KH*KW kernel offsets
+   (i, j) adds its slice ``dcol[..., i, j]`` (N, C, OH, OW) to the pixels it read,
+   ``x[:, :, i - P + S*oh, j - P + S*ow]`` (only those inside the image: the padding
+   has no gradient). Overlapping windows (S < K) thus add up, as they must.
+
+Work arrays (``xp``, ``col``, the GEMM output, the outputs and ``dx``) are allocated once per
+batch size and reused, and every step writes into them with ``out=``; ``dcol`` reuses
+``col``'s memory (``col`` is no longer needed once ``dW`` is computed).
+
+Initialisation follows torch's fans for a convolution: ``fan_in = C*KH*KW`` and
+``fan_out = FN*KH*KW``. An initializer ``(rng, fan_in, fan_out, dtype)`` draws a
+(fan_in, fan_out) matrix; its first FN columns are ``col_W`` (C*KH*KW, FN), so ``W`` is
+``col_W.T.reshape(FN, C, KH, KW)``: every entry drawn with the scale those fans give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+
+from zeronn.activations import IDENTITY, get_activation
+from zeronn.activations import Activation as ActivationFunction
+from zeronn.initializers import Initializer, get_initializer
+from zeronn.layers.base import BufferCache, Layer, Param, Shape
+
+__all__ = ["Conv2D", "add_windows", "check_image_input", "col2im", "conv_output_size", "im2col",
+           "int_pair", "pair_config", "windows"]
+
+_add_reduce = np.add.reduce
+
+
+def int_pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
+    """``value`` (an int, or a pair (height, width)) as a pair of ints >= ``minimum``."""
+    items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(items) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum
+            for v in items):
+        want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {want} or a pair (height, width) of them, "
+                         f"got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def pair_config(pair: tuple[int, int]) -> int | list[int]:
+    """A pair as JSON: one int when both sides agree, else [height, width]."""
+    return pair[0] if pair[0] == pair[1] else list(pair)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, what: str,
+                     axis: str) -> int:
+    """``(size + 2*padding - kernel) // stride + 1``, or a ValueError if the window
+    does not fit in the padded input."""
+    padded = size + 2 * padding
+    if kernel > padded:
+        raise ValueError(f"{what} window {kernel} is larger than the padded input {axis} "
+                         f"{padded} ({size} + 2*{padding}): use a smaller kernel/pool size "
+                         f"or more padding")
+    return (padded - kernel) // stride + 1
+
+
+def check_image_input(what: str, input_shape: Shape) -> None:
+    """An image layer's input must be (C, H, W)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{what} takes (n, C, H, W) inputs, but its input has shape "
+                         f"(n, {', '.join(map(str, input_shape))}): give the network "
+                         f"input_shape=(C, H, W) and put image layers before Flatten()")
+
+
+def windows(xp: NDArray, kernel: tuple[int, int], stride: tuple[int, int]) -> NDArray:
+    """Every (KH, KW) window of ``xp`` (N, C, H, W) as a read-only *view*
+    (N, C, OH, OW, KH, KW): no copy (``sliding_window_view``, then every S-th window)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def im2col(xp: NDArray, kernel: tuple[int, int], stride: tuple[int, int],
+           out: NDArray | None = None) -> NDArray:
+    """Every (KH, KW) window of ``xp`` (N, C, H, W) as a row: col (N*OH*OW, C*KH*KW).
+
+    ``xp`` is already padded. One strided copy from the windows view (N, C, OH, OW, KH, KW),
+    written as (N, OH, OW, C, KH, KW) into ``out`` (allocated if None).
+    """
+    view = windows(xp, kernel, stride)
+    n, c, oh, ow, kh, kw = view.shape
+    if out is None:
+        out = np.empty((n * oh * ow, c * kh * kw), xp.dtype)
+    np.copyto(out.reshape(n, oh, ow, c, kh, kw), view.transpose(0, 2, 3, 1, 4, 5))
+    return out
+
+
+def add_windows(d6: NDArray, out: NDArray, stride: tuple[int, int],
+                padding: tuple[int, int]) -> NDArray:
+    """Adds window values back onto the pixels they came from: the core of col2im.
+
+    d6 (N, C, OH, OW, KH, KW): a value for each window position; out (N, C, H, W), the
+    unpadded image, is overwritten with the sums (overlapping windows add up; values that
+    came from the padding are dropped). One strided add per kernel offset (i, j).
+    """
+    h, w = out.shape[2:]
+    oh, ow, kh, kw = d6.shape[2:]
+    (sh, sw), (ph, pw) = stride, padding
+    out.fill(0)
+    for i in range(kh):
+        r0, r1, rs = _valid_range(i, ph, sh, oh, h)
+        if r0 >= r1:
+            continue
+        for j in range(kw):
+            c0, c1, cs = _valid_range(j, pw, sw, ow, w)
+            if c0 >= c1:
+                continue
+            dst = out[:, :, rs:rs + sh * (r1 - r0 - 1) + 1:sh, cs:cs + sw * (c1 - c0 - 1) + 1:sw]
+            np.add(dst, d6[:, :, r0:r1, c0:c1, i, j], out=dst)
+    return out
+
+
+def col2im(dcol: NDArray, x_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int],
+           padding: tuple[int, int], out: NDArray | None = None) -> NDArray:
+    """The adjoint of im2col: dcol (N*OH*OW, C*KH*KW) -> dx (N, C, H, W) (unpadded).
+
+    Each window's values go back to the pixels they came from, overlapping windows adding
+    up; values that came from the padding are dropped. ``out`` is overwritten.
+    """
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    if out is None:
+        out = np.empty(x_shape, dcol.dtype)
+    d6 = dcol.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)  # (N, C, OH, OW, KH, KW)
+    return add_windows(d6, out, stride, padding)
+
+
+def _valid_range(offset: int, pad: int, stride: int, n_out: int, size: int
+                 ) -> tuple[int, int, int]:
+    """Output positions o in [o0, o1) whose pixel ``o*stride + offset - pad`` lies in
+    [0, size), and that first pixel."""
+    first = offset - pad
+    o0 = max(0, -(first // stride))  # ceil(-first / stride): the first pixel >= 0
+    o1 = min(n_out, (size - 1 - first) // stride + 1)  # the last pixel <= size - 1
+    return o0, o1, o0 * stride + first
+
+
+class _Buffers:
+    """Per-batch-size work arrays of one Conv2D layer, allocated on first use."""
+
+    __slots__ = ("a", "col", "dx", "gemm", "work", "xp", "z")
+
+    def __init__(self, layer: Conv2D, n: int) -> None:
+        c, h, w = layer.input_shape
+        fn, oh, ow = layer.output_shape
+        (kh, kw), (ph, pw), dt = layer.kernel_size, layer.padding, layer.dtype
+        # The zero border is written once: later batches only overwrite the interior.
+        self.xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dt) if ph or pw else None
+        self.col = np.empty((n * oh * ow, c * kh * kw), dt)
+        self.gemm = np.empty((n * oh * ow, fn), dt)  # out, then dout in the GEMM layout
+        self.z = np.empty((n, fn, oh, ow), dt)
+        self.a = np.empty((n, fn, oh, ow), dt) if layer.keep_z else self.z
+        self.work = np.empty((n, fn, oh, ow), dt)
+        self.dx: NDArray | None = None  # (n, C, H, W), only when a gradient flows further back
+
+
+class Conv2D(Layer):
+    """A 2-D convolution with an optional activation: x (n, C, H, W) -> (n, filters, OH, OW).
+
+    ``W`` (filters, C, KH, KW) and ``b`` (filters,), one bias per filter; ``dW``, ``db``
+    alike; ``params`` in the order W, b. ``kernel_size``, ``stride`` and ``padding`` are an
+    int or a pair (height, width); padding adds zeros on each side (torch's ``padding``).
+    ``activation``: a name or activation object (``None``: identity). ``init``: an
+    initializer name or callable ``(rng, fan_in, fan_out, dtype)``, with torch's conv fans
+    (see the module docstring); biases start at 0. ``use_bias=False`` drops ``b``.
+    """
+
+    kind = "conv2d"
+    W = Param()
+    b = Param()
+    activation: ActivationFunction
+    _W: NDArray
+    _b: NDArray
+    dW: NDArray
+    db: NDArray
+
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int], stride: int |
+                 tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 activation: str | ActivationFunction | None = None,
+                 init: str | Initializer = "he_normal", use_bias: bool = True) -> None:
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"Conv2D filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = int_pair("Conv2D kernel_size", kernel_size, 1)
+        self.stride = int_pair("Conv2D stride", stride, 1)
+        self.padding = int_pair("Conv2D padding", padding, 0)
+        self.activation = get_activation("identity" if activation is None else activation)
+        self.init = init if isinstance(init, str) else get_initializer(init)
+        get_initializer(init)  # an unknown name fails here, not at build time
+        self.use_bias = bool(use_bias)
+        self.param_names = ("W", "b") if self.use_bias else ("W",)  # type: ignore[misc]
+        self.keep_logits = False
+        self._cache: BufferCache[_Buffers] | None = None
+        self._buf: _Buffers | None = None
+        self._x: NDArray | None = None
+
+    # -- structure -------------------------------------------------------------------
+    @property
+    def fan_in(self) -> int:
+        """C*KH*KW: the inputs of one output value (a row of ``col``)."""
+        return self.input_shape[0] * self.kernel_size[0] * self.kernel_size[1]
+
+    @property
+    def fan_out(self) -> int:
+        """FN*KH*KW, as torch counts a convolution's fan-out."""
+        return self.filters * self.kernel_size[0] * self.kernel_size[1]
+
+    def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
+        check_image_input("Conv2D", input_shape)
+        super().build(input_shape, dtype)
+        _, h, w = self.input_shape
+        oh = conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0],
+                              "Conv2D kernel", "height")
+        ow = conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1],
+                              "Conv2D kernel", "width")
+        self.output_shape = (self.filters, oh, ow)
+        self.keep_z = self.activation.uses_input or self.keep_logits
+        self._cache = BufferCache(self._make_buffers)
+        return self.output_shape
+
+    def _make_buffers(self, n: int) -> _Buffers:
+        return _Buffers(self, n)
+
+    def param_shapes(self) -> list[Shape]:
+        shapes: list[Shape] = [(self.filters, self.input_shape[0], *self.kernel_size)]
+        return [*shapes, (self.filters,)] if self.use_bias else shapes
+
+    def bind(self, flat_params: NDArray, flat_grads: NDArray) -> None:
+        super().bind(flat_params, flat_grads)
+        # W and dW as (FN, C*KH*KW) matrices: col_W is the first's transpose (views).
+        self._W2 = self._W.reshape(self.filters, -1)
+        self._dW2 = self.dW.reshape(self.filters, -1)
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        m = get_initializer(self.init)(rng, self.fan_in, self.fan_out, self.dtype)
+        col_w = np.asarray(m)[:, :self.filters]  # (C*KH*KW, FN)
+        self.W = col_w.T.reshape(self._W.shape)
+        if self.use_bias:
+            self._b.fill(0)
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"filters": self.filters,
+                               "kernel_size": pair_config(self.kernel_size),
+                               "stride": pair_config(self.stride),
+                               "padding": pair_config(self.padding),
+                               "activation": self.activation.name}
+        if isinstance(self.init, str):  # a callable is not JSON (as Dense)
+            cfg["init"] = self.init
+        if not self.use_bias:
+            cfg["use_bias"] = False
+        return cfg
+
+    def release(self) -> None:
+        if self._cache is not None:
+            self._cache.clear()
+        self._buf = self._x = None
+
+    # -- computation -----------------------------------------------------------------
+    def _im2col(self, x: NDArray, buf: _Buffers) -> NDArray:
+        xp = x
+        if buf.xp is not None:
+            ph, pw = self.padding
+            h, w = self.input_shape[1:]
+            xp = buf.xp
+            xp[:, :, ph:ph + h, pw:pw + w] = x
+        return im2col(xp, self.kernel_size, self.stride, out=buf.col)
+
+    def _linear(self, col: NDArray, n: int, gemm: NDArray, z: NDArray) -> NDArray:
+        """z (n, FN, OH, OW) = (col · col_W + b) reshaped and transposed."""
+        np.dot(col, self._W2.T, out=gemm)
+        if self.use_bias:
+            np.add(gemm, self._b, out=gemm)
+        fn, oh, ow = self.output_shape
+        np.copyto(z.reshape(n, fn, oh * ow), gemm.reshape(n, oh * ow, fn).transpose(0, 2, 1))
+        return z
+
+    def forward(self, x: NDArray, training: bool = False) -> NDArray:
+        """x (n, C, H, W) -> (n, FN, OH, OW). Returns a work buffer, valid until the next call."""
+        cache = self._cache
+        assert cache is not None, "a Conv2D layer computes once built into a network"
+        n = x.shape[0]
+        buf = cache.get(n) or cache.make(n)
+        col = self._im2col(x, buf)
+        z = self._linear(col, n, buf.gemm, buf.z)
+        if z is not buf.a or self.activation is not IDENTITY:
+            self.activation.forward(z, buf.a)
+        self._x, self._buf = x, buf
+        return buf.a
+
+    def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
+        """dL/da (n, FN, OH, OW) -> dL/dx (n, C, H, W); sets dW, db. ``dout`` is overwritten."""
+        buf = self._buf
+        if buf is None:
+            raise ValueError("backward() needs a forward() first")
+        if self.activation is not IDENTITY:
+            self.activation.backward(dout, buf.z if self.keep_z else None, buf.a, buf.work)
+        return self.backward_from_logits(dout, need_dx)
+
+    def backward_from_logits(self, delta: NDArray, need_dx: bool = True) -> NDArray | None:
+        """dL/dz (n, FN, OH, OW) -> dL/dx (n, C, H, W); sets dW = dout.T·col, db = sum(dout)."""
+        buf = self._buf
+        if buf is None:
+            raise ValueError("backward() needs a forward() first")
+        n = delta.shape[0]
+        fn, oh, ow = self.output_shape
+        d = buf.gemm  # dout in the GEMM's layout (N*OH*OW, FN)
+        np.copyto(d.reshape(n, oh * ow, fn), delta.reshape(n, fn, oh * ow).transpose(0, 2, 1))
+        np.dot(d.T, buf.col, out=self._dW2)
+        if self.use_bias:
+            _add_reduce(d, axis=0, out=self.db)
+        if not need_dx:
+            return None
+        dcol = np.dot(d, self._W2, out=buf.col)  # col is spent: its memory holds dcol
+        if buf.dx is None:
+            buf.dx = np.empty((n, *self.input_shape), self.dtype)
+        return col2im(dcol, buf.dx.shape, self.kernel_size, self.stride, self.padding,
+                      out=buf.dx)
+
+    @property
+    def col(self) -> NDArray:
+        """The last forward pass's im2col matrix (N*OH*OW, C*KH*KW) (a work buffer: after
+        a backward pass that computed dx it holds dcol)."""
+        if self._buf is None:
+            raise ValueError("no forward pass yet")
+        return self._buf.col
+
+    @property
+    def logits(self) -> NDArray:
+        if self._buf is None:
+            raise ValueError("no forward pass yet")
+        return self._buf.z
+
+    @property
+    def output(self) -> NDArray:
+        if self._buf is None:
+            raise ValueError("no forward pass yet")
+        return self._buf.a
+
+    def infer(self, x: NDArray, logits: bool = False) -> NDArray:
+        n = x.shape[0]
+        ph, pw = self.padding
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        col = im2col(xp, self.kernel_size, self.stride)
+        gemm = np.empty((col.shape[0], self.filters), self.dtype)
+        z = self._linear(col, n, gemm, np.empty((n, *self.output_shape), self.dtype))
+        if logits:
+            return z
+        act = self.activation
+        return act.forward(z, np.empty_like(z) if act.uses_input else z)
+
+    def __repr__(self) -> str:
+        cfg = self.config()
+        if not isinstance(self.init, str):
+            cfg["init"] = getattr(self.init, "__name__", "custom")
+        defaults = [("stride", 1), ("padding", 0), ("activation", "identity"),
+                    ("init", "he_normal")]
+        args = [str(cfg.pop("filters")), f"kernel_size={cfg.pop('kernel_size')!r}"]
+        args += [f"{k}={v!r}" for k, v in cfg.items() if (k, v) not in defaults]
+        return f"Conv2D({', '.join(args)})"
