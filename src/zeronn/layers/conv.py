@@ -12,31 +12,37 @@ Forward, step by step:
 
 1. ``xp`` (N, C, H + 2P, W + 2P): ``x`` copied inside a zero border (skipped when P = 0).
 2. im2col. ``sliding_window_view(xp, (KH, KW), axis=(2, 3))[:, :, ::S, ::S]`` is a *view*
-   (N, C, OH, OW, KH, KW) of every window, no copy. One strided copy lays it out as
+   (N, C, OH, OW, KH, KW) of every window, no copy. One strided copy lays it out as the
+   book's matrix
 
        col (N*OH*OW, C*KH*KW)      row (n, oh, ow): the window under output pixel (oh, ow)
                                    of sample n, its values in (c, kh, kw) order.
 
+   In memory ``col`` is stored transposed, (C*KH*KW, N*OH*OW) (``col`` is a view of it):
+   each of the copy's inner loops then runs along an image row instead of a 5-value
+   window row, 3-4x faster, and every GEMM below reads it without a transpose.
 3. ``col_W = W.reshape(FN, -1).T`` (C*KH*KW, FN): each filter a column, in the same order.
 4. ``out = col · col_W + b`` (N*OH*OW, FN): one GEMM computes every output pixel of every
-   filter. Reshaped to (N, OH, OW, FN) and transposed to (N, FN, OH, OW) (one copy).
+   filter. With ``col`` stored transposed this is computed as its transpose
+   ``out.T = W.reshape(FN, -1) · col.T`` (FN, N*OH*OW), the same numbers; reshaped to
+   (FN, N, OH, OW) and transposed to (N, FN, OH, OW) (one copy, a fraction of im2col's).
 5. The activation, if any, on (N, FN, OH, OW).
 
 Backward, from ``dout`` (N, FN, OH, OW) (after the activation's derivative):
 
-1. ``dout`` transposed back to the GEMM's layout (N*OH*OW, FN).
-2. ``dW = col.T · dout`` (C*KH*KW, FN), computed as ``dout.T · col`` (FN, C*KH*KW), which is
-   the same numbers already in ``W``'s layout, so it lands in ``dW`` with no transpose.
+1. ``dout`` transposed back to the GEMM's layout: ``dout.T`` (FN, N*OH*OW).
+2. ``dW = col.T · dout`` (C*KH*KW, FN), computed as ``dout.T · col`` (FN, C*KH*KW), the
+   same numbers already in ``W``'s layout, so it lands in ``dW`` with no transpose.
 3. ``db = sum(dout, axis=0)`` (FN,).
-4. ``dcol = dout · col_W.T`` (N*OH*OW, C*KH*KW): the gradient of every window's values.
+4. ``dcol = dout · col_W.T`` (N*OH*OW, C*KH*KW): the gradient of every window's values
+   (computed as ``dcol.T = col_W · dout.T``, into ``col``'s memory: ``col`` is spent).
 5. col2im: ``dx`` (N, C, H, W) starts at 0, and each of the KH*KW kernel offsets
    (i, j) adds its slice ``dcol[..., i, j]`` (N, C, OH, OW) to the pixels it read,
    ``x[:, :, i - P + S*oh, j - P + S*ow]`` (only those inside the image: the padding
    has no gradient). Overlapping windows (S < K) thus add up, as they must.
 
 Work arrays (``xp``, ``col``, the GEMM output, the outputs and ``dx``) are allocated once per
-batch size and reused, and every step writes into them with ``out=``; ``dcol`` reuses
-``col``'s memory (``col`` is no longer needed once ``dW`` is computed).
+batch size and reused, and every step writes into them with ``out=``.
 
 Initialisation follows torch's fans for a convolution: ``fan_in = C*KH*KW`` and
 ``fan_out = FN*KH*KW``. An initializer ``(rng, fan_in, fan_out, dtype)`` draws a
@@ -111,15 +117,16 @@ def im2col(xp: NDArray, kernel: tuple[int, int], stride: tuple[int, int],
            out: NDArray | None = None) -> NDArray:
     """Every (KH, KW) window of ``xp`` (N, C, H, W) as a row: col (N*OH*OW, C*KH*KW).
 
-    ``xp`` is already padded. One strided copy from the windows view (N, C, OH, OW, KH, KW),
-    written as (N, OH, OW, C, KH, KW) into ``out`` (allocated if None).
+    ``xp`` is already padded. One strided copy from the windows view (N, C, OH, OW, KH, KW)
+    into ``out``, the transposed storage (C*KH*KW, N*OH*OW) (allocated if None), laid out
+    as (C, KH, KW, N, OH, OW); the result is ``out.T``, a view.
     """
     view = windows(xp, kernel, stride)
     n, c, oh, ow, kh, kw = view.shape
     if out is None:
-        out = np.empty((n * oh * ow, c * kh * kw), xp.dtype)
-    np.copyto(out.reshape(n, oh, ow, c, kh, kw), view.transpose(0, 2, 3, 1, 4, 5))
-    return out
+        out = np.empty((c * kh * kw, n * oh * ow), xp.dtype)
+    np.copyto(out.reshape(c, kh, kw, n, oh, ow), view.transpose(1, 4, 5, 0, 2, 3))
+    return out.T
 
 
 def add_windows(d6: NDArray, out: NDArray, stride: tuple[int, int],
@@ -160,7 +167,8 @@ def col2im(dcol: NDArray, x_shape: Shape, kernel: tuple[int, int], stride: tuple
     ow = (w + 2 * pw - kw) // sw + 1
     if out is None:
         out = np.empty(x_shape, dcol.dtype)
-    d6 = dcol.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)  # (N, C, OH, OW, KH, KW)
+    # dcol.T is the contiguous storage (C, KH, KW, N, OH, OW) when dcol came from im2col.
+    d6 = dcol.T.reshape(c, kh, kw, n, oh, ow).transpose(3, 0, 4, 5, 1, 2)
     return add_windows(d6, out, stride, padding)
 
 
@@ -185,8 +193,8 @@ class _Buffers:
         (kh, kw), (ph, pw), dt = layer.kernel_size, layer.padding, layer.dtype
         # The zero border is written once: later batches only overwrite the interior.
         self.xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dt) if ph or pw else None
-        self.col = np.empty((n * oh * ow, c * kh * kw), dt)
-        self.gemm = np.empty((n * oh * ow, fn), dt)  # out, then dout in the GEMM layout
+        self.col = np.empty((c * kh * kw, n * oh * ow), dt)  # col's storage: col.T
+        self.gemm = np.empty((fn, n * oh * ow), dt)  # out.T, then dout.T
         self.z = np.empty((n, fn, oh, ow), dt)
         self.a = np.empty((n, fn, oh, ow), dt) if layer.keep_z else self.z
         self.work = np.empty((n, fn, oh, ow), dt)
@@ -305,12 +313,15 @@ class Conv2D(Layer):
         return im2col(xp, self.kernel_size, self.stride, out=buf.col)
 
     def _linear(self, col: NDArray, n: int, gemm: NDArray, z: NDArray) -> NDArray:
-        """z (n, FN, OH, OW) = (col · col_W + b) reshaped and transposed."""
-        np.dot(col, self._W2.T, out=gemm)
+        """z (n, FN, OH, OW) = (col · col_W + b) reshaped and transposed.
+
+        ``col`` (N*OH*OW, C*KH*KW) is a transposed view: the GEMM computes ``out.T``.
+        """
+        np.dot(self._W2, col.T, out=gemm)
         if self.use_bias:
-            np.add(gemm, self._b, out=gemm)
+            np.add(gemm, self._b[:, None], out=gemm)
         fn, oh, ow = self.output_shape
-        np.copyto(z.reshape(n, fn, oh * ow), gemm.reshape(n, oh * ow, fn).transpose(0, 2, 1))
+        np.copyto(z.reshape(n, fn, oh * ow), gemm.reshape(fn, n, oh * ow).transpose(1, 0, 2))
         return z
 
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
@@ -342,17 +353,18 @@ class Conv2D(Layer):
             raise ValueError("backward() needs a forward() first")
         n = delta.shape[0]
         fn, oh, ow = self.output_shape
-        d = buf.gemm  # dout in the GEMM's layout (N*OH*OW, FN)
-        np.copyto(d.reshape(n, oh * ow, fn), delta.reshape(n, fn, oh * ow).transpose(0, 2, 1))
-        np.dot(d.T, buf.col, out=self._dW2)
+        dT = buf.gemm  # dout.T (FN, N*OH*OW)
+        np.copyto(dT.reshape(fn, n, oh * ow), delta.reshape(n, fn, oh * ow).transpose(1, 0, 2))
+        np.dot(dT, buf.col.T, out=self._dW2)  # dW = (col.T · dout).T = dout.T · col
         if self.use_bias:
-            _add_reduce(d, axis=0, out=self.db)
+            _add_reduce(dT, axis=1, out=self.db)
         if not need_dx:
             return None
-        dcol = np.dot(d, self._W2, out=buf.col)  # col is spent: its memory holds dcol
+        # dcol.T = col_W · dout.T, into col's memory (col is spent)
+        dcolT = np.dot(self._W2.T, dT, out=buf.col)
         if buf.dx is None:
             buf.dx = np.empty((n, *self.input_shape), self.dtype)
-        return col2im(dcol, buf.dx.shape, self.kernel_size, self.stride, self.padding,
+        return col2im(dcolT.T, buf.dx.shape, self.kernel_size, self.stride, self.padding,
                       out=buf.dx)
 
     @property
@@ -361,7 +373,7 @@ class Conv2D(Layer):
         a backward pass that computed dx it holds dcol)."""
         if self._buf is None:
             raise ValueError("no forward pass yet")
-        return self._buf.col
+        return self._buf.col.T
 
     @property
     def logits(self) -> NDArray:
@@ -380,7 +392,7 @@ class Conv2D(Layer):
         ph, pw = self.padding
         xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
         col = im2col(xp, self.kernel_size, self.stride)
-        gemm = np.empty((col.shape[0], self.filters), self.dtype)
+        gemm = np.empty((self.filters, col.shape[0]), self.dtype)
         z = self._linear(col, n, gemm, np.empty((n, *self.output_shape), self.dtype))
         if logits:
             return z

@@ -7,10 +7,11 @@ be at most half the pool size.
 
 ``MaxPool2D`` (``torch.nn.functional.max_pool2d``), padding with -inf:
 
-1. ``col`` (N, C, OH, OW, PH*PW): every window copied out of the windows view of the
-   padded input (one strided copy, the pooling form of im2col: a window per row).
-2. ``arg = argmax(col, axis=-1)`` (N, C, OH, OW), the first maximum on ties, as torch;
-   ``out = max(col, axis=-1)``.
+1. The windows view (N, C, OH, OW, PH, PW) of the padded input (no copy); in the book,
+   ``col`` (N*C*OH*OW, PH*PW) has a window per row and ``out = max(col, axis=1)``.
+2. ``out`` and ``arg`` (N, C, OH, OW): the max of each window and where it is (``argmax``
+   of the row, the first one on ties, as torch), computed over the PH*PW strided slices
+   ``window[..., i, j]`` one after the other (faster than rows of 4 values).
 3. Backward: ``dcol`` is 0 except ``dout`` at each window's arg-max, and col2im adds the
    windows back onto the image (overlapping windows add up): only the maxima get gradient.
 
@@ -127,18 +128,15 @@ class _Pool(Layer):
 
 
 class _MaxBuffers:
-    __slots__ = ("arg", "col", "dx", "flat", "out", "start", "xp")
+    __slots__ = ("arg", "dcol", "dx", "mask", "out", "xp")
 
     def __init__(self, layer: MaxPool2D, n: int) -> None:
-        c, oh, ow = layer.output_shape
-        dt = layer.dtype
+        shape = (n, *layer.output_shape)
         self.xp = layer._padded_buffer(n)
-        self.col = np.empty((n, c, oh, ow, layer.size), dt)
-        self.out = np.empty((n, c, oh, ow), dt)
-        self.arg = np.empty((n, c, oh, ow), np.intp)
-        # Where each window's values start in col's flat memory: start + arg indexes the max.
-        self.start = np.arange(0, n * c * oh * ow * layer.size, layer.size, dtype=np.intp)
-        self.flat = np.empty(n * c * oh * ow, np.intp)
+        self.out = np.empty(shape, layer.dtype)
+        self.arg = np.empty(shape, np.intp)
+        self.mask = np.empty(shape, np.bool_)
+        self.dcol: NDArray | None = None  # (PH, PW, n, C, OH, OW), for backward
         self.dx: NDArray | None = None
 
 
@@ -147,8 +145,13 @@ class MaxPool2D(_Pool):
 
     ``pool_size``, ``stride`` (``None``: the pool size) and ``padding`` (-inf on each side):
     an int or a pair (height, width). The gradient goes to each window's arg-max (the first
-    one on ties, as torch), ``arg`` holding it for the last forward pass (n, C, OH, OW),
-    a flat index into the window (row-major).
+    one on ties, as torch); ``arg`` (n, C, OH, OW) holds it for the last forward pass, as
+    an index into the window flattened row by row (``i * PW + j``).
+
+    The windows are not copied out (the book's im2col form, ``col`` (N*C*OH*OW, PH*PW)
+    and a max over its rows, spends its time on rows of 4 values): the PH*PW strided
+    slices ``window[..., i, j]`` (n, C, OH, OW) are compared one after the other, a
+    strictly greater value taking the max and its index, which keeps the first on ties.
     """
 
     kind = "maxpool2d"
@@ -167,26 +170,30 @@ class MaxPool2D(_Pool):
         super().release()
         self._buf = None
 
-    def _windows(self, xp: NDArray, col: NDArray) -> NDArray:
-        """col (n, C, OH, OW, PH*PW): each window's values, copied once."""
-        view = windows(xp, self.pool_size, self.stride)
-        np.copyto(col.reshape(view.shape), view)
-        return col
-
     @property
     def arg(self) -> NDArray:
         if self._buf is None:
             raise ValueError("no forward pass yet")
         return self._buf.arg
 
+    def _max(self, xp: NDArray, out: NDArray, arg: NDArray, mask: NDArray) -> NDArray:
+        view = windows(xp, self.pool_size, self.stride)
+        np.copyto(out, view[..., 0, 0])
+        arg.fill(0)
+        pw = self.pool_size[1]
+        for k in range(1, self.size):
+            v = view[..., k // pw, k % pw]
+            np.greater(v, out, out=mask)  # strictly: an equal value later keeps the first
+            np.copyto(out, v, where=mask)
+            np.copyto(arg, k, where=mask)
+        return out
+
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
         cache = self._cache
         assert cache is not None, "a MaxPool2D layer computes once built into a network"
         buf: _MaxBuffers = cache.get(x.shape[0]) or cache.make(x.shape[0])
-        col = self._windows(self._pad(x, buf.xp), buf.col)
-        np.argmax(col, axis=-1, out=buf.arg)
-        np.max(col, axis=-1, out=buf.out)
-        self._buf, self._out = buf, buf.out
+        self._out = self._max(self._pad(x, buf.xp), buf.out, buf.arg, buf.mask)
+        self._buf = buf
         return buf.out
 
     def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
@@ -196,18 +203,20 @@ class MaxPool2D(_Pool):
             raise ValueError("backward() needs a forward() first")
         if not need_dx:
             return None
-        dcol = buf.col  # spent: it becomes dcol, 0 except at the arg-maxes
-        dcol.fill(0)
-        np.add(buf.start, buf.arg.reshape(-1), out=buf.flat)
-        np.put(dcol.reshape(-1), buf.flat, dout)
-        if buf.dx is None:
+        if buf.dcol is None:
+            buf.dcol = np.empty((*self.pool_size, *dout.shape), self.dtype)
             buf.dx = np.empty((dout.shape[0], *self.input_shape), self.dtype)
-        d6 = dcol.reshape(*dcol.shape[:4], *self.pool_size)
-        return add_windows(d6, buf.dx, self.stride, self.padding)
+        assert buf.dx is not None
+        dcol, pw = buf.dcol, self.pool_size[1]
+        for k in range(self.size):  # dcol[i, j] = dout where the max was at (i, j), else 0
+            np.equal(buf.arg, k, out=buf.mask)
+            np.multiply(dout, buf.mask, out=dcol[k // pw, k % pw])
+        return add_windows(dcol.transpose(2, 3, 4, 5, 0, 1), buf.dx, self.stride, self.padding)
 
     def infer(self, x: NDArray) -> NDArray:
-        view = windows(self._pad(x, None), self.pool_size, self.stride)
-        return view.max(axis=(4, 5))
+        shape = (x.shape[0], *self.output_shape)
+        return self._max(self._pad(x, None), np.empty(shape, x.dtype), np.empty(shape, np.intp),
+                         np.empty(shape, np.bool_))
 
 
 class _AvgBuffers:
