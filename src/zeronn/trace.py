@@ -449,7 +449,11 @@ def _conv_backward(out: Trace, s: _Step, layer: Conv2D, g: NDArray, g_name: str,
         out._add(f"db{i}", np.add.reduce(dT, axis=1), f"sum({label(i)}) per filter")
     if below is None:
         return delta, ""
-    dcol = np.dot(W2.T, dT).T
+    # As the engine: dcol.T = col_W · dout.T with dout's columns in (oh, ow, n) order, then
+    # dcol's rows put back in the book's (n, oh, ow) order.
+    dT2 = np.ascontiguousarray(delta.transpose(1, 2, 3, 0)).reshape(fn, -1)
+    ckk = W2.shape[1]
+    dcol = np.dot(W2.T, dT2).reshape(ckk, -1, n).transpose(2, 1, 0).reshape(-1, ckk)
     out._add(f"dcol{i}", np.array(dcol), f"{label(i)}·W{i}.reshape({fn}, -1)")
     dx = col2im(dcol, s.x.shape, layer.kernel_size, layer.stride, layer.padding)
     out._add(f"dx{i}", dx.copy(), f"col2im(dcol{i})")

@@ -34,12 +34,16 @@ Backward, from ``dout`` (N, FN, OH, OW) (after the activation's derivative):
 2. ``dW = col.T · dout`` (C*KH*KW, FN), computed as ``dout.T · col`` (FN, C*KH*KW), the
    same numbers already in ``W``'s layout, so it lands in ``dW`` with no transpose.
 3. ``db = sum(dout, axis=0)`` (FN,).
-4. ``dcol = dout · col_W.T`` (N*OH*OW, C*KH*KW): the gradient of every window's values
-   (computed as ``dcol.T = col_W · dout.T``, into ``col``'s memory: ``col`` is spent).
+4. ``dcol = dout · col_W.T`` (N*OH*OW, C*KH*KW): the gradient of every window's values,
+   computed as ``dcol.T = col_W · dout.T`` into ``col``'s memory (``col`` is spent), with
+   its columns in (oh, ow, n) order rather than (n, oh, ow): the batch axis last.
 5. col2im: ``dx`` (N, C, H, W) starts at 0, and each of the KH*KW kernel offsets
    (i, j) adds its slice ``dcol[..., i, j]`` (N, C, OH, OW) to the pixels it read,
    ``x[:, :, i - P + S*oh, j - P + S*ow]`` (only those inside the image: the padding
-   has no gradient). Overlapping windows (S < K) thus add up, as they must.
+   has no gradient). Overlapping windows (S < K) thus add up, as they must. With the
+   batch axis last in ``dcol``, ``dx`` is accumulated in (C, H, W, N) memory, where each
+   add runs along whole rows times the batch (7x faster than rows of OW values), and
+   copied once into (N, C, H, W).
 
 Work arrays (``xp``, ``col``, the GEMM output, the outputs and ``dx``) are allocated once per
 batch size and reused, and every step writes into them with ``out=``.
@@ -196,7 +200,7 @@ def _valid_range(offset: int, pad: int, stride: int, n_out: int, size: int
 class _Buffers:
     """Per-batch-size work arrays of one Conv2D layer, allocated on first use."""
 
-    __slots__ = ("a", "col", "dx", "gemm", "work", "xp", "z")
+    __slots__ = ("a", "col", "dT2", "dx", "dxT", "gemm", "work", "xp", "z")
 
     def __init__(self, layer: Conv2D, n: int) -> None:
         c, h, w = layer.input_shape
@@ -209,7 +213,10 @@ class _Buffers:
         self.z = np.empty((n, fn, oh, ow), dt)
         self.a = np.empty((n, fn, oh, ow), dt) if layer.keep_z else self.z
         self.work = np.empty((n, fn, oh, ow), dt)
-        self.dx: NDArray | None = None  # (n, C, H, W), only when a gradient flows further back
+        # Only when a gradient flows further back (not for a first layer):
+        self.dT2: NDArray | None = None  # dout.T with columns (oh, ow, n): (FN, OH*OW*n)
+        self.dxT: NDArray | None = None  # dx accumulated as (C, H, W, n)
+        self.dx: NDArray | None = None  # (n, C, H, W)
 
 
 class Conv2D(Layer):
@@ -371,17 +378,24 @@ class Conv2D(Layer):
             _add_reduce(dT, axis=1, out=self.db)
         if not need_dx:
             return None
-        # dcol.T = col_W · dout.T, into col's memory (col is spent)
-        dcolT = np.dot(self._W2.T, dT, out=buf.col)
-        if buf.dx is None:
-            buf.dx = np.empty((n, *self.input_shape), self.dtype)
-        return col2im(dcolT.T, buf.dx.shape, self.kernel_size, self.stride, self.padding,
-                      out=buf.dx)
+        c, h, w = self.input_shape
+        (kh, kw) = self.kernel_size
+        if buf.dx is None or buf.dT2 is None or buf.dxT is None:
+            buf.dT2 = np.empty((fn, oh * ow * n), self.dtype)
+            buf.dxT = np.empty((c, h, w, n), self.dtype)
+            buf.dx = np.empty((n, c, h, w), self.dtype)
+        # dcol.T = col_W · dout.T with the batch axis last, into col's memory (col is spent)
+        np.copyto(buf.dT2.reshape(fn, oh, ow, n), delta.transpose(1, 2, 3, 0))
+        dcolT = np.dot(self._W2.T, buf.dT2, out=buf.col)
+        d6 = dcolT.reshape(c, kh, kw, oh, ow, n).transpose(5, 0, 3, 4, 1, 2)
+        add_windows(d6, buf.dxT.transpose(3, 0, 1, 2), self.stride, self.padding)
+        np.copyto(buf.dx, buf.dxT.transpose(3, 0, 1, 2))
+        return buf.dx
 
     @property
     def col(self) -> NDArray:
-        """The last forward pass's im2col matrix (N*OH*OW, C*KH*KW) (a work buffer: after
-        a backward pass that computed dx it holds dcol)."""
+        """The last forward pass's im2col matrix (N*OH*OW, C*KH*KW) (a view of a work
+        buffer: a backward pass that computes dx overwrites it with dcol's values)."""
         if self._buf is None:
             raise ValueError("no forward pass yet")
         return self._buf.col.T
