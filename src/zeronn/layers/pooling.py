@@ -9,10 +9,10 @@ be at most half the pool size.
 
 1. The windows view (N, C, OH, OW, PH, PW) of the padded input (no copy); in the book,
    ``col`` (N*C*OH*OW, PH*PW) has a window per row and ``out = max(col, axis=1)``.
-2. ``out`` and ``arg`` (N, C, OH, OW): the max of each window and where it is (``argmax``
-   of the row, the first one on ties, as torch), computed over the PH*PW strided slices
+2. ``out`` (N, C, OH, OW): the max of each window, over the PH*PW strided slices
    ``window[..., i, j]`` one after the other (faster than rows of 4 values).
-3. Backward: ``dcol`` is 0 except ``dout`` at each window's arg-max, and col2im adds the
+3. Backward: ``dcol`` is 0 except ``dout`` at each window's arg-max (``argmax`` of the row,
+   the first one on ties, as torch: the first slice equal to the max), and col2im adds the
    windows back onto the image (overlapping windows add up): only the maxima get gradient.
 
 ``AvgPool2D`` (``avg_pool2d`` with ``count_include_pad=True``, torch's default), padding
@@ -128,14 +128,14 @@ class _Pool(Layer):
 
 
 class _MaxBuffers:
-    __slots__ = ("arg", "dcol", "dx", "mask", "out", "xp")
+    __slots__ = ("dcol", "dx", "hit", "out", "taken", "xp")
 
     def __init__(self, layer: MaxPool2D, n: int) -> None:
         shape = (n, *layer.output_shape)
         self.xp = layer._padded_buffer(n)
         self.out = np.empty(shape, layer.dtype)
-        self.arg = np.empty(shape, np.intp)
-        self.mask = np.empty(shape, np.bool_)
+        self.hit = np.empty(shape, np.bool_)
+        self.taken = np.empty(shape, np.bool_)
         self.dcol: NDArray | None = None  # (PH, PW, n, C, OH, OW), for backward
         self.dx: NDArray | None = None
 
@@ -145,13 +145,15 @@ class MaxPool2D(_Pool):
 
     ``pool_size``, ``stride`` (``None``: the pool size) and ``padding`` (-inf on each side):
     an int or a pair (height, width). The gradient goes to each window's arg-max (the first
-    one on ties, as torch); ``arg`` (n, C, OH, OW) holds it for the last forward pass, as
-    an index into the window flattened row by row (``i * PW + j``).
+    one on ties, as torch); ``arg`` (n, C, OH, OW) is it for the last forward pass, as an
+    index into the window flattened row by row (``i * PW + j``).
 
     The windows are not copied out (the book's im2col form, ``col`` (N*C*OH*OW, PH*PW)
-    and a max over its rows, spends its time on rows of 4 values): the PH*PW strided
-    slices ``window[..., i, j]`` (n, C, OH, OW) are compared one after the other, a
-    strictly greater value taking the max and its index, which keeps the first on ties.
+    and a max over its rows, spends its time on rows of 4 values): forward takes the max
+    over the PH*PW strided slices ``window[..., i, j]`` (n, C, OH, OW) one after the
+    other. Backward finds the arg-max the same way, from the input kept by reference (as
+    Dense keeps its x): the first slice equal to the max takes the gradient. Every step is
+    a whole-array comparison, with no branch on the data.
     """
 
     kind = "maxpool2d"
@@ -162,44 +164,43 @@ class MaxPool2D(_Pool):
                  padding: int | tuple[int, int] = 0) -> None:
         super().__init__(pool_size, stride, padding)
         self._buf: _MaxBuffers | None = None
+        self._view: NDArray | None = None
 
     def _make_buffers(self, n: int) -> _MaxBuffers:
         return _MaxBuffers(self, n)
 
     def release(self) -> None:
         super().release()
-        self._buf = None
+        self._buf = self._view = None
+
+    def _max(self, view: NDArray, out: NDArray) -> NDArray:
+        np.copyto(out, view[..., 0, 0])
+        pw = self.pool_size[1]
+        for k in range(1, self.size):
+            np.maximum(out, view[..., k // pw, k % pw], out=out)
+        return out
 
     @property
     def arg(self) -> NDArray:
-        if self._buf is None:
+        """Where each window's max is (the first on ties), (n, C, OH, OW), a new array."""
+        if self._view is None or self._out is None:
             raise ValueError("no forward pass yet")
-        return self._buf.arg
-
-    def _max(self, xp: NDArray, out: NDArray, arg: NDArray, mask: NDArray) -> NDArray:
-        view = windows(xp, self.pool_size, self.stride)
-        np.copyto(out, view[..., 0, 0])
-        arg.fill(0)
-        pw = self.pool_size[1]
-        for k in range(1, self.size):
-            v = view[..., k // pw, k % pw]
-            np.greater(v, out, out=mask)  # strictly: an equal value later keeps the first
-            np.copyto(out, v, where=mask)
-            np.copyto(arg, k, where=mask)
-        return out
+        hits = self._view.reshape(*self._out.shape, self.size) == self._out[..., None]
+        return np.argmax(hits, axis=-1)
 
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
         cache = self._cache
         assert cache is not None, "a MaxPool2D layer computes once built into a network"
         buf: _MaxBuffers = cache.get(x.shape[0]) or cache.make(x.shape[0])
-        self._out = self._max(self._pad(x, buf.xp), buf.out, buf.arg, buf.mask)
+        self._view = windows(self._pad(x, buf.xp), self.pool_size, self.stride)
+        self._out = self._max(self._view, buf.out)
         self._buf = buf
         return buf.out
 
     def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
         """dL/dout (n, C, OH, OW) -> dL/dx (n, C, H, W): each window's gradient to its max."""
-        buf = self._buf
-        if buf is None:
+        buf, view = self._buf, self._view
+        if buf is None or view is None:
             raise ValueError("backward() needs a forward() first")
         if not need_dx:
             return None
@@ -207,16 +208,20 @@ class MaxPool2D(_Pool):
             buf.dcol = np.empty((*self.pool_size, *dout.shape), self.dtype)
             buf.dx = np.empty((dout.shape[0], *self.input_shape), self.dtype)
         assert buf.dx is not None
-        dcol, pw = buf.dcol, self.pool_size[1]
-        for k in range(self.size):  # dcol[i, j] = dout where the max was at (i, j), else 0
-            np.equal(buf.arg, k, out=buf.mask)
-            np.multiply(dout, buf.mask, out=dcol[k // pw, k % pw])
+        dcol, pw, hit, taken = buf.dcol, self.pool_size[1], buf.hit, buf.taken
+        # dcol[i, j] = dout where (i, j) is the first position holding the window's max
+        np.equal(view[..., 0, 0], buf.out, out=taken)
+        np.multiply(dout, taken, out=dcol[0, 0])
+        for k in range(1, self.size):
+            np.equal(view[..., k // pw, k % pw], buf.out, out=hit)
+            np.greater(hit, taken, out=hit)  # hit and not taken by an earlier position
+            np.multiply(dout, hit, out=dcol[k // pw, k % pw])
+            np.logical_or(taken, hit, out=taken)
         return add_windows(dcol.transpose(2, 3, 4, 5, 0, 1), buf.dx, self.stride, self.padding)
 
     def infer(self, x: NDArray) -> NDArray:
-        shape = (x.shape[0], *self.output_shape)
-        return self._max(self._pad(x, None), np.empty(shape, x.dtype), np.empty(shape, np.intp),
-                         np.empty(shape, np.bool_))
+        view = windows(self._pad(x, None), self.pool_size, self.stride)
+        return self._max(view, np.empty((x.shape[0], *self.output_shape), x.dtype))
 
 
 class _AvgBuffers:
