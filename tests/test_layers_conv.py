@@ -298,3 +298,13 @@ def test_network_checks_image_inputs():
     net = zn.Sequential([Conv2D(2, 3)], input_shape=(1, 5, 5), seed=0)
     with pytest.raises(ValueError, match=r"X has shape \(4, 25\), expected \(n_samples, 1, 5, 5\)"):
         net.predict(np.ones((4, 25)))
+
+
+def test_a_network_with_image_outputs_asks_for_flatten_before_a_loss():
+    net = zn.Sequential([Conv2D(2, 2)], input_shape=(1, 3, 3), seed=0)
+    X = np.ones((4, 1, 3, 3))
+    assert net.predict(X).shape == (4, 2, 2, 2)  # it still computes
+    with pytest.raises(ValueError, match=r"outputs \(n, 2, 2, 2\).*end it in Flatten\(\)"):
+        net.loss_and_gradients(X, np.ones((4, 8)))
+    with pytest.raises(ValueError, match="Flatten"):
+        net.fit(X, np.ones((4, 8)), epochs=1)
