@@ -234,3 +234,52 @@ def test_batchnorm_backward_without_the_batch_statistics_is_detected(monkeypatch
                         staticmethod(lambda dxh, xhat, inv_std, axes, work: dxh * inv_std))
     report = zn.check_gradients(net, X, y)
     assert report.max_relative_error > 0.1, str(report)
+
+
+# -- convnets: each new layer on its own and together --------------------------------------
+_CONV_LAYERS = {
+    "conv": lambda: [zn.Conv2D(3, 3, stride=2, padding=1, activation="tanh"), zn.Flatten(),
+                     zn.Dense(2)],
+    "conv-rect-nobias": lambda: [zn.Conv2D(2, (2, 3), stride=(1, 2), use_bias=False),
+                                 zn.Flatten(), zn.Dense(2)],
+    "maxpool": lambda: [zn.Conv2D(2, 1), zn.MaxPool2D(3, stride=2, padding=1), zn.Flatten(),
+                        zn.Dense(2)],
+    "avgpool": lambda: [zn.Conv2D(2, 2), zn.AvgPool2D(2, stride=1, padding=1), zn.Flatten(),
+                        zn.Dense(2)],
+    "flatten": lambda: [zn.Flatten(), zn.Dense(2, activation="elu"), zn.Dense(2)],
+    "lenet": lambda: [zn.Conv2D(3, 3, padding=1, activation="relu"), zn.MaxPool2D(2),
+                      zn.Conv2D(4, 2, activation="gelu"), zn.AvgPool2D(2), zn.Flatten(),
+                      zn.Dense(2)],
+}
+
+
+@pytest.mark.parametrize("name", list(_CONV_LAYERS))
+def test_every_conv_layer_passes(name):
+    """float64, random inputs (ties of a max-pool window have probability 0)."""
+    rng = np.random.default_rng(11)
+    net = zn.Sequential(_CONV_LAYERS[name](), input_shape=(2, 6, 7), seed=4)
+    for layer in net.layers:
+        if isinstance(layer, zn.Conv2D) and layer.use_bias:
+            layer.b = rng.standard_normal(layer.filters) * 0.3
+    X = rng.standard_normal((4, 2, 6, 7))
+    y = rng.standard_normal((4, 2))
+    report = zn.check_gradients(net, X, y, loss="mse")
+    assert report.max_relative_error < 1e-7, report
+
+
+def test_a_broken_col2im_is_detected(monkeypatch):
+    """check_gradients sees a convolution whose dx is off (dropping the last kernel row)."""
+    from zeronn.layers import conv
+
+    real = conv.add_windows
+
+    def broken(d6, out, stride, padding):
+        return real(d6[..., :-1, :], out, stride, padding)
+
+    net = zn.Sequential([zn.Conv2D(2, 3), zn.Conv2D(2, 2), zn.Flatten(), zn.Dense(1)],
+                        input_shape=(1, 6, 6), seed=0)
+    X = np.random.default_rng(0).standard_normal((3, 1, 6, 6))
+    y = np.ones((3, 1))
+    assert zn.check_gradients(net, X, y).max_relative_error < 1e-7
+    monkeypatch.setattr(conv, "add_windows", broken)
+    assert zn.check_gradients(net, X, y).max_relative_error > 1e-3

@@ -566,3 +566,46 @@ def test_front_ends_give_their_spec():
     assert spec.x_scaling is None and spec.y_scaling is None
     with pytest.raises(ValueError, match="not fitted"):
         sk.MLPClassifier().onnx_spec()
+
+
+# -- convnets ---------------------------------------------------------------------------------
+_CONVNETS = {
+    "lenet": ((1, 12, 12), lambda: [
+        zn.Conv2D(4, 3, activation="relu"), zn.MaxPool2D(2), zn.Conv2D(6, 3, padding=1),
+        zn.Activation("tanh"), zn.AvgPool2D(2), zn.Flatten(), zn.Dense(3, activation="softmax")]),
+    "strided-padded": ((3, 9, 8), lambda: [
+        zn.Conv2D(5, (3, 2), stride=(2, 1), padding=(1, 2), activation="elu"),
+        zn.MaxPool2D(3, stride=1, padding=1), zn.AvgPool2D((2, 3), stride=2, padding=1),
+        zn.BatchNorm(), zn.Conv2D(2, 1, use_bias=False), zn.Flatten(), zn.Dense(2)]),
+    "conv-output": ((2, 7, 7), lambda: [
+        zn.Conv2D(3, 2, stride=2, padding=1, activation="sigmoid"), zn.MaxPool2D((1, 2))]),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(_CONVNETS))
+def test_convnets_match_predict(tmp_path, name, dtype):
+    """Conv (strides, pads), MaxPool (-inf padding), AveragePool (count_include_pad=1) and
+    Flatten (the (C, H, W) order): onnxruntime equals predict to 1e-5."""
+    shape, layers = _CONVNETS[name]
+    rng = np.random.default_rng(3)
+    net = zn.Sequential(layers(), input_shape=shape, dtype=dtype, seed=1)
+    X = rng.standard_normal((20, *shape))
+    for layer in net.layers:  # nonzero biases and moved running statistics
+        if isinstance(layer, zn.Conv2D) and layer.use_bias:
+            layer.b = rng.standard_normal(layer.filters)
+    if any(isinstance(layer, zn.BatchNorm) for layer in net.layers):
+        net.forward(X * 2 + 1, training=True)
+    zn.export_onnx(net, tmp_path / "c.onnx")
+    model = onnx.load(tmp_path / "c.onnx")
+    ops = [n.op_type for n in model.graph.node]
+    for layer in net.layers:
+        want = {zn.Conv2D: "Conv", zn.MaxPool2D: "MaxPool", zn.AvgPool2D: "AveragePool",
+                zn.Flatten: "Flatten"}.get(type(layer))
+        assert want is None or want in ops
+    for node in model.graph.node:
+        if node.op_type == "AveragePool":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["count_include_pad"] == 1
+    (out,) = _run(tmp_path / "c.onnx", X)
+    _assert_close(out, net.predict(X.astype(np.float32).astype(dtype)))

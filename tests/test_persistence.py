@@ -1239,3 +1239,83 @@ def test_v01_tabular_files_load_and_predict_identically() -> None:
     clf = zn.load(V01 / "tabular_classification.zeronn")
     np.testing.assert_array_equal(np.asarray(clf.predict(df)).astype(str),
                                   np.load(V01 / "tabular_classification_pred.npy"))
+
+
+# -- convnets: Conv2D, MaxPool2D, AvgPool2D, Flatten ---------------------------------------
+def _convnet(dtype: str = "float64") -> zn.Sequential:
+    return zn.Sequential([
+        zn.Conv2D(3, 3, padding=1, activation="relu"), zn.MaxPool2D(2),
+        zn.Conv2D(4, (2, 3), stride=(1, 2), init="glorot_uniform", use_bias=False),
+        zn.BatchNorm(), zn.AvgPool2D(2, stride=1, padding=1), zn.Flatten(),
+        zn.Dense(2)], input_shape=(2, 6, 7), dtype=dtype, seed=3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_convnet_round_trips_and_resumes(tmp_path, dtype):
+    """Every new layer's config and W (filters, C, KH, KW), b (filters,) come back bit for bit,
+    and training on from the file continues exactly as the original."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((12, 2, 6, 7)).astype(dtype)
+    Y = rng.standard_normal((12, 2)).astype(dtype)
+    net = _convnet(dtype)
+    net.fit(X, Y, optimizer="adam", epochs=2, batch_size=4)
+    zn.save(net, tmp_path / "c.zeronn")
+    back = zn.load(tmp_path / "c.zeronn")
+    _assert_same_network(back, net)
+    assert back.params[0].shape == (3, 2, 3, 3) and back.params[1].shape == (3,)
+    assert back.layers[2].kernel_size == (2, 3) and back.layers[2].stride == (1, 2)
+    assert np.array_equal(back.predict(X), net.predict(X))
+    net.fit(X, Y, epochs=1, batch_size=4)
+    back.fit(X, Y, epochs=1, batch_size=4)
+    _assert_same_network(back, net)
+
+
+@pytest.fixture()
+def conv_file(tmp_path) -> Path:
+    net = _convnet()
+    path = tmp_path / "conv.zeronn"
+    zn.save(net, path)
+    return path
+
+
+@pytest.mark.parametrize("edit,words", [
+    (_layer(0, kernel_size=-3), ["layer 1", "kernel_size", "-3"]),
+    (_layer(0, kernel_size=0), ["layer 1", "kernel_size"]),
+    (_layer(0, kernel_size=[3, 3, 3]), ["layer 1", "kernel_size"]),
+    (_layer(0, kernel_size=True), ["layer 1", "kernel_size"]),
+    (_layer(0, stride=0), ["layer 1", "stride"]),
+    (_layer(0, padding=-1), ["layer 1", "padding"]),
+    (_layer(0, filters=0), ["layer 1", "filters"]),
+    (_layer(0, filters="3"), ["layer 1", "filters"]),
+    (_layer(0, kernel_size=9), ["layer 1", "larger than the padded input"]),
+    (_layer(0, padding=100_000, kernel_size=1), ["layer 1", "values per sample"]),
+    (_layer(0, activation="no_such"), ["no_such"]),
+    (_layer(0, groups=2), ["layer 1", "groups"]),
+    (_layer(1, pool_size=0), ["layer 2", "pool_size"]),
+    (_layer(1, pool_size=2, padding=2), ["layer 2", "padding", "half"]),
+    (_layer(1, stride=[1]), ["layer 2", "stride"]),
+    (_layer(1, pool_size=50), ["layer 2", "larger than the padded input"]),
+    (_layer(4, padding=-1), ["layer 5", "padding"]),
+    (_layer(5, start_dim=2), ["layer 6", "start_dim"]),
+    (_layer(2, use_bias=True), ["layer 3", "parameters", "'b'"]),
+    (_entry(0, params=["W"]), ["layer 1", "parameters"]),
+    (_layer(0, filters=5), ["network/1/W.npy"]),
+], ids=lambda x: "" if callable(x) else x[0])
+def test_hostile_convnet_files(tmp_path, conv_file, edit, words):
+    _load_fails(_edit_header(conv_file, tmp_path / "bad.zeronn", edit), *words)
+
+
+@pytest.mark.parametrize("member,value,words", [
+    ("network/1/W.npy", np.ones((3, 2, 3, 2)), ["network/1/W.npy", "(3, 2, 3, 3)"]),
+    ("network/1/W.npy", np.ones((3, 18)), ["network/1/W.npy", "(3, 2, 3, 3)"]),
+    ("network/1/b.npy", np.ones((1, 3)), ["network/1/b.npy", "(3,)"]),
+    ("network/1/b.npy", np.array([0.0, np.nan, 1.0]), ["network/1/b.npy", "NaN"]),
+    ("network/3/W.npy", np.ones((4, 3, 2, 3), np.float32), ["network/3/W.npy", "float64"]),
+])
+def test_bad_convnet_arrays(tmp_path, conv_file, member, value, words):
+    members = _members(conv_file)
+    members[member] = _npy(value)
+    agreed = _edit_header(_write_zip(tmp_path / "a.zeronn", members), tmp_path / "b.zeronn",
+                          lambda h: h["arrays"][member].update(dtype=value.dtype.name,
+                                                                shape=list(value.shape)))
+    _load_fails(agreed, *words)

@@ -496,3 +496,62 @@ def test_unknown_layer_kind_is_refused() -> None:
     net = zn.Sequential([zn.Dense(2), Scale()], input_dim=2, seed=0)
     with pytest.raises(ValueError, match="trace does not know 'scale' layers"):
         zn.trace(net, np.ones((3, 2)), np.ones((3, 2)))
+
+
+# -- convnets: col, pooling and flatten entries ---------------------------------------------
+def _convnet() -> tuple[zn.Sequential, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(8)
+    net = zn.Sequential([zn.Conv2D(3, 3, padding=1, activation="relu"), zn.MaxPool2D(2),
+                         zn.Conv2D(4, 2, stride=2), zn.AvgPool2D(2, stride=1, padding=1),
+                         zn.Flatten(), zn.Dense(3, activation="softmax")],
+                        input_shape=(2, 8, 8), seed=0)
+    net.layers[2].b = rng.standard_normal(4)
+    X = rng.standard_normal((5, 2, 8, 8))
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    return net, X, y
+
+
+def test_convnet_trace_names_and_equals_the_engine() -> None:
+    net, X, y = _convnet()
+    t = zn.trace(net, X, y, loss="categorical_crossentropy")
+    assert list(t) == ["col1", "z1", "a1", "arg2", "pool2", "col3", "z3", "a3", "pool4",
+                       "flat5", "z6", "a6", "loss", "delta6", "dW6", "db6", "dx6", "dx5",
+                       "dx4", "delta3", "dW3", "db3", "dcol3", "dx3", "dx2", "delta1", "dW1",
+                       "db1"]
+    assert t["col1"].shape == (5 * 8 * 8, 2 * 3 * 3) and t["col3"].shape == (5 * 2 * 2, 12)
+    assert t["dW1"].shape == (3, 2, 3, 3) and t["db1"].shape == (3,)
+    loss, grads = net.loss_and_gradients(X, y, loss="categorical_crossentropy")
+    assert t["loss"] == loss
+    for name, g in zip(["dW1", "db1", "dW3", "db3", "dW6", "db6"], grads):
+        assert np.array_equal(t[name], g), name  # bit for bit: the same operations in order
+    # The forward entries are the engine's own forward pass.
+    a = X
+    for i, layer in enumerate(net.layers, start=1):
+        a = layer.forward(a, training=True)
+        key = {zn.Conv2D: f"a{i}", zn.MaxPool2D: f"pool{i}", zn.AvgPool2D: f"pool{i}",
+               zn.Flatten: f"flat{i}", zn.Dense: f"a{i}"}[type(layer)]
+        assert np.array_equal(t[key], a), key
+        if isinstance(layer, zn.Conv2D):
+            assert np.array_equal(t[f"col{i}"], layer.col), i
+
+
+def test_convnet_trace_follows_its_formulas() -> None:
+    """col is im2col of the input (a row per output pixel, (c, kh, kw) order), z its GEMM,
+    dcol the error times the filters, dx col2im of dcol and Flatten's dx a reshape."""
+    net, X, y = _convnet()
+    t = zn.trace(net, X, y, loss="categorical_crossentropy")
+    Xp = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    assert np.array_equal(t["col1"][8 * 3 + 5], Xp[0, :, 3:6, 5:8].ravel())  # (n=0, 3, 5)
+    W3 = net.layers[2].W.reshape(4, -1)
+    z3 = (t["col3"] @ W3.T + net.layers[2].b).reshape(5, 2, 2, 4).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(t["z3"], z3, rtol=1e-13, atol=1e-15)
+    d3 = t["delta3"].transpose(0, 2, 3, 1).reshape(-1, 4)
+    np.testing.assert_allclose(t["dcol3"], d3 @ W3, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(t["dW3"], (t["col3"].T @ d3).T.reshape(4, 3, 2, 2),
+                               rtol=1e-12, atol=1e-15)
+    assert np.array_equal(t["dx5"], t["dx6"].reshape(5, 4, 3, 3))
+    # Max pooling: dx2 is dx3 at each window's arg-max and 0 elsewhere.
+    assert np.count_nonzero(t["dx2"]) <= t["dx3"].size
+    np.testing.assert_allclose(t["dx2"].sum(axis=(2, 3)), t["dx3"].sum(axis=(2, 3)),
+                               rtol=1e-12, atol=1e-15)
+    assert "col3" in str(t) and "im2col" in t.formulas["col3"]

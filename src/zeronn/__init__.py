@@ -14,7 +14,18 @@ from zeronn.classic import mse_loss, relu, relu_deriv
 from zeronn.gradcheck import GradCheckReport, check_gradients
 from zeronn.history import Callback, EarlyStopping, History, TrainingInterrupted
 from zeronn.initializers import INITIALIZERS
-from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer, LayerNorm
+from zeronn.layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+)
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
 from zeronn.models import MLP, Sequential
 from zeronn.network import Network
@@ -38,16 +49,20 @@ __all__ = [
     "MLP",
     "Activation",
     "ActivationFunction",
+    "AvgPool2D",
     "BatchNorm",
     "Callback",
+    "Conv2D",
     "Dense",
     "Dropout",
     "EarlyStopping",
+    "Flatten",
     "GradCheckReport",
     "History",
     "Layer",
     "LayerNorm",
     "Loss",
+    "MaxPool2D",
     "Network",
     "Sequential",
     "Trace",

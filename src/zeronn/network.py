@@ -190,6 +190,10 @@ class Network:
     def check_loss(self, loss: str | Loss) -> Loss:
         """The loss object, after checking it fits this network's output activation."""
         loss_obj = get_loss(loss)
+        if len(self.output_shape) != 1:
+            raise ValueError(f"this network outputs {_shape_text(self.output_shape)}, but a "
+                             f"loss compares (n, n_outputs) arrays: end it in Flatten() (and "
+                             f"a Dense head) to train it")
         want, have = loss_obj.output_activation, self.output_activation
         if want is not None and have != want:
             raise ValueError(f"loss {loss_obj.name!r} needs output_activation={want!r}, but this "
@@ -400,8 +404,9 @@ def _check_layers(layers: Any) -> list[Layer]:
         raise ValueError("a network needs at least one layer")
     for layer in out:
         if not isinstance(layer, Layer):
-            raise ValueError(f"{layer!r} is not a layer (zeronn.layers: Dense, Activation, "
-                             "Dropout, BatchNorm, LayerNorm)")
+            raise ValueError(f"{layer!r} is not a layer (zeronn.layers: Dense, Conv2D, "
+                             "MaxPool2D, AvgPool2D, Flatten, Activation, Dropout, BatchNorm, "
+                             "LayerNorm)")
         if layer.built:
             raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
                              "for each network")

@@ -10,7 +10,11 @@ table keyed by ``layer.kind``:
   approximation is composed from Mul/Add/Tanh where the opset has no ``Gelu`` (below 20);
 - ``Dropout``: nothing (evaluation mode is the identity);
 - ``BatchNorm``: ``BatchNormalization`` with the running statistics;
-- ``LayerNorm``: ``LayerNormalization`` over every feature axis (opset 17 or newer).
+- ``LayerNorm``: ``LayerNormalization`` over every feature axis (opset 17 or newer);
+- ``Conv2D``: ``Conv`` (strides, pads), then its activation;
+- ``MaxPool2D``: ``MaxPool`` (its padding is -inf, as zeronn's);
+- ``AvgPool2D``: ``AveragePool`` with ``count_include_pad=1`` (the padding zeros count);
+- ``Flatten``: ``Flatten(axis=1)``, the same (C, H, W) order.
 
 What goes around the network comes from a :class:`GraphSpec`: a network exports with
 its default spec; a front-end object (a ``zeronn.sklearn`` estimator, a
@@ -319,6 +323,35 @@ def _layernorm(g: _Graph, layer: Layer, x: str, i: int) -> str:
                 f"ln{i}", axis=1, epsilon=float(layer.config()["eps"]))
 
 
+def _pads(layer: Layer) -> list[int]:
+    """ONNX's [top, left, bottom, right] from a (height, width) padding on each side."""
+    ph, pw = layer.padding  # type: ignore[attr-defined]
+    return [ph, pw, ph, pw]
+
+
+def _conv(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    p = _params(layer)
+    inputs = [x, g.const(f"W{i}", p["W"])]
+    if "b" in p:
+        inputs.append(g.const(f"b{i}", p["b"]))
+    z = g.op("Conv", inputs, f"z{i}", kernel_shape=list(p["W"].shape[2:]),
+             strides=list(layer.stride), pads=_pads(layer))  # type: ignore[attr-defined]
+    return _activation(g, _activation_name(layer), z, f"a{i}")
+
+
+def _pool(op_type: str, **attrs: Any) -> Callable[[_Graph, Layer, str, int], str]:
+    def emit(g: _Graph, layer: Layer, x: str, i: int) -> str:
+        return g.op(op_type, [x], f"pool{i}",
+                    kernel_shape=list(layer.pool_size),  # type: ignore[attr-defined]
+                    strides=list(layer.stride), pads=_pads(layer),  # type: ignore[attr-defined]
+                    **attrs)
+    return emit
+
+
+def _flatten(g: _Graph, layer: Layer, x: str, i: int) -> str:
+    return g.op("Flatten", [x], f"flat{i}", axis=1)
+
+
 @dataclass(frozen=True)
 class _LayerOp:
     """How one kind of layer becomes nodes: ``emit(graph, layer, x, index) -> output``."""
@@ -334,6 +367,10 @@ _LAYER_OPS: dict[str, _LayerOp] = {
     "dropout": _LayerOp(_dropout, "nothing"),
     "batchnorm": _LayerOp(_batchnorm, "BatchNormalization"),
     "layernorm": _LayerOp(_layernorm, "LayerNormalization", LAYERNORM_OPSET),
+    "conv2d": _LayerOp(_conv, "Conv"),
+    "maxpool2d": _LayerOp(_pool("MaxPool"), "MaxPool"),
+    "avgpool2d": _LayerOp(_pool("AveragePool", count_include_pad=1), "AveragePool"),
+    "flatten": _LayerOp(_flatten, "Flatten"),
 }
 
 

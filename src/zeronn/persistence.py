@@ -710,6 +710,9 @@ def _load_network_v2(head: Any, members: _Members) -> Sequential:
             shape = probe.build(shape, dtype)
         except ValueError as exc:
             raise _Bad(f"layer {i} ({probe!r}) does not fit its input: {exc}") from None
+        if math.prod(shape) > _MAX_INPUT_SIZE:  # e.g. a huge padding: predict would not fit
+            raise _Bad(f"layer {i} ({probe!r}) outputs {list(shape)}, more than "
+                       f"{_MAX_INPUT_SIZE} values per sample")
         for name, pshape in zip(probe.param_names, probe.param_shapes()):
             member = f"network/{i}/{name}.npy"
             params.append(_finite(member, members.read(member, dtype, tuple(pshape))))

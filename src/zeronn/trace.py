@@ -42,6 +42,18 @@ name says what kind of value it is, as in deep-learning-from-scratch's ``common/
                      dx{i} = (dxhat{i} - mean(dxhat{i}) - xhat{i} * mean(dxhat{i} * xhat{i}))
                              / sqrt(var{i} + eps)
     LayerNorm()      the same with mean{i}, var{i} over each row's features: ln{i}
+    Conv2D(k, f)     col{i} = im2col(x) (N*OH*OW, C*KH*KW), z{i} = col{i}·W{i}.reshape(k, -1).T
+                     + b{i} as (N, k, OH, OW), a{i} = f(z{i})
+                     back: delta{i} = dout * f'(z{i}), dW{i} = (col{i}.T·delta{i}) as
+                     (k, C, KH, KW), db{i} = sum(delta{i}) (k,),
+                     dcol{i} = delta{i}·W{i}.reshape(k, -1), dx{i} = col2im(dcol{i})
+    MaxPool2D(p)     pool{i} = max of each window, arg{i} = where (first on ties)
+                     back: dx{i} = dout routed to each window's arg{i}
+    AvgPool2D(p)     pool{i} = mean of each window;         back: dx{i} = dout / (PH*PW) spread
+    Flatten()        flat{i} = x.reshape(n, -1);            back: dx{i} = dout.reshape(x.shape)
+
+(in Conv2D's formulas ``delta{i}`` is taken in the GEMM's layout (N*OH*OW, k); the trace
+stores it, as ``z{i}``, in (N, k, OH, OW)).
 
 ``x`` is the layer's input (``X``, or the previous layer's output name) and ``dout`` the
 gradient of the loss with respect to the layer's output. ``dx{i}`` is dL/dx, what layer
@@ -77,7 +89,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from zeronn._validation import check_sample_weight, normalized_weights
-from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer, LayerNorm
+from zeronn.layers import (
+    Activation,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+)
+from zeronn.layers.conv import add_windows, col2im, im2col, windows
 from zeronn.losses import Loss
 from zeronn.models import MLP
 from zeronn.network import Network
@@ -135,6 +159,8 @@ class _Step:
     xhat: NDArray | None = None  # BatchNorm, LayerNorm
     inv_std: NDArray | None = None
     axes: tuple[int, ...] = ()  # the axes the statistics average over
+    col: NDArray | None = None  # Conv2D: im2col of the input
+    arg: NDArray | None = None  # MaxPool2D: each window's arg-max
 
     @property
     def logits(self) -> NDArray:
@@ -194,6 +220,46 @@ def _forward(out: Trace, s: _Step, rng_for: Callable[[Layer], np.random.Generato
         s.z, s.out, s.out_name = z, a, f"a{i}"
         out._add(f"z{i}", z.copy(), f"{xn}·W{i} + b{i}" if layer.use_bias else f"{xn}·W{i}")
         out._add(s.out_name, a.copy(), f"{layer.activation.name}(z{i}){pred}")
+    elif isinstance(layer, Conv2D):
+        # im2col, then one GEMM (computed as its transpose, as the engine does).
+        (ph, pw), fn = layer.padding, layer.filters
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        col = im2col(xp, layer.kernel_size, layer.stride)
+        zt = np.dot(layer.W.reshape(fn, -1), col.T)
+        if layer.use_bias:
+            zt += layer.b[:, None]
+        z = np.ascontiguousarray(zt.reshape(fn, x.shape[0], *layer.output_shape[1:])
+                                 .transpose(1, 0, 2, 3))
+        a = layer.activation.forward(z, np.empty_like(z))
+        s.col, s.z, s.out, s.out_name = col, z, a, f"a{i}"
+        out._add(f"col{i}", np.array(col), f"im2col({xn}, kernel={layer.kernel_size}, "
+                 f"stride={layer.stride}, padding={layer.padding})")
+        out._add(f"z{i}", z.copy(), f"col{i}·W{i}.reshape({fn}, -1).T"
+                 + (f" + b{i}" if layer.use_bias else "") + ", as (N, FN, OH, OW)")
+        out._add(s.out_name, a.copy(), f"{layer.activation.name}(z{i}){pred}")
+    elif isinstance(layer, MaxPool2D):
+        ph, pw = layer.padding
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        view = windows(xp, layer.pool_size, layer.stride)
+        flat = view.reshape(*view.shape[:4], -1)
+        s.arg = np.argmax(flat, axis=-1)  # the first maximum on ties
+        s.out, s.out_name = np.max(flat, axis=-1), f"pool{i}"
+        out._add(f"arg{i}", s.arg.copy(), f"argmax of each {layer.pool_size} window of {xn}")
+        out._add(s.out_name, s.out.copy(), f"max of each {layer.pool_size} window of {xn}"
+                 f"{pred}")
+    elif isinstance(layer, AvgPool2D):
+        ph, pw = layer.padding
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        view = windows(xp, layer.pool_size, layer.stride)
+        total = view[..., 0, 0].copy()
+        for k in range(1, layer.size):  # window values added in order, as the engine
+            total += view[..., k // layer.pool_size[1], k % layer.pool_size[1]]
+        s.out, s.out_name = total / layer.size, f"pool{i}"
+        out._add(s.out_name, s.out.copy(), f"mean of each {layer.pool_size} window of {xn} "
+                 f"(padding zeros count){pred}")
+    elif isinstance(layer, Flatten):
+        s.out, s.out_name = x.reshape(x.shape[0], -1).copy(), f"flat{i}"
+        out._add(s.out_name, s.out.copy(), f"{xn}.reshape(n, -1){pred}")
     elif isinstance(layer, Activation):
         s.out, s.out_name = layer.activation.forward(x, np.empty_like(x)), f"a{i}"
         out._add(s.out_name, s.out.copy(), f"{layer.activation.name}({xn}){pred}")
@@ -239,7 +305,8 @@ def _forward(out: Trace, s: _Step, rng_for: Callable[[Layer], np.random.Generato
         out._add(s.out_name, y.copy(), f"gamma{i} * xhat{i} + beta{i}{pred}")
     else:
         raise ValueError(f"trace does not know {layer.kind!r} layers ({layer!r}): it names "
-                         "Dense, Activation, Dropout, BatchNorm and LayerNorm layers")
+                         "Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, Activation, Dropout, "
+                         "BatchNorm and LayerNorm layers")
 
 
 def _loss_step(out: Trace, top: _Step, loss_obj: Loss, y: NDArray,
@@ -255,7 +322,7 @@ def _loss_step(out: Trace, top: _Step, loss_obj: Loss, y: NDArray,
     delta = np.empty_like(y_pred)
     work = np.empty_like(y_pred)
     a_name = top.out_name
-    if isinstance(top.layer, Dense):
+    if isinstance(top.layer, (Dense, Conv2D)):
         name, at = label(L), f"z{L}"
     elif isinstance(top.layer, Activation):
         name, at = f"dx{L}", top.x_name
@@ -305,6 +372,27 @@ def _backward(out: Trace, s: _Step, g: NDArray, g_name: str, is_top: bool,
             return d, f"({label(i)}·W{i}.T)"
         out._add(f"dx{i}", d.copy(), f"{label(i)}·W{i}.T")
         return d, f"dx{i}"
+    if isinstance(layer, Conv2D):
+        return _conv_backward(out, s, layer, g, g_name, is_top, below, label)
+    if isinstance(layer, (MaxPool2D, AvgPool2D, Flatten)):
+        if below is None:
+            return g, ""
+        if isinstance(layer, Flatten):
+            d, how = g.reshape(s.x.shape), f"{g_name}.reshape{s.x.shape[1:]}"
+        elif isinstance(layer, MaxPool2D):
+            assert s.arg is not None
+            k = layer.size
+            dcol = (np.arange(k) == s.arg[..., None]) * g[..., None]  # dout at each arg-max
+            d = add_windows(dcol.reshape(*g.shape, *layer.pool_size), np.empty_like(s.x),
+                            layer.stride, layer.padding)
+            how = f"{g_name} to each window's arg{i}, windows added back (col2im)"
+        else:
+            share = np.broadcast_to((g / layer.size)[..., None, None],
+                                    (*g.shape, *layer.pool_size))
+            d = add_windows(share, np.empty_like(s.x), layer.stride, layer.padding)
+            how = f"{g_name} / {layer.size} to every pixel of its window (col2im)"
+        out._add(f"dx{i}", d.copy(), how)
+        return d, f"dx{i}"
     if isinstance(layer, Activation):
         if not is_top and below is not None:
             layer.activation.backward(g, s.x, s.out, np.empty_like(g))
@@ -340,6 +428,35 @@ def _backward(out: Trace, s: _Step, g: NDArray, g_name: str, is_top: bool,
     ax = _axes_text(axes)
     out._add(f"dx{i}", dx.copy(), f"(dxhat{i} - mean(dxhat{i}, {ax}) - xhat{i} * "
              f"mean(dxhat{i} * xhat{i}, {ax})) / sqrt(var{i} + {layer.eps:g})")
+    return dx, f"dx{i}"
+
+
+def _conv_backward(out: Trace, s: _Step, layer: Conv2D, g: NDArray, g_name: str,
+                   is_top: bool, below: Layer | None, label: Callable[[int], str]
+                   ) -> tuple[NDArray, str]:
+    """Conv2D's backward pass through the GEMM's layout and col2im, as the engine's."""
+    i, fn, n = s.i, layer.filters, g.shape[0]
+    assert s.col is not None and s.out is not None
+    delta = g
+    if not is_top:
+        layer.activation.backward(delta, s.z, s.out, np.empty_like(delta))
+        out._add(label(i), delta.copy(), f"{g_name} * {layer.activation.name}'(z{i})")
+    dT = np.ascontiguousarray(delta.reshape(n, fn, -1).transpose(1, 0, 2)).reshape(fn, -1)
+    W2 = layer.W.reshape(fn, -1)
+    out._add(f"dW{i}", np.dot(dT, s.col).reshape(layer.W.shape),
+             f"(col{i}.T·{label(i)}) as {layer.W.shape}")
+    if layer.use_bias:
+        out._add(f"db{i}", np.add.reduce(dT, axis=1), f"sum({label(i)}) per filter")
+    if below is None:
+        return delta, ""
+    # As the engine: dcol.T = col_W · dout.T with dout's columns in (oh, ow, n) order, then
+    # dcol's rows put back in the book's (n, oh, ow) order.
+    dT2 = np.ascontiguousarray(delta.transpose(1, 2, 3, 0)).reshape(fn, -1)
+    ckk = W2.shape[1]
+    dcol = np.dot(W2.T, dT2).reshape(ckk, -1, n).transpose(2, 1, 0).reshape(-1, ckk)
+    out._add(f"dcol{i}", np.array(dcol), f"{label(i)}·W{i}.reshape({fn}, -1)")
+    dx = col2im(dcol, s.x.shape, layer.kernel_size, layer.stride, layer.padding)
+    out._add(f"dx{i}", dx.copy(), f"col2im(dcol{i})")
     return dx, f"dx{i}"
 
 

@@ -158,7 +158,7 @@ class _Batches:
         if shuffle:
             self.order = np.arange(n)
             self.idx = np.empty_like(self.order)
-            self.xbufs = {m: np.empty((m, X.shape[1]), X.dtype) for m in self.rows}
+            self.xbufs = {m: np.empty((m, *X.shape[1:]), X.dtype) for m in self.rows}
             self.ybufs = {m: np.empty((m, y.shape[1]), y.dtype) for m in self.rows}
         else:
             self.views = [(X[s:e], y[s:e]) for _, s, e in self.spans]
