@@ -77,8 +77,10 @@ class Param:
         if obj is None:
             return self
         try:
-            return obj.__dict__[self.key]
-        except KeyError:
+            # getattr, not obj.__dict__: touching __dict__ materialises the instance dict,
+            # which makes every attribute read of the layer slower (the hot loop's too).
+            return getattr(obj, self.key)
+        except AttributeError:
             raise AttributeError(f"{type(obj).__name__}.{self.name} does not exist until the "
                                  "layer is built into a network (Sequential([...]))") from None
 
@@ -151,7 +153,7 @@ class Layer:
         self.flat_params, self.flat_grads = flat_params, flat_grads
         for name, shape in zip(self.param_names, self.param_shapes()):
             size = int(np.prod(shape))
-            self.__dict__["_" + name] = flat_params[start:start + size].reshape(shape)
+            setattr(self, "_" + name, flat_params[start:start + size].reshape(shape))
             setattr(self, "d" + name, flat_grads[start:start + size].reshape(shape))
             start += size
 
