@@ -137,9 +137,10 @@ def test_regression_train_predict_evaluate(trained: dict[str, Path], tmp_path: P
     r2 = 1 - mse / float(truth["y"].var(ddof=0))
     assert r2 > 0.95  # a tiny net, 100 short epochs: it learned the plane
 
-    # -o writes the same CSV to a file
+    # -o writes the same CSV to a file and says so in one line (rows, file)
     r = run("predict", str(trained["reg"]), str(d / "reg.csv"), "-o", str(tmp_path / "p.csv"))
-    assert r.returncode == 0 and r.stdout == ""
+    assert r.returncode == 0 and r.stdout.splitlines() == [
+        f"predicted 40 rows of {d / 'reg.csv'}: wrote {tmp_path / 'p.csv'}"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv"), pred)
 
     # evaluate reports what the predictions give
