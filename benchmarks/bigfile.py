@@ -86,7 +86,7 @@ def main() -> None:
     base_mb, _, _ = peak_mb([sys.executable, "-c", "import zeronn.cli, pandas, numpy"])
     print(f"\n{args.rows} x {N_COLUMNS} CSV, {size:.0f} MB on disk, numeric data {numeric:.0f} MB "
           f"(float64); python + numpy + pandas alone: {base_mb:.0f} MB")
-    print(f"| command | peak RSS (MB) | goal | seconds |\n|---|---:|---:|---:|")
+    print("| command | peak RSS (MB) | goal | seconds |\n|---|---:|---:|---:|")
     print(f"| train, 1 epoch | {train_mb:.0f} | < {4 * numeric:.0f} | {train_s:.1f} |")
     print(f"| predict | {pred_mb:.0f} | flat in rows | {pred_s:.1f} |")
 

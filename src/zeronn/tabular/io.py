@@ -30,10 +30,11 @@ import io
 import lzma
 import os
 import re
+import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,14 +123,8 @@ def _check_encoding(encoding: str | None) -> str:
                          "latin-1, cp1252 or shift_jis") from None
 
 
-def _open_binary(path: str, compression: str | None) -> IO[bytes]:
+def _open_binary(path: str, compression: str | None) -> BinaryIO:
     """The file's (decompressed) bytes; a zip must hold exactly one file."""
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "bz2":
-        return bz2.open(path, "rb")
-    if compression == "xz":
-        return lzma.open(path, "rb")
     if compression == "zip":
         zf = zipfile.ZipFile(path)
         names = [n for n in zf.namelist() if not n.endswith("/")]
@@ -137,8 +132,12 @@ def _open_binary(path: str, compression: str | None) -> IO[bytes]:
             zf.close()
             raise ValueError(f"{path} holds {len(names)} files; a zipped table must hold "
                              "exactly one: unzip it and give the file itself")
-        return zf.open(names[0])
-    return open(path, "rb")  # the caller closes it
+        return cast(BinaryIO, zf.open(names[0]))
+    openers: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open,
+                                              "xz": lzma.open}
+    opener = openers.get(compression or "")
+    # The caller closes it.
+    return cast(BinaryIO, opener(path, "rb") if opener else open(path, "rb"))
 
 
 def _compression_of(path: str) -> str | None:
@@ -371,19 +370,28 @@ class Table:
             sep=d.sep, decimal=d.decimal, skipinitialspace=True, header=0,
             names=self.columns, usecols=use, dtype=dtype, compression=d.compression,
             encoding="utf-8-sig" if d.encoding == "utf-8" else d.encoding,
-            chunksize=rows)
-        if use is not None:
-            # An explicit column subset: pandas then never takes a column as the index.
-            kwargs["index_col"] = False
+            chunksize=rows,
+            # Never a column as the index: pandas would take one silently when every row
+            # has a field more than the header (it warns instead, and that is checked).
+            index_col=False)
         try:
-            result = pd.read_csv(self.path, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = pd.read_csv(self.path, **kwargs)  # whole: read here; chunks: later
             frames = iter(result) if rows is not None else iter([result])
             while True:
-                try:
-                    df = next(frames)
-                except StopIteration:
-                    break
-                self._check_fields(df, use is None)
+                with warnings.catch_warnings(record=True) as more:
+                    warnings.simplefilter("always")
+                    try:
+                        df = next(frames)
+                    except StopIteration:
+                        break
+                caught += more
+                # A column of mixed types (DtypeWarning) is the column typing's business;
+                # a row longer than the header (ParserWarning) is a broken file.
+                longer = any(issubclass(w.category, pd.errors.ParserWarning) for w in caught)
+                caught = []
+                self._check_fields(df, longer)
                 yield df
         except pd.errors.EmptyDataError:
             return
@@ -400,18 +408,16 @@ class Table:
         except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
             raise ValueError(f"cannot read {self.path}: {exc}") from None
 
-    def _check_fields(self, df: pd.DataFrame, all_columns: bool) -> None:
-        """pandas pads short rows with missing values and, when every row is one field too
-        long, silently makes the first column the index: a pass with the csv module (same
-        dialect) tells those apart from honest empty cells, at most once per file and only
-        when a frame leaves a doubt."""
-        pd = _require_pandas()
-        own_index = all_columns and not isinstance(df.index, pd.RangeIndex)
-        if self._checked_fields or not (own_index or bool(df.isna().to_numpy().any())):
+    def _check_fields(self, df: pd.DataFrame, longer: bool) -> None:
+        """pandas pads short rows with missing values and only warns (``longer``) when
+        rows are longer than the header: a pass with the csv module (same dialect) tells
+        those apart from honest empty cells, at most once per file and only when a frame
+        leaves a doubt."""
+        if self._checked_fields or not (longer or bool(df.isna().to_numpy().any())):
             return
         self._checked_fields = True
         problem = self._field_count_error()
-        if problem is None and own_index:
+        if problem is None and longer:
             problem = f"{self.path}: the rows have more fields than the header"
         if problem:
             raise ValueError(problem)
@@ -453,10 +459,9 @@ class Table:
                 df = t.to_pandas(split_blocks=True, self_destruct=True)
                 del t
                 df.columns = list(names)
-                for c in str_columns:
+                for c in str_columns:  # as read_csv's dtype=str: text, missing kept missing
                     if c in df.columns:
-                        df[c] = df[c].astype(object).where(df[c].notna(), None)
-                        df[c] = df[c].map(lambda v: v if v is None else str(v))
+                        df[c] = df[c].astype(str).where(df[c].notna())
                 yield df
         except (pa.ArrowException, OSError) as exc:
             raise ValueError(f"cannot read {self.path}: {exc}") from None
