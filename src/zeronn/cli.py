@@ -524,6 +524,14 @@ def _info(args: argparse.Namespace) -> int:
         print("scaling: " + ("inputs" + (" and targets" if task == "regression" else "")
                              + " standardized (mean/std of the training data)"
                              if model.standardize else "none"))
+        dialect = model.training.get("data_dialect")
+        if isinstance(dialect, dict):
+            from zeronn.tabular.io import Dialect
+
+            try:
+                print(f"read as: {Dialect.from_dict(dialect).describe()}")
+            except (TypeError, ValueError):
+                pass  # a hand-edited file: the dialect is only informative
     else:
         print(f"kind: {type(model).__name__}")
     if net is None:
