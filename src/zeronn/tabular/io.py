@@ -48,6 +48,7 @@ PARQUET_EXTENSIONS = (".parquet", ".pq")
 MAX_PROBLEMS = 10  # problems listed in one message before "... and N more"
 SNIFF_BYTES = 65536  # decoded text looked at to sniff the dialect
 SNIFF_LINES = 200
+READ_ROWS = 65536  # a whole CSV is parsed this many rows at a time (see Table._assemble)
 _SEP_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 _COMMA_NUMBER = re.compile(r"[-+]?\d*,\d+(?:[eE][-+]?\d+)?")
 _DOT_NUMBER = re.compile(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?")
@@ -347,6 +348,8 @@ class Table:
         use = self._select(columns)
         if self.dialect.format == "parquet":
             it = self._parquet_chunks(rows, use, str_columns)
+        elif rows is None:
+            it = iter([self._assemble(self._csv_chunks(READ_ROWS, use, str_columns))])
         else:
             it = self._csv_chunks(rows, use, str_columns)
         start = 0
@@ -407,6 +410,35 @@ class Table:
             raise _decode_error(self.path, d.encoding) from None
         except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
             raise ValueError(f"cannot read {self.path}: {exc}") from None
+
+    @staticmethod
+    def _assemble(frames: Iterator[pd.DataFrame]) -> pd.DataFrame:
+        """One DataFrame from the chunks, holding about one copy of the data at its peak.
+
+        pandas reading a whole file keeps the parsed pieces of each column, joins them, and
+        then copies all columns into one 2-D block: three copies of the data at once. Here
+        each chunk's columns are copied out (a chunk's worth of extra memory) so the chunk
+        is freed at once, each column is joined from its pieces (which are then freed), and
+        the frame keeps the columns as they are (one block each, no consolidating copy).
+        """
+        pd = _require_pandas()
+        pieces: dict[str, list[Any]] = {}
+        names: list[str] = []
+        for df in frames:
+            if not pieces:
+                names = [str(c) for c in df.columns]
+                pieces = {c: [] for c in names}
+            for c in names:
+                pieces[c].append(df[c].copy())
+            del df
+        if not pieces:
+            return pd.DataFrame(columns=names)
+        columns = {}
+        for c in names:
+            parts = pieces.pop(c)
+            columns[c] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            del parts
+        return pd.DataFrame(columns, copy=False)
 
     def _check_fields(self, df: pd.DataFrame, longer: bool) -> None:
         """pandas pads short rows with missing values and only warns (``longer``) when
