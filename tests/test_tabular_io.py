@@ -313,3 +313,21 @@ def test_random_tables_round_trip_through_parquet(tmp_path: Path, df: pd.DataFra
 
 def test_the_module_names_what_it_exports() -> None:
     assert set(tio.__all__) <= set(dir(tio))
+
+
+def test_a_whole_read_joins_its_chunks_as_pandas_reads_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed READ_ROWS rows at a time and joined by column: the same values and dtypes
+    as one pandas read, also when a later chunk turns a column's type (ints that meet an
+    empty cell, numbers that meet text), and each column its own block (no copy of all)."""
+    monkeypatch.setattr(tio, "READ_ROWS", 7)
+    n = 30
+    rows = ["i,f,mixed,s"] + [
+        f"{k},{k / 4},{'x' if k == 25 else k},{'ab'[k % 2]}" if k != 20 else f"{k},,{k},a"
+        for k in range(n)]
+    p = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    got = read_table(p)
+    want = pd.read_csv(p).set_axis(pd.RangeIndex(1, n + 1))
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert got["i"].dtype.kind == "i" and got["f"].dtype.kind == "f"
+    assert got["mixed"].tolist()[25] == "x" and got._mgr.nblocks == 4

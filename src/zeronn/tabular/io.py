@@ -349,7 +349,7 @@ class Table:
         if self.dialect.format == "parquet":
             it = self._parquet_chunks(rows, use, str_columns)
         elif rows is None:
-            it = iter([self._assemble(self._csv_chunks(READ_ROWS, use, str_columns))])
+            it = iter([self._read_whole(use, str_columns)])
         else:
             it = self._csv_chunks(rows, use, str_columns)
         start = 0
@@ -411,8 +411,19 @@ class Table:
         except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
             raise ValueError(f"cannot read {self.path}: {exc}") from None
 
+    def _read_whole(self, use: list[str] | None, str_columns: Sequence[str]) -> pd.DataFrame:
+        frame, mixed = self._assemble(self._csv_chunks(READ_ROWS, use, str_columns))
+        if mixed:
+            # Numbers in some chunks, text in others: read as text, as one pandas read of
+            # the whole file takes such a column (every value as written).
+            again, _ = self._assemble(self._csv_chunks(READ_ROWS, mixed,
+                                                       [*str_columns, *mixed]))
+            for c in mixed:
+                frame[c] = again[c]  # the same 0..n-1 index
+        return frame
+
     @staticmethod
-    def _assemble(frames: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    def _assemble(frames: Iterator[pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
         """One DataFrame from the chunks, holding about one copy of the data at its peak.
 
         pandas reading a whole file keeps the parsed pieces of each column, joins them, and
@@ -420,6 +431,7 @@ class Table:
         each chunk's columns are copied out (a chunk's worth of extra memory) so the chunk
         is freed at once, each column is joined from its pieces (which are then freed), and
         the frame keeps the columns as they are (one block each, no consolidating copy).
+        Also returns the columns parsed as text in some chunks and not in others.
         """
         pd = _require_pandas()
         pieces: dict[str, list[Any]] = {}
@@ -432,13 +444,17 @@ class Table:
                 pieces[c].append(df[c].copy())
             del df
         if not pieces:
-            return pd.DataFrame(columns=names)
+            return pd.DataFrame(columns=names), []
         columns = {}
+        mixed = []
         for c in names:
             parts = pieces.pop(c)
+            text = {p.dtype.kind in "OSUT" or str(p.dtype) == "str" for p in parts}
+            if len(text) > 1:
+                mixed.append(c)
             columns[c] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             del parts
-        return pd.DataFrame(columns, copy=False)
+        return pd.DataFrame(columns, copy=False), mixed
 
     def _check_fields(self, df: pd.DataFrame, longer: bool) -> None:
         """pandas pads short rows with missing values and only warns (``longer``) when
