@@ -223,3 +223,16 @@ def test_import_zeronn_does_not_import_matplotlib() -> None:
     assert zn.plotting is plotting
     with pytest.raises(AttributeError, match="no attribute 'plotter'"):
         _ = zn.plotter  # type: ignore[attr-defined]
+
+
+def test_plot_fit_draws_a_sequential_with_dropout_and_batch_norm():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2))
+    y = (X[:, :1] > 0).astype(float)
+    net = zn.Sequential([zn.Dense(8), zn.BatchNorm(), zn.Activation("relu"), zn.Dropout(0.2),
+                         zn.Dense(1, activation="sigmoid")], input_dim=2, seed=0)
+    net.fit(X, y, loss="binary_crossentropy", epochs=3, seed=0)
+    fig = plotting.plot_fit(net, X, y)
+    assert fig.axes
+    fig2 = plotting.plot_history(net)
+    assert fig2.axes

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn.models import MLP
+from zeronn.network import Network
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,7 +57,7 @@ def _axes(ax: Any, n: int, figsize: tuple[float, float], what: str) -> tuple[Fig
 
 # -- 学習曲線 (learning curves) ---------------------------------------------------------
 def _history_of(history: Any) -> Mapping[str, Sequence[Any]]:
-    if isinstance(history, MLP):
+    if isinstance(history, Network):
         if history.history is None:
             raise ValueError("this network has not been trained yet: call net.fit(...) first, "
                              "or pass the History that fit returns")
@@ -75,7 +75,7 @@ def plot_history(history: Any, ax: Any = None, *, log_scale: bool | None = None,
     Parameters
     ----------
     history : the :class:`zeronn.History` from ``fit`` (any mapping with a ``"loss"`` list),
-        or a trained :class:`zeronn.MLP` (its ``net.history``, every fit so far).
+        or a trained network (its ``net.history``, every fit so far).
     ax : None for a new figure, else one Axes per panel (one Axes for the loss alone).
     log_scale : loss axis in log scale; None picks it when every loss is > 0 and they
         span at least a factor of 10 (the seed's run goes from 10.2 to 0.009).
@@ -144,7 +144,7 @@ def _span(x: NDArray) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _classifier(net: MLP, kind: str) -> bool:
+def _classifier(net: Network, kind: str) -> bool:
     if kind not in ("auto", "regression", "classification"):
         raise ValueError(f"kind must be 'auto', 'regression' or 'classification', got {kind!r}")
     if kind == "auto":
@@ -152,14 +152,14 @@ def _classifier(net: MLP, kind: str) -> bool:
     return kind == "classification"
 
 
-def plot_fit(net: MLP, X: Any, y: Any = None, ax: Any = None, *, output: int = 0,
+def plot_fit(net: Network, X: Any, y: Any = None, ax: Any = None, *, output: int = 0,
              kind: str = "auto", resolution: int | None = None,
              title: str | None = None) -> Figure:
     """The function ``net`` learned, drawn over the data (X, y).
 
     Parameters
     ----------
-    net : a :class:`zeronn.MLP` with 1 or 2 input features.
+    net : a network (``zeronn.MLP``, ``zeronn.Sequential``) with 1 or 2 input features.
     X : (n_samples, n_features) inputs, which set the plotted range.
     y : optional targets, (n_samples, n_outputs) or (n_samples,), drawn as points.
     ax : None for a new figure, or the Axes to draw on.
@@ -175,10 +175,11 @@ def plot_fit(net: MLP, X: Any, y: Any = None, ax: Any = None, *, output: int = 0
     by the probability of the predicted class. Anything else raises ``ValueError``.
     Returns the Figure.
     """
-    if not isinstance(net, MLP):
-        raise ValueError(f"plot_fit needs a zeronn.MLP, got {type(net).__name__}")
+    if not isinstance(net, Network) or len(net.input_shape) != 1:
+        raise ValueError(f"plot_fit needs a zeronn network (zeronn.MLP, zeronn.Sequential) "
+                         f"on (n, features) inputs, got {type(net).__name__}")
     Xc, yc = net.check_data(X, y)
-    n_features, n_outputs = net.layer_sizes[0], net.layer_sizes[-1]
+    n_features, n_outputs = net.input_shape[0], net.n_outputs
     if n_features not in (1, 2):
         raise ValueError(f"plot_fit draws networks with 1 or 2 input features, but this one "
                          f"has {n_features}: plot net.predict(X) against y yourself, or "
@@ -201,7 +202,7 @@ def plot_fit(net: MLP, X: Any, y: Any = None, ax: Any = None, *, output: int = 0
     return fig
 
 
-def _fit_1d(net: MLP, a: Axes, X: NDArray, y: NDArray | None, clf: bool, res: int) -> None:
+def _fit_1d(net: Network, a: Axes, X: NDArray, y: NDArray | None, clf: bool, res: int) -> None:
     grid = np.linspace(*_span(X[:, 0]), res)
     pred = net.predict(grid.reshape(-1, 1))
     k = pred.shape[1]
@@ -229,7 +230,7 @@ def _fit_1d(net: MLP, a: Axes, X: NDArray, y: NDArray | None, clf: bool, res: in
     a.grid(True, alpha=0.3)
 
 
-def _fit_2d(net: MLP, fig: Figure, a: Axes, X: NDArray, y: NDArray | None, clf: bool,
+def _fit_2d(net: Network, fig: Figure, a: Axes, X: NDArray, y: NDArray | None, clf: bool,
             output: int, res: int) -> None:
     (x0, x1), (y0, y1) = _span(X[:, 0]), _span(X[:, 1])
     g0, g1 = np.meshgrid(np.linspace(x0, x1, res), np.linspace(y0, y1, res))
