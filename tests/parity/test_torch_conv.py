@@ -6,7 +6,7 @@ without bias; any built-in activation), an optional BatchNorm over the channels 
 optional Activation after it, an optional MaxPool2D or AvgPool2D (pool 1 to 3, stride 1
 to 3 or the pool's own, so windows overlap or skip; padding up to half the pool, as torch
 allows); then Flatten, an optional hidden Dense and the output layer of each output/loss
-pair zeronn accepts. Inputs have 1 to 4 channels and odd and even heights and widths of
+pair zeronn accepts. Inputs have 1 to 8 channels and odd and even heights and widths of
 3 to 11. The same network runs in torch as ``F.conv2d``, ``F.max_pool2d``,
 ``F.avg_pool2d`` (``count_include_pad=True``, both frameworks' default),
 ``torch.flatten``, a matrix product and ``nn.BatchNorm2d``, on copies of zeronn's
@@ -104,7 +104,7 @@ def convnets(draw: st.DrawFn, loss: str, output: str, dtype: str, n_min: int = 1
     """A random convnet with random parameters and running statistics, a batch X (n, C, H,
     W) and targets y fitting ``loss``. ``spec`` lists what each layer is, for torch."""
     hidden = HIDDEN if dtype == "float64" else SMOOTH
-    c, h, w = (draw(st.integers(1, 4), label="channels"), draw(st.integers(3, 11), label="H"),
+    c, h, w = (draw(st.integers(1, 8), label="channels"), draw(st.integers(3, 11), label="H"),
                draw(st.integers(3, 11), label="W"))
     layers: list[zn.Layer] = []
     spec: list[dict[str, Any]] = []
