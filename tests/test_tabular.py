@@ -443,3 +443,13 @@ def test_the_kept_epoch_is_reported_and_an_early_minimum_is_named() -> None:
     with pytest.warns(UserWarning, match=r"lowest at epoch \d of 40, in the first tenth"):
         m.fit(noise, "y")
     assert m.training["early_minimum"] is True and m.training["kept_epoch"] == 40
+
+
+def test_raw_network_of_a_dropout_model_is_a_plain_mlp() -> None:
+    df = linear_frame(40)
+    m = TabularModel(hidden=(8,), epochs=3, dropout=0.2, validation_split=0.0)
+    m.fit(df, "y", features=["a", "b"])
+    raw = m.raw_network()
+    assert type(raw) is MLP
+    np.testing.assert_allclose(raw.predict(df[["a", "b"]].to_numpy()).ravel(),
+                               m.predict(df).ravel(), rtol=1e-9, atol=1e-9)

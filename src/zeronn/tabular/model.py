@@ -450,6 +450,12 @@ class TabularModel:
         if weights is not None:
             weights = weights[order]
 
+        split = self.validation_split
+        if split and round(len(df) * split) == 0:
+            warnings.warn(f"{len(df)} rows are too few to hold out {split:g} of them for "
+                          "validation: training on all rows, without early stopping",
+                          stacklevel=2)
+            split = 0.0
         acts = get_activation(self.activation)
         init = "he_normal" if acts.relu_family else "glorot_uniform"
         net = self._network(X.shape[1], Ys.shape[1], out_act, init)
@@ -458,9 +464,9 @@ class TabularModel:
                        optimizer=get_optimizer(self.optimizer, lr=self.lr,
                                                weight_decay=self.weight_decay),
                        epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
-                       validation_split=self.validation_split,
+                       validation_split=split,
                        early_stopping=(None if self.early_stopping is None
-                                       or not self.validation_split
+                                       or not split
                                        else EarlyStopping(self.early_stopping)),
                        verbose=verbose, seed=self.seed, sample_weight=weights)
         seconds = time.perf_counter() - t0
@@ -472,7 +478,7 @@ class TabularModel:
         self.target_names = [str(c) for c in tcols]
         self.classes, self.label_kind = classes, kind
         self.x_mean, self.x_scale, self.y_mean, self.y_scale = x_mean, x_scale, y_mean, y_scale
-        n_val = round(len(df) * self.validation_split) if self.validation_split else 0
+        n_val = round(len(df) * split) if split else 0
         kept = hist.best_epoch if hist.best_epoch and self.early_stopping else hist.epochs
         has_val = "val_loss" in hist
         self.training = {
@@ -625,7 +631,9 @@ class TabularModel:
         It takes raw feature values (n, n_features) and returns targets in their own units
         (regression) or the class probabilities (classification), so it can be plotted or
         exported without the scaling step. Exact up to rounding: standardization is affine,
-        ``((x - m) / s) @ W + b = x @ (W / s[:, None]) + (b - (m / s) @ W)``.
+        ``((x - m) / s) @ W + b = x @ (W / s[:, None]) + (b - (m / s) @ W)``. It takes
+        the encoded columns (:meth:`encode`). Dropout does nothing at inference, so a
+        network whose only extra layers are Dropout comes back as a plain MLP.
         """
         if self.net is None:
             raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
@@ -637,6 +645,11 @@ class TabularModel:
             params[-2] = params[-2] * self.y_scale
             params[-1] = params[-1] * self.y_scale + self.y_mean
         net = self.net.copy()
+        dense = [layer for layer in net.layers if isinstance(layer, Dense)]
+        if not isinstance(net, MLP) and all(isinstance(layer, (Dense, Dropout))
+                                            for layer in net.layers):
+            net = MLP([net.input_shape[0], *(d.units for d in dense)], self.activation,
+                      net.output_activation, dtype=net.dtype)
         net.set_params([p.astype(net.dtype) for p in params])
         return net
 
