@@ -721,9 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "always uses cross-entropy)")
     t.add_argument("--optimizer", type=_registry_name(get_optimizer), default="adam",
                    metavar="NAME", help="sgd, adagrad, rmsprop, adam, adamw (default: adam)")
-    t.add_argument("--dropout", type=_fraction, default=0.0, metavar="RATE",
+    t.add_argument("--dropout", type=_fraction, default=0.2, metavar="RATE",
                    help="drop this share of each hidden layer's outputs while training, "
-                   "against overfitting, e.g. 0.2 (default: 0, no dropout)")
+                   "against overfitting; 0 for none (default: 0.2)")
     t.add_argument("--batch-norm", action="store_true",
                    help="batch normalization between each hidden layer and its activation "
                    "(needs batches of at least 2 rows)")
@@ -736,9 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--validation-split", type=_fraction, default=0.15, metavar="FRACTION",
                    help="share of rows held out for val_loss and early stopping, 0 for none "
                    "(default: 0.15)")
-    t.add_argument("--early-stopping", type=_positive_int, default=20, metavar="PATIENCE",
+    t.add_argument("--early-stopping", type=_positive_int, default=50, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better val_loss and keep the "
-                   "best epoch's weights (default: 20)")
+                   "best epoch's weights (default: 50)")
     t.add_argument("--no-standardize", dest="standardize", action="store_false",
                    help="feed the raw column values to the network")
     t.add_argument("--seed", type=_non_negative_int, default=0,

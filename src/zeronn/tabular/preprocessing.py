@@ -246,8 +246,9 @@ class Preprocessor:
                     j += 1
         notes = []
         if unseen:
-            notes.append("values never seen in training were taken as 'other' in column "
-                         f"(rows): {', '.join(unseen)}")
+            notes.append("values not among the training categories kept (unseen, or rare "
+                         f"in training) were taken as 'other' in column (rows): "
+                         f"{', '.join(unseen)}")
         if unreadable:
             notes.append("unreadable booleans or dates were taken as missing in column "
                          f"(rows): {', '.join(unreadable)}")
