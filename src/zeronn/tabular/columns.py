@@ -144,7 +144,8 @@ def date_days(series: Any) -> tuple[NDArray, NDArray]:
         with warnings.catch_warnings():
             # pandas warns when it falls back to parsing each value on its own.
             warnings.simplefilter("ignore")
-            stamps = pd.to_datetime(pd.Series(np.where(shaped, text, None)), errors="coerce",
+            kept = pd.Series([t if ok else None for t, ok in zip(text, shaped)], dtype=object)
+            stamps = pd.to_datetime(kept, errors="coerce",
                                     utc=True, format="mixed")
         bad = present & (stamps.isna().to_numpy() | ~shaped)
     ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)

@@ -793,7 +793,7 @@ class TabularModel:
             # zeronn 0.1 files: numeric columns only, none ever missing (the mean stands in).
             if not (len(feats) == x_mean.size):
                 raise bad(f"{len(feats)} feature names but {x_mean.size} scaling values")
-            pre = Preprocessor.numeric(feats, x_mean)
+            pre = Preprocessor.numeric(feats, x_mean.tolist())
         else:
             pre = Preprocessor.from_state(state)
             if pre.input_names != feats:

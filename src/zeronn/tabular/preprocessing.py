@@ -48,7 +48,6 @@ from zeronn.tabular.columns import (
     ColumnPlan,
     boolean_values,
     date_days,
-    is_missing,
     numeric_values,
     text_values,
 )
