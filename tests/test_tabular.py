@@ -12,7 +12,7 @@ pd = pytest.importorskip("pandas")
 from zeronn.models import MLP  # noqa: E402
 from zeronn.tabular import TabularModel  # noqa: E402
 
-FAST = {"hidden": (8,), "epochs": 40, "lr": 1e-2, "validation_split": 0.0}
+FAST = {"hidden": (8,), "epochs": 40, "lr": 1e-2, "validation_split": 0.0, "dropout": 0.0}
 
 
 def linear_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -411,6 +411,6 @@ def test_dropout_and_batch_norm_build_the_layers_and_are_checked() -> None:
     assert m.config()["dropout"] == 0.2 and m.config()["batch_norm"] is True
     np.testing.assert_allclose(m.raw_network().predict(df[["a", "b"]].to_numpy()).ravel(),
                                m.predict(df).ravel(), rtol=1e-9, atol=1e-9)
-    plain = TabularModel(hidden=(8,), epochs=3)
+    plain = TabularModel(hidden=(8,), epochs=3, dropout=0.0)
     plain.fit(df, "y", verbose=0)
     assert type(plain.net) is MLP
