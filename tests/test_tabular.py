@@ -390,6 +390,16 @@ def _corrupt(meta_edit=None, arrays_edit=None, net_edit=None):
      "no target scaling"),
     (_corrupt(net_edit=lambda n: MLP([2, 3, 3])), "softmax output"),
     (_corrupt(net_edit=lambda n: "weights"), "not an MLP"),
+    (_corrupt(meta_edit=lambda m: m.update(preprocessing={"version": 1})), "columns must be"),
+    (_corrupt(meta_edit=lambda m: m.update(preprocessing=[1])), "not a mapping"),
+    (_corrupt(meta_edit=lambda m: m["preprocessing"]["columns"][0].update(
+        kind="category", categories=["p", "q", "r"], other=False)), "4 encoded features"),
+    (_corrupt(meta_edit=lambda m: m["preprocessing"]["columns"][1].update(
+        median="nan")), "median must be a finite number"),
+    (_corrupt(meta_edit=lambda m: m["config"].update(class_weight="heavy")),
+     "class_weight must be"),
+    (_corrupt(meta_edit=lambda m: m["config"].update(max_categories=-1)),
+     "max_categories must be"),
 ])
 def test_inconsistent_state_is_refused(parts, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -414,3 +424,22 @@ def test_dropout_and_batch_norm_build_the_layers_and_are_checked() -> None:
     plain = TabularModel(hidden=(8,), epochs=3, dropout=0.0)
     plain.fit(df, "y", verbose=0)
     assert type(plain.net) is MLP
+
+
+def test_the_kept_epoch_is_reported_and_an_early_minimum_is_named() -> None:
+    df = linear_frame(120)
+    m = TabularModel(hidden=(16,), epochs=60, lr=0.05, validation_split=0.3,
+                     early_stopping=5, dropout=0.0)
+    hist = m.fit(df, "y", features=["a", "b"])
+    t = m.training
+    assert t["kept_epoch"] == hist.best_epoch
+    assert t["kept_val_loss"] == min(hist["val_loss"])
+    assert t["kept_loss"] == hist["loss"][hist.best_epoch - 1]
+    # A noise target: the validation loss bottoms out at once, and a warning says so.
+    rng = np.random.default_rng(1)
+    noise = pd.DataFrame(rng.normal(size=(80, 4)), columns=["a", "b", "c", "y"])
+    m = TabularModel(hidden=(64, 64), epochs=40, lr=0.01, batch_size=8,
+                     validation_split=0.3, early_stopping=None, dropout=0.0)
+    with pytest.warns(UserWarning, match=r"lowest at epoch \d of 40, in the first tenth"):
+        m.fit(noise, "y")
+    assert m.training["early_minimum"] is True and m.training["kept_epoch"] == 40
