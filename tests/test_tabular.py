@@ -12,7 +12,7 @@ pd = pytest.importorskip("pandas")
 from zeronn.models import MLP  # noqa: E402
 from zeronn.tabular import TabularModel  # noqa: E402
 
-FAST = {"hidden": (8,), "epochs": 40, "lr": 1e-2, "validation_split": 0.0}
+FAST = {"hidden": (8,), "epochs": 40, "lr": 1e-2, "validation_split": 0.0, "dropout": 0.0}
 
 
 def linear_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -120,14 +120,64 @@ def test_labels_come_back_as_they_went_in(labels: list, dtype_kind: str) -> None
     assert m.net.output_activation == ("sigmoid" if len(labels) == 2 else "softmax")
 
 
-def test_numeric_target_is_regression_unless_asked() -> None:
+def test_integer_coded_target_is_classification_unless_asked() -> None:
     df = label_frame([0, 1, 2])
     m = TabularModel(**FAST)
+    with pytest.warns(UserWarning, match=r"3 distinct whole numbers.*--task regression"):
+        m.fit(df, "label")
+    assert m.fitted_task == "classification" and m.classes == [0, 1, 2]
+    m = TabularModel(**FAST, task="regression")
     m.fit(df, "label")
     assert m.fitted_task == "regression"
-    m = TabularModel(**FAST, task="classification")
-    m.fit(df, "label")
-    assert m.fitted_task == "classification" and m.classes == [0, 1, 2]
+    # Whole numbers with more than 20 values, or any fraction: regression.
+    many = df.assign(label=np.arange(len(df)) % 21)
+    m = TabularModel(**FAST)
+    m.fit(many, "label")
+    assert m.fitted_task == "regression"
+    m = TabularModel(**FAST)
+    m.fit(df.assign(label=df["label"] + 0.5), "label")
+    assert m.fitted_task == "regression"
+
+
+def test_missing_target_rows_are_dropped_with_a_count() -> None:
+    df = label_frame(["a", "b"])
+    df["label"] = df["label"].where(df.index % 10 != 0)
+    m = TabularModel(**FAST)
+    with pytest.warns(UserWarning, match=r"9 of 90 rows have no target value"):
+        m.fit(df, "label")
+    assert m.training["n_samples"] == 81 and m.training["n_dropped_no_target"] == 9
+    with pytest.warns(UserWarning, match="left out of the scores"):
+        assert m.evaluate(df)["n"] == 81
+
+
+def test_missing_feature_cells_are_imputed_in_fit_and_predict() -> None:
+    df = linear_frame(60)
+    df.loc[df.index % 7 == 0, "b"] = np.nan
+    m = TabularModel(**FAST)
+    m.fit(df, "y", features=["a", "b"])
+    assert m.preprocessor.output_names == ["a", "b", "b (missing)"]
+    new = df.iloc[:5].assign(a=np.nan, b=np.nan)
+    pred = m.predict(new)
+    assert pred.shape == (5, 1) and np.isfinite(pred).all()
+    # Every cell missing: every row gets the same prediction (the medians').
+    np.testing.assert_allclose(pred, pred[0:1].repeat(5, axis=0))
+
+
+def test_class_weight_balanced_weighs_the_rare_class_up() -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    x = rng.normal(size=n)
+    y = np.where(x + rng.normal(0, 1.0, n) > 1.6, "rare", "common")
+    df = pd.DataFrame({"x": x, "x2": rng.normal(size=n), "y": y})
+    plain = TabularModel(**FAST)
+    plain.fit(df, "y")
+    balanced = TabularModel(**FAST, class_weight="balanced")
+    balanced.fit(df, "y")
+    assert (balanced.predict(df) == "rare").sum() > (plain.predict(df) == "rare").sum()
+    with pytest.raises(ValueError, match="class_weight is for classification"):
+        TabularModel(**FAST, class_weight="balanced").fit(linear_frame(30), "y")
+    with pytest.raises(ValueError, match="class_weight must be None or 'balanced'"):
+        TabularModel(class_weight="auto")
 
 
 def test_mostly_numeric_target_with_a_typo_is_refused_in_auto_mode() -> None:
@@ -205,13 +255,11 @@ def test_encode_targets() -> None:
 # -- bad input ----------------------------------------------------------------------------
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d.assign(b=d["b"].astype(object).where(d.index != 4, "abc")),
-     r"feature column 'b' has a non-numeric value 'abc' at row 4"),
-    (lambda d: d.assign(b=d["b"].where(d.index != 7)),
-     r"feature column 'b' has a missing value at row 7"),
+     r"column 'b' holds numbers but also 'abc' at row 4"),
     (lambda d: d.assign(a=d["a"].where(d.index != 2, np.inf)),
      r"feature column 'a' has an infinite value \(inf\) at row 2"),
-    (lambda d: d.assign(y=d["y"].where(d.index != 3)),
-     r"target column 'y' has a missing value at row 3"),
+    (lambda d: d.assign(y=d["y"].astype(object).where(d.index != 3, "abc")),
+     r"target column 'y' is mostly numeric but has 'abc' at row 3"),
 ])
 def test_bad_cells_name_row_and_column(edit, message: str) -> None:
     df = edit(linear_frame(20))
@@ -233,8 +281,10 @@ def test_other_fit_errors() -> None:
     df = label_frame(["a", "b"])
     with pytest.raises(ValueError, match="single class 'a'"):
         TabularModel(**FAST).fit(df.assign(label="a"), "label")
-    with pytest.raises(ValueError, match="missing label at row 5"):
-        TabularModel(**FAST).fit(df.assign(label=df["label"].where(df.index != 5)), "label")
+    with pytest.raises(ValueError, match="every row's target is missing"):
+        TabularModel(**FAST).fit(df.assign(label=None), "label")
+    with pytest.raises(ValueError, match="every feature column was left out"):
+        TabularModel(**FAST).fit(df, "label", exclude=["x1", "x2"])
     with pytest.raises(ValueError, match="classification takes one target column"):
         TabularModel(**FAST).fit(df.assign(l2=df["label"]), ["label", "l2"])
     with pytest.raises(ValueError, match="classification trains with binary_crossentropy"):
@@ -325,7 +375,7 @@ def _corrupt(meta_edit=None, arrays_edit=None, net_edit=None):
 
 @pytest.mark.parametrize(("parts", "message"), [
     (_corrupt(meta_edit=lambda m: m.update(task="ranking")), "task must be"),
-    (_corrupt(meta_edit=lambda m: m.update(feature_names=["x1"])), "1 feature names"),
+    (_corrupt(meta_edit=lambda m: m.update(feature_names=["x1"])), "are not the feature names"),
     (_corrupt(meta_edit=lambda m: m.update(feature_names=[1, 2])), "list of strings"),
     (_corrupt(meta_edit=lambda m: m.update(classes=["a", "a", "b"])), "distinct"),
     (_corrupt(meta_edit=lambda m: m.update(classes=["a", "b"])), "2 classes need"),
@@ -340,6 +390,16 @@ def _corrupt(meta_edit=None, arrays_edit=None, net_edit=None):
      "no target scaling"),
     (_corrupt(net_edit=lambda n: MLP([2, 3, 3])), "softmax output"),
     (_corrupt(net_edit=lambda n: "weights"), "not an MLP"),
+    (_corrupt(meta_edit=lambda m: m.update(preprocessing={"version": 1})), "columns must be"),
+    (_corrupt(meta_edit=lambda m: m.update(preprocessing=[1])), "not a mapping"),
+    (_corrupt(meta_edit=lambda m: m["preprocessing"]["columns"][0].update(
+        kind="category", categories=["p", "q", "r"], other=False)), "4 encoded features"),
+    (_corrupt(meta_edit=lambda m: m["preprocessing"]["columns"][1].update(
+        median="nan")), "median must be a finite number"),
+    (_corrupt(meta_edit=lambda m: m["config"].update(class_weight="heavy")),
+     "class_weight must be"),
+    (_corrupt(meta_edit=lambda m: m["config"].update(max_categories=-1)),
+     "max_categories must be"),
 ])
 def test_inconsistent_state_is_refused(parts, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -361,6 +421,25 @@ def test_dropout_and_batch_norm_build_the_layers_and_are_checked() -> None:
     assert m.config()["dropout"] == 0.2 and m.config()["batch_norm"] is True
     np.testing.assert_allclose(m.raw_network().predict(df[["a", "b"]].to_numpy()).ravel(),
                                m.predict(df).ravel(), rtol=1e-9, atol=1e-9)
-    plain = TabularModel(hidden=(8,), epochs=3)
+    plain = TabularModel(hidden=(8,), epochs=3, dropout=0.0)
     plain.fit(df, "y", verbose=0)
     assert type(plain.net) is MLP
+
+
+def test_the_kept_epoch_is_reported_and_an_early_minimum_is_named() -> None:
+    df = linear_frame(120)
+    m = TabularModel(hidden=(16,), epochs=60, lr=0.05, validation_split=0.3,
+                     early_stopping=5, dropout=0.0)
+    hist = m.fit(df, "y", features=["a", "b"])
+    t = m.training
+    assert t["kept_epoch"] == hist.best_epoch
+    assert t["kept_val_loss"] == min(hist["val_loss"])
+    assert t["kept_loss"] == hist["loss"][hist.best_epoch - 1]
+    # A noise target: the validation loss bottoms out at once, and a warning says so.
+    rng = np.random.default_rng(1)
+    noise = pd.DataFrame(rng.normal(size=(80, 4)), columns=["a", "b", "c", "y"])
+    m = TabularModel(hidden=(64, 64), epochs=40, lr=0.01, batch_size=8,
+                     validation_split=0.3, early_stopping=None, dropout=0.0)
+    with pytest.warns(UserWarning, match=r"lowest at epoch \d of 40, in the first tenth"):
+        m.fit(noise, "y")
+    assert m.training["early_minimum"] is True and m.training["kept_epoch"] == 40

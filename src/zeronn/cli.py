@@ -247,6 +247,8 @@ _non_negative_int = _number(int, non_negative_number, "an integer >= 0", "an int
 _positive_float = _number(float, positive_number, "a positive number",
                           "a positive finite number")
 _fraction = _number(float, fraction, "a number in [0, 1)", "a number in [0, 1)")
+_non_negative_float = _number(float, non_negative_number, "a number >= 0",
+                              "a finite number >= 0")
 
 
 def _hidden(text: str) -> list[int]:
@@ -319,7 +321,10 @@ def _train(args: argparse.Namespace) -> int:
                              validation_split=args.validation_split,
                              early_stopping=args.early_stopping,
                              standardize=args.standardize, task=args.task, seed=args.seed,
-                             dropout=args.dropout, batch_norm=args.batch_norm)
+                             dropout=args.dropout, batch_norm=args.batch_norm,
+                             weight_decay=args.weight_decay,
+                             max_categories=args.max_categories,
+                             class_weight=args.class_weight)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     df = read_csv(args.data)
@@ -336,7 +341,8 @@ def _train(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("always")
-        hist = model.fit(df, targets, features=args.features, verbose=verbose)
+        hist = model.fit(df, targets, features=args.features, verbose=verbose,
+                         exclude=[c for group in args.exclude or () for c in group])
     seconds = time.perf_counter() - t0
     # Ctrl-C stops fit at the end of a batch (it warns; the warning is this summary's job).
     interrupted = bool(hist.interrupted)
@@ -361,18 +367,26 @@ def _train(args: argparse.Namespace) -> int:
     what = (f"{task} of {', '.join(model.target_names)}"
             + (f" ({len(model.classes)} classes)" if task == "classification" else "")
             + f" from {len(model.feature_names)} feature(s)")
-    parts = [f"loss {hist['loss'][-1]:.6g}"]
-    if "val_loss" in hist:
-        parts.append(f"val_loss {hist['val_loss'][-1]:.6g}")
     stop = ""
     if hist.stopped_early:
-        stop = f", stopped early (best epoch {hist.best_epoch})"
+        stop = ", stopped early"
     elif interrupted:
         stop = ", interrupted (what was learned is saved)"
     plot = f", plot {args.plot}" if args.plot else ""
     print(f"trained {what}: {hist.epochs} epochs in {seconds:.2f} s{stop}, "
-          f"{', '.join(parts)}; saved {args.output}{plot}")
+          f"{_kept_text(model.training)}; saved {args.output}{plot}")
     return 130 if interrupted else 0  # 130: the shell's code for Ctrl-C, so `&&` chains stop
+
+
+def _kept_text(training: dict[str, Any]) -> str:
+    """``kept epoch 37: loss 0.12, val_loss 0.15``: the epoch whose weights the model holds."""
+    kept = training.get("kept_epoch") or training.get("epochs_run")
+    loss = training.get("kept_loss", training.get("final_loss"))
+    val = training.get("kept_val_loss", training.get("final_val_loss"))
+    parts = [f"loss {loss:.6g}"] if isinstance(loss, (int, float)) else []
+    if isinstance(val, (int, float)):
+        parts.append(f"val_loss {val:.6g}")
+    return f"kept epoch {kept}: " + ", ".join(parts)
 
 
 def _plot_backend(path: str) -> None:
@@ -398,14 +412,15 @@ def _plot(tmp: str, path: str, model: Any, hist: Any, df: Any) -> None:
     from zeronn.plotting import plot_fit, plot_history
 
     n_features = len(model.feature_names)
-    draw_fit = n_features in (1, 2)
+    # The fit is drawn over raw numeric columns only (no one-hot, date or missing columns).
+    draw_fit = n_features in (1, 2) and model.preprocessor.output_names == model.feature_names
     width = 12.8 if draw_fit else 6.4
     fig, axes = plt.subplots(1, 2 if draw_fit else 1, figsize=(width, 4.8), squeeze=False,
                              layout="constrained")
     plot_history(hist, ax=axes[0, 0])
     if draw_fit:
         # The raw network (scaling folded in) draws in the data's own units.
-        X = df[model.feature_names].to_numpy(dtype=float)
+        X = model.encode(df)
         y = model.encode_targets(df)
         plot_fit(model.raw_network(), X, y, ax=axes[0, 1])
         a = axes[0, 1]
@@ -445,13 +460,25 @@ def _relabel(fig: Any, target: str, classes: Sequence[Any]) -> None:
 
 
 # -- predict / evaluate ---------------------------------------------------------------
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Any:
+    """The library's remarks (unseen categories, dropped rows) as ``zeronn: warning:`` lines,
+    each once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"zeronn: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def _predict(args: argparse.Namespace) -> int:
     pd = _pandas()
     if args.output:
         _check_output_path(args.output, "output file", [args.data, args.model])
     model = _load_tabular(args.model)
     df = read_csv(args.data)
-    pred = model.predict(df)
+    with _warnings_to_stderr():
+        pred = model.predict(df)
     if model.fitted_task == "regression":
         out = pd.DataFrame(pred, columns=model.target_names)
     else:
@@ -474,7 +501,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     names = targets or model.target_names
     # Class labels are compared as written when the model learned text labels.
     df = read_csv(args.data, str_columns=names if model.label_kind == "str" else ())
-    scores = model.evaluate(df, targets)
+    with _warnings_to_stderr():
+        scores = model.evaluate(df, targets)
     n = scores["n"]
     if scores["task"] == "regression":
         print(f"regression on {n} rows of {args.data}")
@@ -528,7 +556,11 @@ def _info(args: argparse.Namespace) -> int:
     if isinstance(model, TabularModel) and model.fitted:
         task = model.fitted_task
         print(f"kind: zeronn train model, {task}")
-        print(f"features ({len(model.feature_names)}): {', '.join(model.feature_names)}")
+        kinds = model.preprocessor.kinds()
+        print(f"features ({len(model.feature_names)}): "
+              + ", ".join(f"{f} ({kinds.get(f, 'numeric')})" for f in model.feature_names))
+        if model.preprocessor.excluded:
+            print("left out: " + ", ".join(e["name"] for e in model.preprocessor.excluded))
         print(f"target{'s' if len(model.target_names) > 1 else ''}: "
               f"{', '.join(model.target_names)}")
         if task == "classification":
@@ -552,7 +584,16 @@ def _info(args: argparse.Namespace) -> int:
     hist = net.history
     if net.optimizer is not None:
         print(f"optimizer: {net.optimizer!r}, {net.optimizer.t} steps")
-    if hist is not None and hist.epochs:
+    training = getattr(model, "training", None)
+    if isinstance(training, dict) and training.get("kept_epoch"):
+        line = (f"training: {training.get('epochs_run')} epochs, "
+                f"{_kept_text(training)}")
+        if training.get("stopped_early"):
+            line += ", stopped early"
+        if training.get("early_minimum"):
+            line += " (the validation loss was lowest in the first tenth of the run)"
+        print(line)
+    elif hist is not None and hist.epochs:
         line = f"training: {hist.epochs} epochs, final loss {hist['loss'][-1]:.6g}"
         if hist.get("val_loss"):
             line += f", val_loss {hist['val_loss'][-1]:.6g}"
@@ -561,7 +602,6 @@ def _info(args: argparse.Namespace) -> int:
         if hist.stopped_early:
             line += f", stopped early (best epoch {hist.best_epoch})"
         print(line)
-    training = getattr(model, "training", None)
     if isinstance(training, dict) and training.get("n_samples"):
         print(f"trained on {training['n_samples']} rows "
               f"({training.get('n_validation', 0)} held out for validation), "
@@ -656,9 +696,20 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="COL", help="target column (repeat, or comma-separate, for several "
                    "regression targets)")
     t.add_argument("--features", type=_column_list, metavar="A,B,...",
-                   help="input columns (default: every column but the targets)")
+                   help="input columns, all used (default: every column but the targets, "
+                   "less ID-like and free-text columns)")
+    t.add_argument("--exclude", type=_column_list, action="append", metavar="A,B,...",
+                   help="columns to leave out (repeat, or comma-separate)")
     t.add_argument("--task", choices=("auto", "regression", "classification"), default="auto",
-                   help="default: auto (classification for non-numeric targets)")
+                   help="default: auto (classification for text or boolean targets, and for "
+                   "whole numbers with at most 20 distinct values)")
+    t.add_argument("--max-categories", type=_positive_int, default=50, metavar="N",
+                   help="one-hot columns per text column at most; rarer values share an "
+                   "'other' column (default: 50)")
+    t.add_argument("--class-weight", choices=("balanced",), default=None,
+                   help="balanced: weigh rows against class imbalance (classification)")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=1e-4, metavar="L2",
+                   help="L2 penalty on the weights (default: 1e-4)")
     t.add_argument("--hidden", type=_hidden, default=[64, 64], metavar="64,64",
                    help="hidden layer sizes, comma-separated; 'none' for a linear model "
                    "(default: 64,64)")
@@ -670,22 +721,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "always uses cross-entropy)")
     t.add_argument("--optimizer", type=_registry_name(get_optimizer), default="adam",
                    metavar="NAME", help="sgd, adagrad, rmsprop, adam, adamw (default: adam)")
-    t.add_argument("--dropout", type=_fraction, default=0.0, metavar="RATE",
+    t.add_argument("--dropout", type=_fraction, default=0.2, metavar="RATE",
                    help="drop this share of each hidden layer's outputs while training, "
-                   "against overfitting, e.g. 0.2 (default: 0, no dropout)")
+                   "against overfitting; 0 for none (default: 0.2)")
     t.add_argument("--batch-norm", action="store_true",
                    help="batch normalization between each hidden layer and its activation "
                    "(needs batches of at least 2 rows)")
     t.add_argument("--lr", type=_positive_float, default=1e-3,
                    help="learning rate (default: 1e-3)")
-    t.add_argument("--epochs", type=_positive_int, default=200, help="default: 200")
+    t.add_argument("--epochs", type=_positive_int, default=500,
+                   help="most epochs (default: 500; early stopping usually ends sooner)")
     t.add_argument("--batch-size", type=_batch_size, default=32, metavar="N",
                    help="rows per step, or 'full' (default: 32)")
-    t.add_argument("--validation-split", type=_fraction, default=0.1, metavar="FRACTION",
-                   help="share of rows held out to report val_loss, 0 for none (default: 0.1)")
-    t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without improvement and keep the best "
-                   "weights")
+    t.add_argument("--validation-split", type=_fraction, default=0.15, metavar="FRACTION",
+                   help="share of rows held out for val_loss and early stopping, 0 for none "
+                   "(default: 0.15)")
+    t.add_argument("--early-stopping", type=_positive_int, default=50, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better val_loss and keep the "
+                   "best epoch's weights (default: 50)")
     t.add_argument("--no-standardize", dest="standardize", action="store_false",
                    help="feed the raw column values to the network")
     t.add_argument("--seed", type=_non_negative_int, default=0,

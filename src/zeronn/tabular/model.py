@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import fraction, positive_number, resolve_dtype
+from zeronn._validation import fraction, non_negative_number, positive_number, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.history import EarlyStopping, History
 from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer
@@ -31,6 +32,8 @@ from zeronn.models import MLP, Sequential
 from zeronn.onnx_export import GraphSpec
 from zeronn.optim import get_optimizer
 from zeronn.persistence import register_kind
+from zeronn.tabular.columns import is_missing, plan_columns
+from zeronn.tabular.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor
 from zeronn.tasks import (
     LABEL_KINDS,
     REGRESSION,
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = ["LABEL_KINDS", "TASKS", "TabularModel"]
 
 TASKS = ("auto", "regression", "classification")
+CLASS_WEIGHTS = (None, "balanced")
+MAX_INTEGER_CLASSES = 20  # an all-integer target with at most this many values: classes
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 MAX_LISTED = 20  # column names listed in an error message before "... and N more"
 
@@ -178,14 +183,30 @@ class TabularModel:
     early_stopping : ``None`` or a patience in epochs (the best weights are restored).
     standardize : scale inputs (and regression targets) to mean 0, std 1 from the
         training data; the scaling is stored and applied again by ``predict``.
-    task : ``"auto"`` (classification when a target column is not numeric),
-        ``"regression"`` or ``"classification"``.
+    task : ``"auto"``, ``"regression"`` or ``"classification"``. ``"auto"``:
+        classification when the target is text or booleans, or numbers that are all whole
+        with at most 20 distinct values (scikit-learn's ``type_of_target`` rule; a
+        warning says so), else regression.
     seed : seeds initialisation, the split and the shuffling (and the dropout masks).
     dtype : ``"float64"`` or ``"float32"`` for the network.
-    dropout : share of each hidden layer's outputs dropped while training, in [0, 1);
-        0 (the default) adds no Dropout layer.
+    dropout : share of each hidden layer's outputs dropped while training, in [0, 1)
+        (default 0.2); 0 adds no Dropout layer.
     batch_norm : a BatchNorm between each hidden Dense layer and its activation (every
         training batch then needs at least 2 rows).
+    weight_decay : L2 penalty of the optimizer (decoupled for ``adamw``).
+    max_categories : most one-hot columns per text column (the rarest values share an
+        "other" column), see :mod:`zeronn.tabular.preprocessing`.
+    class_weight : ``None`` or ``"balanced"`` (classification: each row weighs
+        ``n_rows / (n_classes * n_rows_of_its_class)``, as scikit-learn).
+
+    The input columns are typed and encoded by :mod:`zeronn.tabular.columns` and
+    :mod:`zeronn.tabular.preprocessing` (numbers with median imputation and a missing
+    indicator, booleans, one-hot categories, dates; ID and free-text columns left out):
+    the fitted encoding is :attr:`preprocessor`, kept in the model file.
+
+    The defaults hold out 15% of the rows and stop when their loss has not improved for
+    50 epochs, keeping the best epoch's weights (``training["kept_epoch"]``), with dropout
+    0.2 and weight decay 1e-4 (measured in ``benchmarks/tables.py``).
 
     Each hidden layer is ``Dense -> [BatchNorm] -> activation -> [Dropout]``; with neither
     option the network is a plain :class:`~zeronn.models.MLP`.
@@ -200,16 +221,19 @@ class TabularModel:
         loss: str | None = None,
         optimizer: str = "adam",
         lr: float = 1e-3,
-        epochs: int = 200,
+        epochs: int = 500,
         batch_size: int | None = 32,
-        validation_split: float = 0.1,
-        early_stopping: int | None = None,
+        validation_split: float = 0.15,
+        early_stopping: int | None = 50,
         standardize: bool = True,
         task: str = "auto",
         seed: int | None = 0,
         dtype: str = "float64",
-        dropout: float = 0.0,
+        dropout: float = 0.2,
         batch_norm: bool = False,
+        weight_decay: float = 1e-4,
+        max_categories: int = DEFAULT_MAX_CATEGORIES,
+        class_weight: str | None = None,
     ) -> None:
         if isinstance(hidden, (str, bytes)):
             raise ValueError(f"hidden must be a list of layer sizes, got {hidden!r}")
@@ -242,6 +266,12 @@ class TabularModel:
         if not isinstance(batch_norm, (bool, np.bool_)):
             raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
         self.batch_norm = bool(batch_norm)
+        self.weight_decay = non_negative_number("weight_decay", weight_decay)
+        Preprocessor(max_categories)  # checks it
+        self.max_categories = int(max_categories)
+        if class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+        self.class_weight = class_weight
         self._reset()
 
     def _reset(self) -> None:
@@ -255,6 +285,7 @@ class TabularModel:
         self.y_mean = np.zeros(0)
         self.y_scale = np.zeros(0)
         self.training: dict[str, Any] = {}
+        self.preprocessor = Preprocessor(self.max_categories)
 
     # -- description -----------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -264,7 +295,9 @@ class TabularModel:
                 "batch_size": self.batch_size, "validation_split": self.validation_split,
                 "early_stopping": self.early_stopping, "standardize": self.standardize,
                 "task": self.task, "seed": self.seed, "dtype": self.dtype,
-                "dropout": self.dropout, "batch_norm": self.batch_norm}
+                "dropout": self.dropout, "batch_norm": self.batch_norm,
+                "weight_decay": self.weight_decay, "max_categories": self.max_categories,
+                "class_weight": self.class_weight}
 
     @property
     def fitted(self) -> bool:
@@ -285,12 +318,16 @@ class TabularModel:
 
     # -- training --------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, targets: str | Sequence[str],
-            features: Sequence[str] | None = None, verbose: int = 0) -> History:
+            features: Sequence[str] | None = None, verbose: int = 0,
+            exclude: Sequence[str] | None = None) -> History:
         """Trains on the DataFrame ``df`` (n_samples rows); returns the fit's History.
 
         ``targets``: one column name or several (several only for regression).
-        ``features``: the input columns (default: every other column), numeric and finite.
-        Bad cells raise ``ValueError`` naming the column and the row (the index label).
+        ``features``: the input columns (default: every other column, less the ones the
+        column rules leave out, see :mod:`zeronn.tabular.columns`); given, they are all
+        used. ``exclude``: columns left out. Rows whose target is missing are dropped
+        (a warning counts them). Remarks (columns left out, the task chosen, dropped rows,
+        an early minimum of the validation loss) are ``warnings.warn`` lines.
         """
         _require_pandas()
         if not hasattr(df, "columns") or not hasattr(df, "iloc"):
@@ -302,6 +339,9 @@ class TabularModel:
             raise ValueError(f"a target column is listed twice: {_listing(target_list)}")
         tcols = _resolve_columns(df, target_list, "target")
         cmap = _column_map(df)
+        exclude_list = [str(e) for e in exclude or ()]
+        if exclude_list:
+            _resolve_columns(df, exclude_list, "excluded")
         if features is None:
             tset = {str(c) for c in tcols}
             feature_list = [name for name in cmap if name not in tset]
@@ -320,11 +360,40 @@ class TabularModel:
         if len(df) == 0:
             raise ValueError("the data has no rows: it needs at least one")
 
+        # From here on columns are named by text (what the model file keeps).
+        df = df.set_axis([str(c) for c in df.columns], axis=1)
+        tcols, fcols = [str(c) for c in tcols], [str(c) for c in fcols]
+        # Rows without a target teach nothing: drop them, and say how many.
+        absent = np.zeros(len(df), bool)
+        for c in tcols:
+            absent |= is_missing(df[c])
+        if absent.all():
+            raise ValueError(f"the target column {_listing([str(c) for c in tcols])} has no "
+                             "values: every row's target is missing")
+        if absent.any():
+            warnings.warn(f"{int(absent.sum())} of {len(df)} rows have no target value: "
+                          "left out of training", stacklevel=2)
+            df = df[~absent]
+
+        plans = plan_columns(df, fcols, forced=features is not None, exclude=exclude_list)
+        for plan in plans:
+            if plan.kind == "excluded" and plan.reason and "--exclude" not in plan.reason:
+                warnings.warn(plan.reason, stacklevel=2)
+        if all(plan.kind == "excluded" for plan in plans):
+            raise ValueError("every feature column was left out: name the input columns "
+                             "with features (--features)")
         task = self._decide_task(df, tcols)
-        X = _numeric_matrix(df, fcols, "feature")
+        pre = Preprocessor(self.max_categories).fit(df, plans)
+        X, _ = pre.transform(df)
         classes: list[Any] = []
         kind: str | None = None
+        weights: NDArray | None = None
         if task == "classification":
+            t = df[tcols[0]]
+            if t.dtype.kind == "f" and np.all(t.to_numpy() == np.round(t.to_numpy())):
+                # 0/1/2 read as floats (a column that had empty cells): labels are ints.
+                df = df.copy()
+                df[tcols[0]] = t.astype(np.int64)
             labels, kind = _label_column(df, tcols[0])
             classes = sorted(set(labels))
             if len(classes) < 2:
@@ -339,7 +408,13 @@ class TabularModel:
                 raise ValueError(f"loss {self.loss!r} is for regression; classification "
                                  f"trains with {loss}: leave the loss unset")
             out_act = rule.output_activation
+            if self.class_weight == "balanced":
+                counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+                weights = (len(codes) / (len(classes) * counts))[codes]
         else:
+            if self.class_weight is not None:
+                raise ValueError("class_weight is for classification; this target is "
+                                 "regression: leave it out")
             Y = _numeric_matrix(df, tcols, "target")
             loss = self.loss or REGRESSION.loss
             if loss not in REGRESSION_LOSSES:
@@ -364,38 +439,59 @@ class TabularModel:
         # sorted by its target would otherwise validate on one end of it only.
         order = np.random.default_rng(self.seed).permutation(len(df))
         Xs, Ys = Xs[order], Ys[order]
+        if weights is not None:
+            weights = weights[order]
 
         acts = get_activation(self.activation)
         init = "he_normal" if acts.relu_family else "glorot_uniform"
         net = self._network(X.shape[1], Ys.shape[1], out_act, init)
         t0 = time.perf_counter()
-        hist = net.fit(Xs, Ys, loss=loss, optimizer=get_optimizer(self.optimizer, lr=self.lr),
+        hist = net.fit(Xs, Ys, loss=loss,
+                       optimizer=get_optimizer(self.optimizer, lr=self.lr,
+                                               weight_decay=self.weight_decay),
                        epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
                        validation_split=self.validation_split,
                        early_stopping=(None if self.early_stopping is None
+                                       or not self.validation_split
                                        else EarlyStopping(self.early_stopping)),
-                       verbose=verbose, seed=self.seed)
+                       verbose=verbose, seed=self.seed, sample_weight=weights)
         seconds = time.perf_counter() - t0
 
         self._reset()
         self.net = net
-        self.feature_names = [str(c) for c in fcols]
+        self.preprocessor = pre
+        self.feature_names = pre.input_names
         self.target_names = [str(c) for c in tcols]
         self.classes, self.label_kind = classes, kind
         self.x_mean, self.x_scale, self.y_mean, self.y_scale = x_mean, x_scale, y_mean, y_scale
         n_val = round(len(df) * self.validation_split) if self.validation_split else 0
+        kept = hist.best_epoch if hist.best_epoch and self.early_stopping else hist.epochs
+        has_val = "val_loss" in hist
         self.training = {
             "loss_name": loss,
             "n_samples": len(df),
             "n_validation": n_val,
+            "n_dropped_no_target": int(absent.sum()),
             "epochs_run": hist.epochs,
             "final_loss": hist["loss"][-1] if hist.epochs else None,
-            "final_val_loss": hist["val_loss"][-1] if "val_loss" in hist else None,
+            "final_val_loss": hist["val_loss"][-1] if has_val else None,
+            "kept_epoch": kept,
+            "kept_loss": hist["loss"][kept - 1] if kept else None,
+            "kept_val_loss": hist["val_loss"][kept - 1] if has_val and kept else None,
+            "early_minimum": False,
             "stopped_early": bool(hist.stopped_early),
             "best_epoch": hist.best_epoch,
             "interrupted": bool(hist.interrupted),
             "seconds": seconds,
         }
+        if has_val and hist.epochs >= 10:
+            lowest = int(np.argmin(hist["val_loss"])) + 1
+            if lowest <= hist.epochs / 10:
+                self.training["early_minimum"] = True
+                warnings.warn(f"the validation loss was lowest at epoch {lowest} of "
+                              f"{hist.epochs}, in the first tenth of the run: the model "
+                              "learns fast and then overfits; a smaller learning rate (--lr) "
+                              "or network (--hidden) may do better", stacklevel=2)
         return hist
 
     def _network(self, n_in: int, n_out: int, out_act: str, init: str) -> Sequential:
@@ -419,6 +515,16 @@ class TabularModel:
             return "regression"
         numeric = [_is_numeric(df[c]) for c in tcols]
         if self.task == "auto" and all(numeric):
+            if len(tcols) == 1:
+                values = df[tcols[0]].to_numpy(dtype=np.float64)
+                distinct = np.unique(values)
+                if np.isfinite(distinct).all() and np.all(distinct == np.round(distinct)) \
+                        and 2 <= distinct.size <= MAX_INTEGER_CLASSES:
+                    warnings.warn(
+                        f"target column {str(tcols[0])!r} holds {distinct.size} distinct whole "
+                        f"numbers: trained as classification (task 'regression', "
+                        f"--task regression, to predict numbers)", stacklevel=3)
+                    return "classification"
             return "regression"
         if len(tcols) != 1:
             raise ValueError(f"classification takes one target column, got {len(tcols)} "
@@ -459,8 +565,29 @@ class TabularModel:
                              f"it has: {_listing(list(cmap))}")
         if len(df) == 0:
             raise ValueError("the data has no rows: it needs at least one")
-        X = _numeric_matrix(df, [cmap[f] for f in self.feature_names], "feature")
+        X = self.encode(df)
         return (X - self.x_mean) / self.x_scale
+
+    def encode(self, df: pd.DataFrame) -> NDArray:
+        """The feature columns of ``df`` encoded (n, n_encoded), before standardization.
+
+        Missing cells are imputed; values unseen in training give one warning line.
+        """
+        _require_pandas()
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        cmap = _column_map(df)
+        missing = [f for f in self.feature_names if f not in cmap]
+        if missing:
+            what = "column" if len(missing) == 1 else "columns"
+            raise ValueError(f"the data lacks the model's feature {what} {_listing(missing)}; "
+                             f"it has: {_listing(list(cmap))}")
+        frame = df[[cmap[f] for f in self.feature_names]]
+        frame.columns = list(self.feature_names)
+        X, notes = self.preprocessor.transform(frame)
+        for note in notes:
+            warnings.warn(note, stacklevel=3)
+        return X
 
     def _outputs(self, df: pd.DataFrame) -> NDArray:
         X = self._inputs(df)  # raises first if unfitted
@@ -551,6 +678,17 @@ class TabularModel:
         "log_loss", "labels", "confusion_matrix"}``, the matrix (n_classes, n_classes)
         counting true labels in rows and predicted labels in columns.
         """
+        names = (self.target_names if targets is None
+                 else [targets] if isinstance(targets, str) else list(targets))
+        absent = np.zeros(len(df), bool)
+        for c in _resolve_columns(df, names, "target"):
+            absent |= is_missing(df[c])
+        if absent.any():
+            warnings.warn(f"{int(absent.sum())} of {len(df)} rows have no target value: left "
+                          "out of the scores", stacklevel=2)
+            df = df[~absent]
+        if len(df) == 0:
+            raise ValueError("no row has a target value to compare with")
         true, tcols = self._target_codes(df, targets)
         n = len(df)
         if self.fitted_task == "regression":
@@ -592,6 +730,7 @@ class TabularModel:
                          classes=self._label_array() if task == "classification" else None,
                          kind=self.zeronn_kind,
                          metadata={"feature_names": list(self.feature_names),
+                                   "encoded_names": self.preprocessor.output_names,
                                    "target_names": list(self.target_names)})
 
     # -- the model-file protocol -----------------------------------------------------
@@ -605,6 +744,7 @@ class TabularModel:
             "classes": list(self.classes),
             "label_kind": self.label_kind,
             "training": dict(self.training),
+            "preprocessing": self.preprocessor.state() if self.net is not None else None,
         }
         arrays = {"x_mean": self.x_mean, "x_scale": self.x_scale,
                   "y_mean": self.y_mean, "y_scale": self.y_scale}
@@ -648,9 +788,20 @@ class TabularModel:
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"scaling arrays missing or not numeric ({exc})") from None
         n_in, n_out = net.input_shape[0], net.n_outputs
-        if not (len(feats) == n_in == x_mean.size == x_scale.size):
-            raise bad(f"{len(feats)} feature names, {x_mean.size}/{x_scale.size} scaling "
-                      f"values, but the network takes {n_in} inputs")
+        state = meta.get("preprocessing")
+        if state is None:
+            # zeronn 0.1 files: numeric columns only, none ever missing (the mean stands in).
+            if not (len(feats) == x_mean.size):
+                raise bad(f"{len(feats)} feature names but {x_mean.size} scaling values")
+            pre = Preprocessor.numeric(feats, x_mean.tolist())
+        else:
+            pre = Preprocessor.from_state(state)
+            if pre.input_names != feats:
+                raise bad(f"the preprocessing's columns {pre.input_names} are not the feature "
+                          f"names {feats}")
+        if not (pre.n_outputs == n_in == x_mean.size == x_scale.size):
+            raise bad(f"{pre.n_outputs} encoded features, {x_mean.size}/{x_scale.size} "
+                      f"scaling values, but the network takes {n_in} inputs")
         for name, a in (("x_mean", x_mean), ("x_scale", x_scale), ("y_mean", y_mean),
                         ("y_scale", y_scale)):
             if not np.isfinite(a).all():
@@ -686,6 +837,7 @@ class TabularModel:
             if y_mean.size or y_scale.size:
                 raise bad("a classifier has no target scaling")
         model.net = net
+        model.preprocessor = pre
         model.feature_names, model.target_names = list(feats), list(targs)
         model.classes, model.label_kind = (list(classes), kind) if task == "classification" \
             else ([], None)
