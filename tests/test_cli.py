@@ -137,9 +137,10 @@ def test_regression_train_predict_evaluate(trained: dict[str, Path], tmp_path: P
     r2 = 1 - mse / float(truth["y"].var(ddof=0))
     assert r2 > 0.95  # a tiny net, 100 short epochs: it learned the plane
 
-    # -o writes the same CSV to a file
+    # -o writes the same CSV to a file and says so in one line (rows, file)
     r = run("predict", str(trained["reg"]), str(d / "reg.csv"), "-o", str(tmp_path / "p.csv"))
-    assert r.returncode == 0 and r.stdout == ""
+    assert r.returncode == 0 and r.stdout.splitlines() == [
+        f"predicted 40 rows of {d / 'reg.csv'}: wrote {tmp_path / 'p.csv'}"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "p.csv"), pred)
 
     # evaluate reports what the predictions give
@@ -672,3 +673,149 @@ def test_column_and_target_options(tmp_path: Path) -> None:
     assert_user_error(r[6], "unknown excluded column 'nope'")
     for name in "efg":
         assert not (tmp_path / f"{name}.zeronn").exists()
+
+
+# -- files as people have them ------------------------------------------------------------------
+def _variants(d: Path, df: pd.DataFrame) -> dict[str, list[str]]:
+    """The same table written as people have it: {file name: extra options to read it}."""
+    eu = df.to_csv(sep=";", decimal=",", index=False)
+    (d / "eu.csv").write_text(eu, encoding="utf-8-sig")  # an Excel export: BOM, ';', 1,5
+    (d / "cp1252.csv").write_bytes(df.assign(note="café").to_csv(sep=";", decimal=",",
+                                                                 index=False).encode("cp1252"))
+    df.to_csv(d / "tabs.tsv", sep="\t", index=False)
+    df.to_csv(d / "pipes.csv.gz", sep="|", index=False)
+    df.to_csv(d / "plain.csv.bz2", index=False)
+    df.to_csv(d / "plain.csv.xz", index=False)
+    df.to_csv(d / "plain.csv.zip", index=False)
+    df.rename(columns={"x1": " x1 "}).to_csv(d / "spaces.csv", index=False)
+    (d / "tab_comma.txt").write_text(df.to_csv(sep="\t", decimal=",", index=False))
+    out = {"eu.csv": [], "cp1252.csv": ["--encoding", "cp1252"], "tabs.tsv": [],
+           "pipes.csv.gz": [], "plain.csv.bz2": [], "plain.csv.xz": [], "plain.csv.zip": [],
+           "spaces.csv": [], "tab_comma.txt": ["--sep", "tab", "--decimal", ","]}
+    if importlib.util.find_spec("pyarrow") is not None:
+        df.to_parquet(d / "table.parquet", index=False)
+        out["table.parquet"] = []
+    return out
+
+
+@needs_persistence
+def test_predict_reads_every_dialect_alike(trained: dict[str, Path], tmp_path: Path) -> None:
+    df = write_regression(tmp_path / "plain.csv", n=30, seed=3)
+    variants = _variants(tmp_path, df)
+    model = str(trained["reg"])
+    runs = run_all([["predict", model, "plain.csv"]]
+                   + [["predict", model, name, *extra] for name, extra in variants.items()],
+                   tmp_path)
+    assert runs[0].returncode == 0, runs[0].stderr
+    for name, r in zip(variants, runs[1:]):
+        assert r.returncode == 0, (name, r.stderr)
+        assert r.stdout == runs[0].stdout, name
+
+
+@needs_persistence
+def test_train_on_an_excel_export(tmp_path: Path) -> None:
+    """The issue's file: ';' separated with decimal commas trains without an option, and
+    the dialect is kept in the model file (info shows it)."""
+    df = write_regression(tmp_path / "plain.csv")
+    (tmp_path / "eu.csv").write_text(df.to_csv(sep=";", decimal=",", index=False))
+    r = run("train", "eu.csv", "--target", "y", *FAST, "-o", "m.zeronn", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "from 2 feature(s)" in r.stdout
+    from zeronn.persistence import load
+
+    assert load(tmp_path / "m.zeronn").training["data_dialect"] == {
+        "format": "csv", "sep": ";", "decimal": ",", "encoding": "utf-8", "compression": None}
+    r = run("info", "m.zeronn", cwd=tmp_path)
+    assert "read as: csv, separator ';', decimal ','" in r.stdout, r.stdout
+
+
+def test_file_format_errors(workdir: Path) -> None:
+    (workdir / "dupes.csv").write_text("x1,x2, x1,y,x2\n1,2,3,4,5\n")
+    (workdir / "cp1252.csv").write_bytes("x1;x2;y\n1,5;2;caf\xe9\n".encode("cp1252"))
+    (workdir / "bad.csv.gz").write_bytes(b"plain text, not gzip")
+    cases = [
+        (["dupes.csv"], ["2 problems in dupes.csv", "'x1' appears 2 times (columns 1, 3)",
+                         "'x2' appears 2 times (columns 2, 5)"]),
+        (["cp1252.csv"], ["cp1252.csv is not UTF-8", "--encoding"]),
+        (["good.csv", "--encoding", "klingon"], ["unknown encoding 'klingon'"]),
+        (["good.csv", "--sep", "ab"], ["separator", "'ab'"]),
+        (["good.csv", "--decimal", ";"], ["--decimal", "';'"]),
+        (["good.csv", "--decimal", ","], ["decimal mark and the separator are both ','"]),
+        (["bad.csv.gz"], ["bad.csv.gz is not a valid gzip file"]),
+    ]
+    before = _files(workdir)
+    runs = run_all([["train", *args, "--target", "y", "-o", "m.zeronn"] for args, _ in cases],
+                   workdir)
+    for (_, needles), r in zip(cases, runs):
+        assert_user_error(r, *needles)
+    assert _files(workdir) == before
+
+
+@needs_persistence
+def test_predict_ids_and_summary(trained: dict[str, Path], tmp_path: Path) -> None:
+    df = write_regression(tmp_path / "plain.csv", n=12, seed=4)
+    df.insert(0, "id", [f"{i:03d}" for i in range(12)])
+    df["city"] = ["Köln", "Bonn"] * 6
+    df.to_csv(tmp_path / "ids.csv", index=False)
+    model = str(trained["reg"])
+    ok, stdout, unknown, clash, plain = run_all([
+        ["predict", model, "ids.csv", "--id", "id", "--id", "city", "-o", "out.csv"],
+        ["predict", model, "ids.csv", "--id", "city,id"],
+        ["predict", model, "ids.csv", "--id", "nope", "-o", "bad.csv"],
+        ["predict", model, "ids.csv", "--id", "y", "-o", "bad.csv"],
+        ["predict", model, "plain.csv"],
+    ], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "predicted 12 rows of ids.csv: wrote out.csv\n"
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"id": str})
+    assert out.columns.tolist() == ["id", "city", "y"]
+    assert out["id"].tolist() == [f"{i:03d}" for i in range(12)]  # as written: 007 stays
+    assert out["city"].tolist() == ["Köln", "Bonn"] * 6
+    assert out["y"].tolist() == pd.read_csv(io.StringIO(plain.stdout))["y"].tolist()
+    assert stdout.returncode == 0 and stdout.stdout.splitlines()[0] == "city,id,y"
+    assert_user_error(unknown, "--id nope", "no such column", "'id', 'x1'")
+    assert_user_error(clash, "--id y", "already has a column")
+    assert not (tmp_path / "bad.csv").exists()
+
+
+@needs_persistence
+def test_predict_streams_in_chunks(trained: dict[str, Path], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 rows in chunks of 1,000: the reader hands them over chunk by chunk, and the
+    output equals predicting in one go, byte for byte."""
+    from zeronn.tabular import io as tio
+
+    rng = np.random.default_rng(5)
+    n = 10_000
+    pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.uniform(-2, 2, n),
+                  "other": rng.normal(size=n)}).to_csv(tmp_path / "big.csv", index=False)
+    seen: list[tuple[int, list[str]]] = []
+    chunks = tio.Table.chunks
+
+    def spy(self, rows, columns=None, str_columns=()):
+        for df in chunks(self, rows, columns, str_columns):
+            seen.append((len(df), list(df.columns)))
+            yield df
+
+    monkeypatch.setattr(tio.Table, "chunks", spy)
+    model = str(trained["reg"])
+    assert cli.main(["predict", model, str(tmp_path / "big.csv"), "--chunk-rows", "1000",
+                     "-o", str(tmp_path / "chunked.csv")]) == 0
+    assert seen == [(1000, ["x1", "x2"])] * 10  # only the model's columns are read
+    seen.clear()
+    assert cli.main(["predict", model, str(tmp_path / "big.csv"), "--chunk-rows", "100000",
+                     "-o", str(tmp_path / "whole.csv")]) == 0
+    assert seen == [(n, ["x1", "x2"])]
+    assert (tmp_path / "chunked.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert len(pd.read_csv(tmp_path / "whole.csv")) == n
+
+
+@needs_persistence
+def test_a_bad_cell_in_a_later_chunk_names_its_row(trained: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    rows = ["x1,x2"] + ["1,2"] * 25 + ["1,abc"] + ["1,2"] * 5
+    (tmp_path / "late.csv").write_text("\n".join(rows) + "\n")
+    r = run("predict", str(trained["reg"]), "late.csv", "--chunk-rows", "10", "-o", "p.csv",
+            cwd=tmp_path)
+    assert_user_error(r, "'abc'", "row 26")
+    assert not (tmp_path / "p.csv").exists()  # no half-written output

@@ -306,6 +306,27 @@ def test_verbose_1_progress_bar_on_stderr(rng, capsys):
     assert "3/3" in captured.err and "loss" in captured.err
 
 
+def test_progress_bar_moves_within_an_epoch(rng, capsys, monkeypatch):
+    """Every due check draws the share of the epoch done (throttle off here), and the
+    epoch ends on a whole number, so the bar reads 1.5/2 mid-way and 2/2 at the end."""
+    import zeronn.training as training
+
+    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.0)
+    X, y = _regression(rng)  # 40 rows: batches of 4 -> 10 a epoch
+    zn.MLP([3, 4, 1], seed=0).fit(X[:40], y[:40], epochs=2, batch_size=4, verbose=1)
+    err = capsys.readouterr().err
+    assert "0.5/2" in err and "1.5/2" in err and "2/2" in err
+    assert "2.0/2" not in err
+
+
+def test_progress_checks_are_throttled(rng, capsys, monkeypatch):
+    """With the default throttle a fast epoch never draws a part of itself."""
+    X, y = _regression(rng)
+    zn.MLP([3, 4, 1], seed=0).fit(X[:40], y[:40], epochs=2, batch_size=4, verbose=1)
+    err = capsys.readouterr().err
+    assert "0.5/2" not in err and "2/2" in err
+
+
 def test_verbose_0_is_silent(rng, capsys):
     X, y = _regression(rng)
     zn.MLP([3, 4, 1], seed=0).fit(X, y, epochs=3)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import functools
 import importlib.util
 import math
@@ -30,8 +29,8 @@ from zeronn._validation import fraction, non_negative_number, positive_number
 
 __all__ = ["main"]
 
+PREDICT_CHUNK_ROWS = 100_000  # rows `predict` reads at a time
 MAX_ERROR_CHARS = 600  # one error line, at most this long (a huge column list is cut)
-SNIFF_BYTES = 8192  # bytes looked at to tell a text file from a binary one
 
 
 class CLIError(Exception):
@@ -80,80 +79,12 @@ def _pandas() -> Any:
     return pd
 
 
-def _check_input_file(path: str) -> None:
-    """Fails clearly for a missing path, a folder, an empty or a binary file."""
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CLIError(f"{path} is a folder, not a file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not head:
-        raise CLIError(f"{path} is empty: a CSV file needs a header line and data rows")
-    if b"\x00" in head:
-        raise CLIError(f"{path} is a binary file, not a CSV text file")
+def _open_table(args: argparse.Namespace) -> Any:
+    """The data file of a command, with the dialect options it was given."""
+    _pandas()
+    from zeronn.tabular.io import open_table
 
-
-def _field_count_error(path: str, n_columns: int) -> str | None:
-    """The first record whose field count differs from the header's, or None.
-
-    pandas pads short rows with missing values and, when *every* row is one field too long,
-    silently turns the first column into the index; this pass (the csv module, same
-    dialect) tells those apart from honest empty cells. It runs only when pandas' result
-    leaves a doubt, so clean files are read once.
-    """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, skipinitialspace=True)
-        for record in reader:
-            if not record:  # pandas skips blank lines too
-                continue
-            if len(record) != n_columns:
-                return (f"{path}: line {reader.line_num} has {len(record)} fields, but the "
-                        f"header has {n_columns}: every row needs one value per column")
-    return None
-
-
-def read_csv(path: str, str_columns: Sequence[str] = ()) -> Any:
-    """A CSV file as a DataFrame indexed 1, 2, ... by data row (so errors name those rows).
-
-    ``str_columns`` are read as text (class labels kept exactly as written).
-    """
-    pd = _pandas()
-    _check_input_file(path)
-    dtype = dict.fromkeys(str_columns, str) or None
-    try:
-        df = pd.read_csv(path, skipinitialspace=True, dtype=dtype, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise CLIError(f"{path} has no header line: a CSV file needs a header line naming "
-                       "the columns, then data rows") from None
-    except pd.errors.ParserError as exc:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if m:
-            raise CLIError(f"{path}: line {m.group(2)} has {m.group(3)} fields, but the "
-                           f"header has {m.group(1)}: every row needs one value per "
-                           "column") from None
-        raise CLIError(f"{path} could not be parsed as CSV: "
-                       f"{str(exc).strip().splitlines()[0]}") from None
-    except UnicodeDecodeError:
-        raise CLIError(f"{path} is not UTF-8 text (a binary file, or another encoding): "
-                       "save it as a UTF-8 CSV file") from None
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot read {path}: {exc}") from None
-    # pandas makes the first column the index when every row is longer than the header.
-    own_index = not df.index.equals(pd.RangeIndex(len(df)))
-    if own_index or bool(df.isna().to_numpy().any()):
-        problem = _field_count_error(path, len(df.columns))
-        if problem is None and own_index:
-            problem = f"{path}: the rows have more fields than the header"
-        if problem:
-            raise CLIError(problem)
-    if len(df) == 0:
-        raise CLIError(f"{path} has a header but no data rows")
-    df.index = pd.RangeIndex(1, len(df) + 1)
-    return df
+    return open_table(args.data, sep=args.sep, decimal=args.decimal, encoding=args.encoding)
 
 
 def _check_output_path(path: str, what: str, inputs: Sequence[str] = ()) -> None:
@@ -295,6 +226,18 @@ def _column_list(text: str) -> list[str]:
     return names
 
 
+def _dialect_options(p: argparse.ArgumentParser) -> None:
+    """--sep, --decimal, --encoding: how a data file is written, when sniffing is wrong."""
+    g = p.add_argument_group("file format (CSV dialect; .gz .bz2 .zip .xz and .parquet are "
+                             "read by their extension)")
+    g.add_argument("--sep", metavar="CHAR", help="column separator: ',', ';', 'tab', '|' or "
+                   "another character (default: sniffed among those four)")
+    g.add_argument("--decimal", choices=(".", ","), help="decimal mark (default: '.', or ',' "
+                   "when the separator is ';' and the numbers are written 1,5)")
+    g.add_argument("--encoding", metavar="NAME", help="text encoding, e.g. cp1252, latin-1, "
+                   "shift_jis (default: utf-8)")
+
+
 def _layer_text(layer: Any) -> str:
     """What `info` shows of a layer: its activation, or its kind with its setting."""
     if layer.kind == "dropout":
@@ -327,8 +270,14 @@ def _train(args: argparse.Namespace) -> int:
                              class_weight=args.class_weight)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    df = read_csv(args.data)
+    table = _open_table(args)
     targets = [t for group in args.target for t in group]
+    # Only the columns the model needs are read (a big file's others never take memory);
+    # an unknown name reads them all, so the model's error can list every column.
+    needed = None if args.features is None else list(dict.fromkeys([*targets, *args.features]))
+    if needed is not None and not set(needed) <= set(table.columns):
+        needed = None
+    df = table.read(needed)
     if args.quiet:
         verbose = 0
     elif args.verbose:
@@ -344,6 +293,10 @@ def _train(args: argparse.Namespace) -> int:
         hist = model.fit(df, targets, features=args.features, verbose=verbose,
                          exclude=[c for group in args.exclude or () for c in group])
     seconds = time.perf_counter() - t0
+    if model.fitted:  # how the file was read, kept with the model (shown by `info`)
+        model.training["data_dialect"] = table.dialect.to_dict()
+    if not args.plot:
+        del df  # nothing below needs the data: give its memory back before saving
     # Ctrl-C stops fit at the end of a batch (it warns; the warning is this summary's job).
     interrupted = bool(hist.interrupted)
     for message in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
@@ -472,27 +425,61 @@ def _warnings_to_stderr() -> Any:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    pd = _pandas()
     if args.output:
         _check_output_path(args.output, "output file", [args.data, args.model])
     model = _load_tabular(args.model)
-    df = read_csv(args.data)
+    table = _open_table(args)
+    ids = list(dict.fromkeys(c for group in args.id or () for c in group))
+    unknown = [c for c in ids if c not in table.columns]
+    if unknown:
+        raise CLIError(f"--id {', '.join(unknown)}: {args.data} has no such column; it has: "
+                       f"{', '.join(repr(c) for c in table.columns[:20])}")
+    outputs = list(model.target_names)
+    if model.fitted_task == "classification" and args.proba:
+        outputs += [f"proba_{c}" for c in model.classes]
+    clash = [c for c in ids if c in outputs]
+    if clash:
+        raise CLIError(f"--id {', '.join(clash)}: the output already has a column of that "
+                       "name (a prediction); copy another column, or rename it in the file")
+    # Only the model's columns and the copied ones are read, a chunk of rows at a time:
+    # memory does not grow with the file. A missing feature reads every column, so the
+    # model's error lists them all.
+    needed: list[str] | None = list(dict.fromkeys([*model.feature_names, *ids]))
+    if not set(model.feature_names) <= set(table.columns):
+        needed = None
+    chunks = table.chunks(args.chunk_rows, needed, str_columns=ids)
     with _warnings_to_stderr():
-        pred = model.predict(df)
-    if model.fitted_task == "regression":
-        out = pd.DataFrame(pred, columns=model.target_names)
-    else:
-        out = pd.DataFrame({model.target_names[0]: pred})
-        if args.proba:
-            proba = model.predict_proba(df)
-            for j, c in enumerate(model.classes):
-                out[f"proba_{c}"] = proba[:, j]
-    if args.output:
-        with atomic_path(args.output) as tmp:
-            out.to_csv(tmp, index=False)
-    else:
-        out.to_csv(sys.stdout, index=False)
+        if args.output:
+            with atomic_path(args.output) as tmp, open(tmp, "w", newline="",
+                                                       encoding="utf-8") as f:
+                rows = _predict_chunks(model, chunks, ids, args.proba, f)
+            print(f"predicted {rows} rows of {args.data}: wrote {args.output}")
+        else:
+            _predict_chunks(model, chunks, ids, args.proba, sys.stdout)
     return 0
+
+
+def _predict_chunks(model: Any, chunks: Any, ids: Sequence[str], proba: bool,
+                    out: Any) -> int:
+    """Writes the predictions of each chunk (a DataFrame) to ``out`` as CSV, the ``ids``
+    columns first, as written in the input; returns the number of rows."""
+    pd = _pandas()
+    rows = 0
+    for df in chunks:
+        pred = model.predict(df)
+        frame = pd.DataFrame({c: df[c].to_numpy() for c in ids})
+        if model.fitted_task == "regression":
+            for j, name in enumerate(model.target_names):
+                frame[name] = pred[:, j]
+        else:
+            frame[model.target_names[0]] = pred
+            if proba:
+                p = model.predict_proba(df)
+                for j, c in enumerate(model.classes):
+                    frame[f"proba_{c}"] = p[:, j]
+        frame.to_csv(out, index=False, header=rows == 0)
+        rows += len(frame)
+    return rows
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -500,7 +487,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     targets = [t for group in args.target for t in group] if args.target else None
     names = targets or model.target_names
     # Class labels are compared as written when the model learned text labels.
-    df = read_csv(args.data, str_columns=names if model.label_kind == "str" else ())
+    df = _open_table(args).read(str_columns=names if model.label_kind == "str" else ())
     with _warnings_to_stderr():
         scores = model.evaluate(df, targets)
     n = scores["n"]
@@ -569,6 +556,14 @@ def _info(args: argparse.Namespace) -> int:
         print("scaling: " + ("inputs" + (" and targets" if task == "regression" else "")
                              + " standardized (mean/std of the training data)"
                              if model.standardize else "none"))
+        dialect = model.training.get("data_dialect")
+        if isinstance(dialect, dict):
+            from zeronn.tabular.io import Dialect
+
+            try:
+                print(f"read as: {Dialect.from_dict(dialect).describe()}")
+            except (TypeError, ValueError):
+                pass  # a hand-edited file: the dialect is only informative
     else:
         print(f"kind: {type(model).__name__}")
     if net is None:
@@ -692,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
         "\nzeronn train iris.csv --target species --early-stopping 20 --plot iris.png "
         "-o iris.zeronn")
     t.add_argument("data", metavar="DATA.csv", help="the training data, with a header line")
+    _dialect_options(t)
     t.add_argument("--target", action="append", type=_column_list, required=True,
                    metavar="COL", help="target column (repeat, or comma-separate, for several "
                    "regression targets)")
@@ -763,6 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.csv", help="write here (default: stdout)")
     p.add_argument("--proba", action="store_true",
                    help="classifiers: add one probability column per class")
+    p.add_argument("--id", action="append", type=_column_list, metavar="COL",
+                   help="copy this column of the input into the output, before the "
+                   "predictions (repeat, or comma-separate, for several)")
+    p.add_argument("--chunk-rows", type=_positive_int, default=PREDICT_CHUNK_ROWS,
+                   metavar="N", help="rows read and predicted at a time: memory does not "
+                   f"grow with the file (default: {PREDICT_CHUNK_ROWS})")
+    _dialect_options(p)
 
     e = command("evaluate", _evaluate, "score a model on a labelled CSV file",
                 "Compares the model's predictions with the true targets. Regression: MSE, "
@@ -774,6 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", action="append", type=_column_list, metavar="COL",
                    help="the true target column(s) (default: the names the model was "
                    "trained on)")
+    _dialect_options(e)
 
     x = command("export", _export, "export a model to ONNX",
                 "Writes the model as an ONNX graph (float32 input, dynamic batch size).",

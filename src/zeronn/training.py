@@ -43,6 +43,9 @@ from zeronn.optim import SGD, Adam, Optimizer, Schedule, get_optimizer, get_sche
 
 __all__ = ["EarlyStopping", "History", "TrainingInterrupted", "fit"]
 
+PROGRESS_CHECKS = 100  # per epoch at most: where the bar may move within an epoch
+PROGRESS_SECONDS = 0.2  # and only when this long has passed since it last moved
+
 @contextmanager
 def _defer_sigint() -> Iterator[list[bool]]:
     """While active, Ctrl-C sets a flag (checked after each batch) instead of raising.
@@ -336,11 +339,17 @@ class _Trainer:
         self.limit = _norm_limit(net.dtype)
         self.history = History()
         self.appenders: list[tuple[str, Callable[[Any], None]]] = []
+        # The bar moves within an epoch too (a big table's epoch takes seconds): every
+        # `tick` batches the time is looked at, and the bar redrawn if it is due. 0: no bar.
+        self.tick = max(1, len(self.batches) // PROGRESS_CHECKS) if verbose == 1 else 0
+        self.bar: Any = None
+        self.drawn = 0.0
 
     def run(self) -> History:
         net, history = self.net, self.history
-        bar = tqdm(total=self.epochs, unit="epoch", disable=self.verbose != 1, leave=True,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = self.bar = tqdm(total=self.epochs, unit="epoch", disable=self.verbose != 1,
+                              leave=True, file=sys.stderr, dynamic_ncols=True)
+        self.drawn = time.perf_counter()
         net.set_rng(self.rng)  # Dropout's masks: the fit's generator
         try:
             # Overflow inside a diverging step is reported once, by the finiteness checks.
@@ -391,6 +400,7 @@ class _Trainer:
         layer_sq = [0.0] * len(gviews)
         dead.start_epoch()
         b = 0
+        tick = self.tick
         for b, rows, xb, yb, wb in self.batches:
             bw: float = rows
             if wb is None:
@@ -426,6 +436,8 @@ class _Trainer:
             used += 1
             if interrupted[0]:
                 break
+            if tick and b % tick == 0:
+                self._progress(epoch, b)
         if interrupted[0]:
             self._interrupted(epoch, b)
             return None
@@ -436,6 +448,16 @@ class _Trainer:
             "grad_norm": math.sqrt(sum(layer_sq) / used),
             "layer_grad_norms": [math.sqrt(v / used) for v in layer_sq],
         }
+
+    def _progress(self, epoch: int, batch: int) -> None:
+        """Moves the bar to the fraction of the epoch done, if it was last drawn long enough
+        ago (a tenth of an epoch shows as e.g. ``3.1/200``)."""
+        now = time.perf_counter()
+        # The last batch is left to the epoch's end, which draws a whole number.
+        if now - self.drawn >= PROGRESS_SECONDS and batch + 1 < len(self.batches):
+            self.bar.n = round(epoch + (batch + 1) / len(self.batches), 2)
+            self.bar.refresh()
+            self.drawn = now
 
     def _interrupted(self, epoch: int, batch: int) -> None:
         self.history.interrupted = True
@@ -475,7 +497,9 @@ class _Trainer:
         if self.verbose == 2:
             print(_epoch_line(epoch + 1, self.epochs, record), flush=True)
         elif self.verbose == 1:
+            bar.n = epoch  # whole epochs again (the batches may have moved it part way)
             bar.update(1)
+            self.drawn = time.perf_counter()
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss")
                              if k in record}, refresh=False)
         return stop

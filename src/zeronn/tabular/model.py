@@ -161,7 +161,9 @@ def _is_numeric(series: Any) -> bool:
 def _standardizer(a: NDArray) -> tuple[NDArray, NDArray]:
     """Column means and standard deviations (constant columns get scale 1, as scikit-learn)."""
     mean = a.mean(axis=0)
-    scale = a.std(axis=0)
+    # Column by column: np.std over the whole matrix would hold a full-size temporary
+    # (a big table's training peak).
+    scale = np.array([a[:, j].std() for j in range(a.shape[1])], dtype=np.float64)
     scale[~(scale > np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean)))] = 1.0
     return mean, scale
 
@@ -432,13 +434,19 @@ class TabularModel:
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
         else:
             y_mean, y_scale = np.zeros(0), np.zeros(0)
-        Xs = (X - x_mean) / x_scale
+        # In place, and the rows shuffled column by column: a big table's matrix exists
+        # once (no full-size temporaries besides it).
+        Xs = X
+        Xs -= x_mean
+        Xs /= x_scale
         Ys = (Y - y_mean) / y_scale if task == "regression" else Y
 
         # One shuffle before the engine holds out the *last* rows for validation: a table
         # sorted by its target would otherwise validate on one end of it only.
         order = np.random.default_rng(self.seed).permutation(len(df))
-        Xs, Ys = Xs[order], Ys[order]
+        for j in range(Xs.shape[1]):  # column by column: no second copy of the matrix
+            Xs[:, j] = Xs[order, j]
+        Ys = Ys[order]
         if weights is not None:
             weights = weights[order]
 
