@@ -683,7 +683,7 @@ def _date_parts(stamps: Any, origin: float) -> np.ndarray:
 @given(days=st.lists(st.integers(-150_000, 150_000), min_size=1, max_size=40),
        frac=st.sampled_from([0.0, 0.25, 0.999]))
 def test_days_column_matches_pandas_calendar(tmp_path_factory, days, frac):
-    """Year, month, day, weekday, day of year over five centuries either side of 1970,
+    """Year, month, day, day of week, day of year over five centuries either side of 1970,
     leap years (1900 not, 2000 yes) and times of day included."""
     stamps = _EPOCH + np.array(days, "timedelta64[D]").astype("timedelta64[s]") + \
         np.timedelta64(int(frac * 86400), "s")
@@ -704,7 +704,7 @@ def test_days_column_leap_days_and_missing(tmp_path):
     assert np.isnan(x[-1])
     fill = [2000.0, 6.0, 15.0, 3.0, 180.0, -7.0]
     col = onnx_export.InputColumn("d", "days", {
-        "parts": ["dayofyear", "year", "month", "day", "weekday", "days"], "origin": 10.0,
+        "parts": ["dayofyear", "year", "month", "day", "dayofweek", "days"], "origin": 10.0,
         "fill": fill[4:5] + fill[:4] + fill[5:], "indicator": True})
     out = _encode(tmp_path, (col,), {"d": x})
     want = _date_parts(stamps[:-1], 10.0)[:, [4, 0, 1, 2, 3, 5]]

@@ -96,9 +96,9 @@ TASKS: dict[str, tuple[str, ...]] = {
 ENCODINGS: dict[str, str] = {"number": "float", "category": "string", "days": "double"}
 
 #: What a ``days`` column can output, pandas' ``.dt`` meanings: ``year``, ``month``
-#: (1-12), ``day`` (1-31), ``weekday`` (Monday 0 to Sunday 6), ``dayofyear`` (1-366),
+#: (1-12), ``day`` (1-31), ``dayofweek`` (Monday 0 to Sunday 6), ``dayofyear`` (1-366),
 #: ``days`` (days since ``origin``, fractions kept).
-DATE_PARTS = ("year", "month", "day", "weekday", "dayofyear", "days")
+DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "days")
 
 
 @dataclass(frozen=True, eq=False)
@@ -632,8 +632,8 @@ def _emit_days(g: _Graph, p: Mapping[str, Any], x: str) -> str:
     parts = p["parts"]
     if "days" in parts:
         values["days"] = op("Sub", x, p["origin"])
-    if "weekday" in parts:  # 1970-01-01 was a Thursday (3 with Monday 0)
-        values["weekday"] = mod(op("Add", day, 3.0), 7.0)
+    if "dayofweek" in parts:  # 1970-01-01 was a Thursday (3 with Monday 0)
+        values["dayofweek"] = mod(op("Add", day, 3.0), 7.0)
     if {"year", "month", "day", "dayofyear"} & set(parts):
         z = op("Add", day, 719468.0)  # days since 0000-03-01
         era = floordiv(z, 146097.0)  # 400-year cycles
