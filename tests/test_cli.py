@@ -318,11 +318,52 @@ def test_export_matches_predict(trained: dict[str, Path], tmp_path: Path) -> Non
     r = run("export", str(trained["reg"]), str(tmp_path / "m.onnx"))
     assert r.returncode == 0, r.stderr
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert "inputs (2): x1 (float, NaN if missing), x2 (float, NaN if missing)" in r.stdout
     X = pd.read_csv(d / "reg.csv")[["x1", "x2"]].to_numpy(np.float32)
-    onnx_pred = sess.run(None, {sess.get_inputs()[0].name: X})[0]
+    assert [i.name for i in sess.get_inputs()] == ["x1", "x2"]  # one input per column
+    onnx_pred = sess.run(None, {"x1": X[:, [0]], "x2": X[:, [1]]})[0]
     r = run("predict", str(trained["reg"]), str(d / "reg.csv"))
     pred = pd.read_csv(io.StringIO(r.stdout)).to_numpy()
     np.testing.assert_allclose(onnx_pred.reshape(pred.shape), pred, rtol=1e-4, atol=1e-4)
+
+
+@needs_persistence
+def test_export_of_a_mixed_table_takes_its_raw_columns(tmp_path: Path) -> None:
+    """Text, gaps and dates go in as they are; the graph equals `predict` on rows with
+    missing cells and a category never seen in training."""
+    ort = pytest.importorskip("onnxruntime")
+    import zeronn as zn
+
+    rng = np.random.default_rng(4)
+    n = 80
+    area = rng.uniform(40, 160, n).round(1)
+    area[::9] = np.nan
+    town = rng.choice(["north", "south", "east"], n)
+    sold = [str(np.datetime64("2020-01-01") + int(d)) for d in rng.integers(0, 900, n)]
+    price = 1000 + 20 * np.nan_to_num(area, nan=100) + (town == "north") * 500
+    pd.DataFrame({"area": area, "town": town, "sold": sold, "price": price}).to_csv(
+        tmp_path / "houses.csv", index=False)
+    (tmp_path / "new.csv").write_text("area,town,sold\n85,north,2021-06-01\n,west,\n"
+                                      "120.5,,2019-12-31\n")
+    r = run("train", "houses.csv", "--target", "price", *FAST, "-o", "m.zeronn", "-q",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("export", "m.zeronn", "m.onnx", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ("inputs (3): area (float, NaN if missing), town (string, '' if missing), sold "
+            "(double: days since 1970-01-01, NaN if missing)") in r.stdout
+    r = run("predict", "m.zeronn", "new.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pred = pd.read_csv(io.StringIO(r.stdout))["price"].to_numpy()
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"area": np.array([[85], [np.nan], [120.5]], np.float32),
+             "town": np.array([["north"], ["west"], [""]], object),
+             "sold": np.array([[18779.0], [np.nan], [18261.0]])}  # days since 1970-01-01
+    (got,) = sess.run(None, feeds)
+    np.testing.assert_allclose(got[:, 0], pred, rtol=1e-5)
+    model = zn.load(tmp_path / "m.zeronn")
+    (again,) = sess.run(None, model.onnx_inputs(pd.read_csv(tmp_path / "new.csv")))
+    np.testing.assert_array_equal(again, got)
 
 
 def test_gradcheck() -> None:

@@ -239,7 +239,9 @@ def test_tabular_model_bakes_in_scaling(tmp_path, target):
     model.fit(df, targets, features=["a", "b", "c", "d"])
     assert model.x_scale.max() > 10  # the scaling matters: forgetting it would fail
     zn.export_onnx(model, tmp_path / "t.onnx")
-    outs = _run(tmp_path / "t.onnx", X)
+    # one float input per numeric column, named after it
+    feeds = {name: X[:, [j]].astype(np.float32) for j, name in enumerate("abcd")}
+    outs = _session(tmp_path / "t.onnx").run(None, feeds)
     want = model.predict(df)
     if model.classes:
         label, proba = outs

@@ -518,7 +518,7 @@ def _export(args: argparse.Namespace) -> int:
     _check_output_path(args.output, "ONNX file", [args.model])
     model = _load_model(args.model)
     try:
-        from zeronn.onnx_export import export_onnx
+        from zeronn.onnx_export import ENCODINGS, export_onnx, graph_spec
     except ImportError as exc:
         missing = getattr(exc, "name", "") or ""
         if missing.startswith("zeronn"):
@@ -531,7 +531,16 @@ def _export(args: argparse.Namespace) -> int:
     except ImportError:
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
     print(f"exported {args.model} to {args.output} (opset {args.opset})")
+    columns = graph_spec(model).columns
+    if columns:  # a table model: say what each named input takes
+        print(f"inputs ({len(columns)}): " + ", ".join(
+            f"{c.name} {_ONNX_INPUT_NOTES[ENCODINGS[c.encoding]]}" for c in columns))
     return 0
+
+
+# What a table model's graph input holds, per element type (zeronn.tabular.onnx_inputs).
+_ONNX_INPUT_NOTES = {"float": "(float, NaN if missing)", "string": "(string, '' if missing)",
+                     "double": "(double: days since 1970-01-01, NaN if missing)"}
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -780,7 +789,10 @@ def build_parser() -> argparse.ArgumentParser:
     _dialect_options(e)
 
     x = command("export", _export, "export a model to ONNX",
-                "Writes the model as an ONNX graph (float32 input, dynamic batch size).",
+                "Writes the model as an ONNX graph with a dynamic batch size. A model from "
+                "`zeronn train` takes one input per feature column, named after it: float "
+                "for numbers and booleans (1/0), string for categories, double days since "
+                "1970-01-01 for dates; NaN or '' where a value is missing.",
                 "zeronn export price.zeronn price.onnx")
     x.add_argument("model", metavar="MODEL", help="a zeronn model file")
     x.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
