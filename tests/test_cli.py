@@ -351,7 +351,7 @@ def test_export_of_a_mixed_table_takes_its_raw_columns(tmp_path: Path) -> None:
     r = run("export", "m.zeronn", "m.onnx", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert ("inputs (3): area (float, NaN if missing), town (string, '' if missing), sold "
-            "(double: days since 1970-01-01, NaN if missing)") in r.stdout
+            "(double: days since 1970-01-01, NaN if missing)") in r.stdout, r.stdout
     r = run("predict", "m.zeronn", "new.csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     pred = pd.read_csv(io.StringIO(r.stdout))["price"].to_numpy()

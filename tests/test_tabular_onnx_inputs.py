@@ -170,3 +170,13 @@ def test_a_model_file_of_numbers_only_exports_per_column(tmp_path):
     rows = pd.DataFrame({"x": [0.5, np.nan], "z": [np.nan, -1.0]})
     (got,) = sess.run(None, old.onnx_inputs(rows))
     _assert_close(got, old.predict(rows))
+
+
+def test_describe_inputs_says_what_each_input_holds():
+    df = _mixed_table(60, seed=6)
+    model = tabular.TabularModel(hidden=(4,), epochs=2)
+    model.fit(df, "price", features=["age", "sex", "member", "joined"])
+    assert onnx_inputs.describe_inputs(model.preprocessor) == [
+        "age (float, NaN if missing)", "sex (string, '' if missing)",
+        "member (float 1/0, NaN if missing)",
+        "joined (double: days since 1970-01-01, NaN if missing)"]

@@ -518,7 +518,9 @@ def _export(args: argparse.Namespace) -> int:
     _check_output_path(args.output, "ONNX file", [args.model])
     model = _load_model(args.model)
     try:
-        from zeronn.onnx_export import ENCODINGS, export_onnx, graph_spec
+        from zeronn.onnx_export import export_onnx
+        from zeronn.tabular import TabularModel
+        from zeronn.tabular.onnx_inputs import describe_inputs
     except ImportError as exc:
         missing = getattr(exc, "name", "") or ""
         if missing.startswith("zeronn"):
@@ -531,16 +533,10 @@ def _export(args: argparse.Namespace) -> int:
     except ImportError:
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
     print(f"exported {args.model} to {args.output} (opset {args.opset})")
-    columns = graph_spec(model).columns
-    if columns:  # a table model: say what each named input takes
-        print(f"inputs ({len(columns)}): " + ", ".join(
-            f"{c.name} {_ONNX_INPUT_NOTES[ENCODINGS[c.encoding]]}" for c in columns))
+    if isinstance(model, TabularModel):  # one input per column: say what each takes
+        inputs = describe_inputs(model.preprocessor)
+        print(f"inputs ({len(inputs)}): " + ", ".join(inputs))
     return 0
-
-
-# What a table model's graph input holds, per element type (zeronn.tabular.onnx_inputs).
-_ONNX_INPUT_NOTES = {"float": "(float, NaN if missing)", "string": "(string, '' if missing)",
-                     "double": "(double: days since 1970-01-01, NaN if missing)"}
 
 
 def _info(args: argparse.Namespace) -> int:

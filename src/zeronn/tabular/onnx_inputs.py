@@ -46,7 +46,8 @@ from zeronn.tabular.columns import (
 )
 from zeronn.tabular.preprocessing import DATE_PARTS, Preprocessor
 
-__all__ = ["INPUT_TYPES", "MISSING_SPELLINGS", "onnx_columns", "onnx_inputs"]
+__all__ = ["INPUT_NOTES", "INPUT_TYPES", "MISSING_SPELLINGS", "describe_inputs",
+           "onnx_columns", "onnx_inputs"]
 
 
 def _spellings() -> tuple[str, ...]:
@@ -112,6 +113,13 @@ def _as_days(name: str, series: Any) -> NDArray:
 #: becomes an ``InputColumn``, and how a DataFrame column becomes that input's values.
 INPUT_TYPES: dict[str, str] = {"numeric": "float", "boolean": "float", "category": "string",
                                "date": "double"}
+#: What each kind's input holds, in a few words (``zeronn export`` prints them).
+INPUT_NOTES: dict[str, str] = {
+    "numeric": "float, NaN if missing",
+    "boolean": "float 1/0, NaN if missing",
+    "category": "string, '' if missing",
+    "date": "double: days since 1970-01-01, NaN if missing",
+}
 _KINDS: dict[str, tuple[Callable[[dict[str, Any]], InputColumn],
                         Callable[[str, Any], NDArray]]] = {
     "numeric": (_number, _as_numbers),
@@ -119,7 +127,7 @@ _KINDS: dict[str, tuple[Callable[[dict[str, Any]], InputColumn],
     "category": (_category, _as_text),
     "date": (_date, _as_days),
 }
-assert set(_KINDS) == set(INPUT_TYPES)
+assert set(_KINDS) == set(INPUT_TYPES) == set(INPUT_NOTES)
 
 
 def onnx_columns(pre: Preprocessor) -> tuple[InputColumn, ...]:
@@ -138,3 +146,8 @@ def onnx_inputs(pre: Preprocessor, df: Any) -> dict[str, NDArray]:
                          f"{', '.join(map(repr, absent))}")
     return {c["name"]: _KINDS[c["kind"]][1](c["name"], df[c["name"]]).reshape(-1, 1)
             for c in pre.columns}
+
+
+def describe_inputs(pre: Preprocessor) -> list[str]:
+    """One ``"name (what it holds)"`` per graph input, in order."""
+    return [f"{c['name']} ({INPUT_NOTES[c['kind']]})" for c in pre.columns]
