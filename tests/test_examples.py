@@ -191,8 +191,9 @@ def _masked(line: str) -> str:
 
 
 def test_readme_command_line_example_prints_what_it_shows(tmp_path) -> None:
-    """The unprepared table of the README's command-line section goes through train,
-    predict and export printing the lines shown (numbers masked: timings vary)."""
+    """The unprepared table of the README's command-line section (README.ja.md shows the
+    same run) goes through train, predict and export printing the lines shown (numbers
+    masked: timings vary)."""
     pytest.importorskip("pandas", reason="the command line reads tables with the data extra")
     pytest.importorskip("onnx", reason="the example exports with the onnx extra")
     root = NOTEBOOK.parents[1]
@@ -200,6 +201,7 @@ def test_readme_command_line_example_prints_what_it_shows(tmp_path) -> None:
     section = text.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
     block = next(b for b in re.findall(r"```\n(.*?)```", section, re.DOTALL)
                  if b.startswith("$ cd examples"))
+    assert block in (root / "README.ja.md").read_text(encoding="utf-8")  # the same run
     steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, re.MULTILINE)
     assert [cmd.split()[0] for cmd, _ in steps] == ["cd", "zeronn", "cat", "zeronn", "zeronn"]
     for name in ("houses.csv", "new_houses.csv"):
