@@ -805,7 +805,8 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
 
     ``model``: a network (``Sequential``, ``MLP``), an object with an ``onnx_spec()``
     method (the ``zeronn.sklearn`` estimators, ``zeronn.tabular.TabularModel``) or a
-    :class:`GraphSpec`. Input ``X``: float32 (batch, n_features). Outputs: ``output``
+    :class:`GraphSpec`. Input ``X``: float32 (batch, n_features); a spec with ``columns``
+    (a ``TabularModel``'s) takes one (batch, 1) input per column instead. Outputs: ``output``
     (batch, n_outputs) for a network, ``predictions`` for a regressor, ``label`` (batch,)
     and ``probabilities`` (batch, n_classes) for a classifier. ``opset``: from 13 to the
     installed onnx's newest (17 or newer with a ``LayerNorm``). Needs the ``onnx`` extra
