@@ -237,9 +237,10 @@ def cli(argv: list[str] | None = None) -> int:
                                                        "docs", "tables.md"))
     args = parser.parse_args(argv)
     rows = run(args.splits, args.only)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(markdown(rows, args.splits))
-    print(f"wrote {args.out}")
+    if not args.only:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(markdown(rows, args.splits))
+        print(f"wrote {args.out}")
     return 0
 
 

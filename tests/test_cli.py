@@ -318,11 +318,52 @@ def test_export_matches_predict(trained: dict[str, Path], tmp_path: Path) -> Non
     r = run("export", str(trained["reg"]), str(tmp_path / "m.onnx"))
     assert r.returncode == 0, r.stderr
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert "inputs (2): x1 (float, NaN if missing), x2 (float, NaN if missing)" in r.stdout
     X = pd.read_csv(d / "reg.csv")[["x1", "x2"]].to_numpy(np.float32)
-    onnx_pred = sess.run(None, {sess.get_inputs()[0].name: X})[0]
+    assert [i.name for i in sess.get_inputs()] == ["x1", "x2"]  # one input per column
+    onnx_pred = sess.run(None, {"x1": X[:, [0]], "x2": X[:, [1]]})[0]
     r = run("predict", str(trained["reg"]), str(d / "reg.csv"))
     pred = pd.read_csv(io.StringIO(r.stdout)).to_numpy()
     np.testing.assert_allclose(onnx_pred.reshape(pred.shape), pred, rtol=1e-4, atol=1e-4)
+
+
+@needs_persistence
+def test_export_of_a_mixed_table_takes_its_raw_columns(tmp_path: Path) -> None:
+    """Text, gaps and dates go in as they are; the graph equals `predict` on rows with
+    missing cells and a category never seen in training."""
+    ort = pytest.importorskip("onnxruntime")
+    import zeronn as zn
+
+    rng = np.random.default_rng(4)
+    n = 80
+    area = rng.uniform(40, 160, n).round(1)
+    area[::9] = np.nan
+    town = rng.choice(["north", "south", "east"], n)
+    sold = [str(np.datetime64("2020-01-01") + int(d)) for d in rng.integers(0, 900, n)]
+    price = 1000 + 20 * np.nan_to_num(area, nan=100) + (town == "north") * 500
+    pd.DataFrame({"area": area, "town": town, "sold": sold, "price": price}).to_csv(
+        tmp_path / "houses.csv", index=False)
+    (tmp_path / "new.csv").write_text("area,town,sold\n85,north,2021-06-01\n,west,\n"
+                                      "120.5,,2019-12-31\n")
+    r = run("train", "houses.csv", "--target", "price", *FAST, "-o", "m.zeronn", "-q",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("export", "m.zeronn", "m.onnx", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ("inputs (3): area (float, NaN if missing), town (string, '' if missing), sold "
+            "(double: days since 1970-01-01, NaN if missing)") in r.stdout, r.stdout
+    r = run("predict", "m.zeronn", "new.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pred = pd.read_csv(io.StringIO(r.stdout))["price"].to_numpy()
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"area": np.array([[85], [np.nan], [120.5]], np.float32),
+             "town": np.array([["north"], ["west"], [""]], object),
+             "sold": np.array([[18779.0], [np.nan], [18261.0]])}  # days since 1970-01-01
+    (got,) = sess.run(None, feeds)
+    np.testing.assert_allclose(got[:, 0], pred, rtol=1e-5)
+    model = zn.load(tmp_path / "m.zeronn")
+    (again,) = sess.run(None, model.onnx_inputs(pd.read_csv(tmp_path / "new.csv")))
+    np.testing.assert_array_equal(again, got)
 
 
 def test_gradcheck() -> None:
@@ -581,6 +622,97 @@ def test_plot_labels_use_the_datas_names() -> None:
     cli._relabel(fig, "price", [])
     assert b.get_ylabel() == "predicted price"
     plt.close(fig)
+
+
+# -- real tables: mixed columns, missing values, dates (issue 13) ----------------------
+def _titanic(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["male", "female"], n)
+    age = rng.normal(30, 12, n).round()
+    age[rng.random(n) < 0.2] = np.nan
+    emb = rng.choice(["S", "C", "Q"], n).astype(object)
+    emb[::17] = None
+    survived = ((sex == "female") ^ (rng.random(n) < 0.1)).astype(int)
+    return pd.DataFrame({"PassengerId": np.arange(1, n + 1), "survived": survived,
+                         "name": [f"Person {i}, Mr. X" for i in range(n)], "sex": sex,
+                         "age": age, "fare": rng.lognormal(3, 1, n).round(2),
+                         "embarked": emb})
+
+
+def _houses(n: int = 120, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    hood = rng.choice(["north", "south", "east"], n)
+    area = rng.uniform(40, 200, n).round()
+    days = rng.integers(0, 1000, n)
+    sold = (pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D")).strftime("%Y-%m-%d")
+    price = 1000 * area + 20000 * (hood == "north") + 30 * days
+    area_seen = area.copy()
+    area_seen[::9] = np.nan
+    return pd.DataFrame({"neighbourhood": hood, "area": area_seen, "sold": sold,
+                         "price": price})
+
+
+def test_mixed_tables_train_and_predict_with_only_the_target(tmp_path: Path) -> None:
+    _titanic().to_csv(tmp_path / "titanic.csv", index=False)
+    _houses().to_csv(tmp_path / "houses.csv", index=False)
+    fast = ["--epochs", "20"]
+    t, h = run_all([["train", "titanic.csv", "--target", "survived", "-o", "t.zeronn", *fast],
+                    ["train", "houses.csv", "--target", "price", "-o", "h.zeronn", *fast]],
+                   tmp_path)
+    assert t.returncode == 0, t.stderr
+    assert "classification of survived (2 classes) from 4 feature(s)" in t.stdout
+    assert "kept epoch" in t.stdout
+    assert "'PassengerId'" in t.stderr and "(an ID)" in t.stderr
+    assert "'name' is free text" in t.stderr and "--features" in t.stderr
+    assert "2 distinct whole numbers" in t.stderr and "--task regression" in t.stderr
+    assert h.returncode == 0, h.stderr
+    assert "regression of price" in h.stdout and "from 3 feature(s)" in h.stdout
+    # New rows with empty cells and an unseen neighbourhood: every row gets a prediction.
+    new = _houses(6, seed=5)
+    new.loc[0, "neighbourhood"] = "harbour"
+    new.loc[1, ["area", "sold"]] = [np.nan, ""]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    p, i, e = run_all([["predict", "h.zeronn", "new.csv"], ["info", "h.zeronn"],
+                       ["evaluate", "t.zeronn", "titanic.csv"]], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.strip().splitlines()) == 7
+    assert "taken as 'other'" in p.stderr and "'neighbourhood' (1)" in p.stderr
+    assert i.returncode == 0 and "sold (date)" in i.stdout and "kept epoch" in i.stdout
+    assert "neighbourhood (category)" in i.stdout
+    assert e.returncode == 0 and "accuracy" in e.stdout
+
+
+def test_column_and_target_options(tmp_path: Path) -> None:
+    df = _titanic()
+    df.loc[[3, 8], "survived"] = np.nan
+    df.to_csv(tmp_path / "t.csv", index=False)
+    fast = ["--epochs", "5"]
+    r = run_all([
+        ["train", "t.csv", "--target", "survived", "--exclude", "sex,age", "-o", "a.zeronn",
+         *fast],
+        ["train", "t.csv", "--target", "survived", "--features", "PassengerId,name,sex",
+         "--max-categories", "3", "-o", "b.zeronn", *fast],
+        ["train", "t.csv", "--target", "survived", "--task", "regression", "-o", "c.zeronn",
+         *fast],
+        ["train", "t.csv", "--target", "survived", "--class-weight", "balanced",
+         "-o", "d.zeronn", *fast],
+        ["train", "t.csv", "--target", "fare", "--class-weight", "balanced", "-o", "e.zeronn",
+         *fast],
+        ["train", "t.csv", "--target", "survived", "--max-categories", "0", "-o", "f.zeronn"],
+        ["train", "t.csv", "--target", "survived", "--exclude", "nope", "-o", "g.zeronn"],
+    ], tmp_path)
+    assert r[0].returncode == 0 and "from 2 feature(s)" in r[0].stdout, r[0].stderr
+    assert "2 of 120 rows have no target value" in r[0].stderr
+    assert r[1].returncode == 0 and "from 3 feature(s)" in r[1].stdout, r[1].stderr
+    info = run("info", "b.zeronn", cwd=tmp_path).stdout
+    assert "PassengerId (numeric), name (category), sex (category)" in info
+    assert r[2].returncode == 0 and "regression of survived" in r[2].stdout
+    assert r[3].returncode == 0 and "classification" in r[3].stdout, r[3].stderr
+    assert_user_error(r[4], "class_weight is for classification")
+    assert_user_error(r[5], "--max-categories")
+    assert_user_error(r[6], "unknown excluded column 'nope'")
+    for name in "efg":
+        assert not (tmp_path / f"{name}.zeronn").exists()
 
 
 # -- files as people have them ------------------------------------------------------------------

@@ -183,3 +183,39 @@ def test_dropout_example_cures_the_overfit_it_shows() -> None:
     assert dropout["loss"] > plain["loss"] and dropout["val"] < plain["val"]
     assert dropout["r2"] > plain["r2"] + 0.1
     assert rows["BatchNorm + Dropout(0.5)"]["val"] < plain["val"]
+
+
+def _masked(line: str) -> str:
+    """A line with its numbers (and timings) masked: what must not change is the words."""
+    return re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", line)
+
+
+def test_readme_command_line_example_prints_what_it_shows(tmp_path) -> None:
+    """The unprepared table of the README's command-line section (README.ja.md shows the
+    same run) goes through train, predict and export printing the lines shown (numbers
+    masked: timings vary)."""
+    pytest.importorskip("pandas", reason="the command line reads tables with the data extra")
+    pytest.importorskip("onnx", reason="the example exports with the onnx extra")
+    root = NOTEBOOK.parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    block = next(b for b in re.findall(r"```\n(.*?)```", section, re.DOTALL)
+                 if b.startswith("$ cd examples"))
+    assert block in (root / "README.ja.md").read_text(encoding="utf-8")  # the same run
+    steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, re.MULTILINE)
+    assert [cmd.split()[0] for cmd, _ in steps] == ["cd", "zeronn", "cat", "zeronn", "zeronn"]
+    for name in ("houses.csv", "new_houses.csv"):
+        (tmp_path / name).write_bytes((root / "examples" / name).read_bytes())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    for cmd, shown in steps[1:]:
+        args = cmd.split()
+        if args[0] == "cat":
+            assert (tmp_path / args[1]).read_text() == shown
+            continue
+        run = subprocess.run([sys.executable, "-m", "zeronn.cli", *args[1:]], cwd=tmp_path,
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0, run.stderr
+        # warnings (stderr) and results (stdout) interleave in a terminal: compare as sets
+        printed = run.stderr.splitlines() + run.stdout.splitlines()
+        assert sorted(map(_masked, printed)) == sorted(map(_masked, shown.splitlines())), cmd

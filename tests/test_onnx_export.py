@@ -239,7 +239,9 @@ def test_tabular_model_bakes_in_scaling(tmp_path, target):
     model.fit(df, targets, features=["a", "b", "c", "d"])
     assert model.x_scale.max() > 10  # the scaling matters: forgetting it would fail
     zn.export_onnx(model, tmp_path / "t.onnx")
-    outs = _run(tmp_path / "t.onnx", X)
+    # one float input per numeric column, named after it
+    feeds = {name: X[:, [j]].astype(np.float32) for j, name in enumerate("abcd")}
+    outs = _session(tmp_path / "t.onnx").run(None, feeds)
     want = model.predict(df)
     if model.classes:
         label, proba = outs
@@ -539,7 +541,7 @@ def test_graph_spec_checks_itself():
         GraphSpec(net, x_scaling=np.zeros(3))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="1 output"):
         GraphSpec(net, output_names=("a", "b"))
-    with pytest.raises(ValueError, match="none equal to input_name"):
+    with pytest.raises(ValueError, match="none equal to an input name"):
         GraphSpec(net, output_names=("X",))
 
 
@@ -609,3 +611,152 @@ def test_convnets_match_predict(tmp_path, name, dtype):
             assert attrs["count_include_pad"] == 1
     (out,) = _run(tmp_path / "c.onnx", X)
     _assert_close(out, net.predict(X.astype(np.float32).astype(dtype)))
+
+
+# -- input columns: one graph input per column, encoded inside the graph ----------------------
+def _identity_net(width: int) -> zn.MLP:
+    """A network whose output is its input: what the encoded features are, to compare."""
+    net = zn.MLP([width, width], output_activation="identity", seed=0)
+    net.layers[0].W = np.eye(width)
+    net.layers[0].b = np.zeros((1, width))
+    return net
+
+
+def _encode(tmp_path: Path, columns: tuple[onnx_export.InputColumn, ...],
+            feeds: dict[str, np.ndarray], **kw: Any) -> np.ndarray:
+    """The encoded features onnxruntime computes for ``feeds`` (each (n,) or (n, 1))."""
+    width = sum(c.width for c in columns)
+    spec = onnx_export.GraphSpec(_identity_net(width), columns=columns, **kw)
+    path = tmp_path / "cols.onnx"
+    zn.export_onnx(spec, path)
+    sess = _session(path)
+    assert [i.name for i in sess.get_inputs()] == [c.name for c in columns]
+    types = {"float": np.float32, "double": np.float64, "string": object}
+    inputs = {c.name: np.asarray(feeds[c.name], types[onnx_export.ENCODINGS[c.encoding]])
+              .reshape(-1, 1) for c in columns}
+    (out,) = sess.run(None, inputs)
+    return out
+
+
+def test_number_column_fills_missing_and_flags_it(tmp_path):
+    cols = (onnx_export.InputColumn("age", "number", {"fill": 28.5, "indicator": True}),
+            onnx_export.InputColumn("fare", "number", {"fill": -1.0}))
+    age = np.array([22.0, np.nan, 3.25, np.nan])
+    fare = np.array([np.nan, 7.5, 0.0, 1e6])
+    out = _encode(tmp_path, cols, {"age": age, "fare": fare})
+    want = np.column_stack([np.where(np.isnan(age), 28.5, age), np.isnan(age),
+                            np.where(np.isnan(fare), -1.0, fare)])
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def test_category_column_one_hot_with_other_and_missing(tmp_path):
+    # Columns: "S", "C", other (rare or unseen values), missing ("").
+    col = onnx_export.InputColumn("embarked", "category", {
+        "mapping": {"S": 0, "C": 1, "Q": 2, "": 3}, "width": 4, "default": 2})
+    values = np.array(["S", "C", "Q", "", "Zanzibar", "s", "S "], object)
+    out = _encode(tmp_path, (col,), {"embarked": values})
+    want = np.eye(4)[[0, 1, 2, 3, 2, 2, 2]]
+    np.testing.assert_array_equal(out, want)
+    # default -1: an unlisted value is a row of zeros (no "other" column)
+    col = onnx_export.InputColumn("c", "category", {"mapping": {"a": 0, "b": 1}})
+    assert col.params == {"mapping": {"a": 0, "b": 1}, "width": 2, "default": -1}
+    out = _encode(tmp_path, (col,), {"c": np.array(["b", "zz", "a"], object)})
+    np.testing.assert_array_equal(out, [[0, 1], [0, 0], [1, 0]])
+
+
+_EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
+
+
+def _days_since_epoch(stamps: Any) -> np.ndarray:
+    pd = pytest.importorskip("pandas")
+    s = pd.Series(pd.to_datetime(stamps, format="ISO8601"))
+    return ((s - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).to_numpy(np.float64)
+
+
+def _date_parts(stamps: Any, origin: float) -> np.ndarray:
+    """pandas' own calendar: the reference for the graph's arithmetic (n, 6)."""
+    pd = pytest.importorskip("pandas")
+    s = pd.Series(pd.to_datetime(stamps, format="ISO8601"))
+    return np.column_stack([s.dt.year, s.dt.month, s.dt.day, s.dt.day_of_week,
+                            s.dt.day_of_year, _days_since_epoch(stamps) - origin])
+
+
+@settings(max_examples=int(os.environ.get("ZERONN_ONNX_EXAMPLES", 25)), deadline=None)
+@given(days=st.lists(st.integers(-150_000, 150_000), min_size=1, max_size=40),
+       frac=st.sampled_from([0.0, 0.25, 0.999]))
+def test_days_column_matches_pandas_calendar(tmp_path_factory, days, frac):
+    """Year, month, day, day of week, day of year over five centuries either side of 1970,
+    leap years (1900 not, 2000 yes) and times of day included."""
+    stamps = _EPOCH + np.array(days, "timedelta64[D]").astype("timedelta64[s]") + \
+        np.timedelta64(int(frac * 86400), "s")
+    origin = -1234.5
+    col = onnx_export.InputColumn("when", "days", {
+        "parts": list(onnx_export.DATE_PARTS), "origin": origin, "fill": [0] * 6})
+    x = _days_since_epoch(stamps)
+    out = _encode(tmp_path_factory.mktemp("d"), (col,), {"when": x})
+    want = _date_parts(stamps, origin)
+    np.testing.assert_array_equal(out[:, :5], want[:, :5])
+    np.testing.assert_allclose(out[:, 5], want[:, 5], rtol=1e-6)
+
+
+def test_days_column_leap_days_and_missing(tmp_path):
+    stamps = ["1900-02-28", "1900-03-01", "2000-02-29", "2000-12-31", "2024-02-29",
+              "1969-12-31 23:59:59", "1970-01-01", "1600-03-01", None]
+    x = _days_since_epoch(stamps)
+    assert np.isnan(x[-1])
+    fill = [2000.0, 6.0, 15.0, 3.0, 180.0, -7.0]
+    col = onnx_export.InputColumn("d", "days", {
+        "parts": ["dayofyear", "year", "month", "day", "dayofweek", "days"], "origin": 10.0,
+        "fill": fill[4:5] + fill[:4] + fill[5:], "indicator": True})
+    out = _encode(tmp_path, (col,), {"d": x})
+    want = _date_parts(stamps[:-1], 10.0)[:, [4, 0, 1, 2, 3, 5]]
+    np.testing.assert_allclose(out[:-1, :6], want, rtol=1e-6)
+    np.testing.assert_array_equal(out[-1], [180.0, 2000, 6, 15, 3, -7, 1])
+    assert not out[:-1, 6].any()
+
+
+def test_feature_order_and_scaling_apply_to_encoded_columns(tmp_path):
+    cols = (onnx_export.InputColumn("n", "number", {"fill": 0.0, "indicator": True}),
+            onnx_export.InputColumn("c", "category", {"mapping": {"a": 0}, "width": 2,
+                                                      "default": 1}))
+    # network input: c=other, n, c=a, n missing
+    order = np.array([3, 0, 2, 1])
+    mean, scale = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 8.0, 16.0])
+    out = _encode(tmp_path, cols, {"n": np.array([5.0, np.nan]),
+                                   "c": np.array(["a", "b"], object)},
+                  feature_order=order, x_scaling=(mean, scale))
+    raw = np.array([[0, 5, 1, 0], [1, 0, 0, 1]], np.float64)
+    np.testing.assert_allclose(out, (raw - mean) / scale)
+
+
+def test_input_columns_check_themselves():
+    col = onnx_export.InputColumn
+    bad = [
+        (("x", "text", {}), "unknown encoding 'text'; use one of number, category, days"),
+        (("x", "number", {}), "give fill"),
+        (("x", "number", {"fill": np.nan}), "fill must be a finite number"),
+        (("x", "number", {"fill": 0, "median": 1}), r"unknown param\(s\) median"),
+        (("x", "category", {"mapping": {}}), "mapping must be a non-empty"),
+        (("x", "category", {"mapping": {"a": 2}, "width": 2}),
+         "the column of 'a' must be an integer from 0 to 1"),
+        (("x", "category", {"mapping": {"a": 0}, "default": 1}), "default"),
+        (("x", "days", {"parts": ["hour"], "fill": [0]}), "parts must be distinct names"),
+        (("x", "days", {"parts": ["year"], "fill": []}), "fill must hold one value per part"),
+        (("", "number", {"fill": 0}), "non-empty name"),
+    ]
+    for args, match in bad:
+        with pytest.raises(ValueError, match=match):
+            col(*args)
+    net = _identity_net(3)
+    a = col("a", "number", {"fill": 0.0, "indicator": True})
+    with pytest.raises(ValueError, match="encode 2 features, but the network takes 3"):
+        onnx_export.GraphSpec(net, columns=(a,))
+    with pytest.raises(ValueError, match="must be distinct: 'a'"):
+        onnx_export.GraphSpec(net, columns=(a, col("a", "number", {"fill": 0.0})))
+    b = col("b", "number", {"fill": 0.0})
+    with pytest.raises(ValueError, match=r"feature_order must be a permutation of 0\.\.2"):
+        onnx_export.GraphSpec(net, columns=(a, b), feature_order=np.array([0, 0, 1]))
+    with pytest.raises(ValueError, match="none equal to an input name"):
+        onnx_export.GraphSpec(net, columns=(a, col("output", "number", {"fill": 0.0})))
+    with pytest.raises(ValueError, match="give columns too"):
+        onnx_export.GraphSpec(net, feature_order=np.arange(3))

@@ -448,14 +448,13 @@ def _predict(args: argparse.Namespace) -> int:
     if not set(model.feature_names) <= set(table.columns):
         needed = None
     chunks = table.chunks(args.chunk_rows, needed, str_columns=ids)
-    if args.output:
-        with atomic_path(args.output) as tmp, open(tmp, "w", newline="",
-                                                   encoding="utf-8") as f:
-            with _warnings_to_stderr():
+    with _warnings_to_stderr():
+        if args.output:
+            with atomic_path(args.output) as tmp, open(tmp, "w", newline="",
+                                                       encoding="utf-8") as f:
                 rows = _predict_chunks(model, chunks, ids, args.proba, f)
-        print(f"predicted {rows} rows of {args.data}: wrote {args.output}")
-    else:
-        with _warnings_to_stderr():
+            print(f"predicted {rows} rows of {args.data}: wrote {args.output}")
+        else:
             _predict_chunks(model, chunks, ids, args.proba, sys.stdout)
     return 0
 
@@ -520,6 +519,8 @@ def _export(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     try:
         from zeronn.onnx_export import export_onnx
+        from zeronn.tabular import TabularModel
+        from zeronn.tabular.onnx_inputs import describe_inputs
     except ImportError as exc:
         missing = getattr(exc, "name", "") or ""
         if missing.startswith("zeronn"):
@@ -532,6 +533,9 @@ def _export(args: argparse.Namespace) -> int:
     except ImportError:
         raise CLIError("ONNX export needs onnx: pip install 'zeronn[onnx]'") from None
     print(f"exported {args.model} to {args.output} (opset {args.opset})")
+    if isinstance(model, TabularModel):  # one input per column: say what each takes
+        inputs = describe_inputs(model.preprocessor)
+        print(f"inputs ({len(inputs)}): " + ", ".join(inputs))
     return 0
 
 
@@ -781,7 +785,10 @@ def build_parser() -> argparse.ArgumentParser:
     _dialect_options(e)
 
     x = command("export", _export, "export a model to ONNX",
-                "Writes the model as an ONNX graph (float32 input, dynamic batch size).",
+                "Writes the model as an ONNX graph with a dynamic batch size. A model from "
+                "`zeronn train` takes one input per feature column, named after it: float "
+                "for numbers and booleans (1/0), string for categories, double days since "
+                "1970-01-01 for dates; NaN or '' where a value is missing.",
                 "zeronn export price.zeronn price.onnx")
     x.add_argument("model", metavar="MODEL", help="a zeronn model file")
     x.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")

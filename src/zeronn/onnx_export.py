@@ -23,12 +23,31 @@ module knows no front end. Input scaling (``(x - mean) / scale``) is applied fir
 output scaling (``y * scale + mean``) is undone last; classifiers output ``label`` and
 ``probabilities``.
 
+A spec may instead describe its inputs column by column (``GraphSpec.columns``, a tuple of
+:class:`InputColumn`): the graph then takes one (batch, 1) input per column, named after
+it, and encodes each through one table keyed by ``InputColumn.encoding``
+(:data:`ENCODINGS`), as scikit-learn-onnx does for a ``ColumnTransformer``:
+
+- ``number``: float, NaN for missing: ``IsNaN``/``Where`` fill it (a median, say), and
+  an optional 0/1 "was missing" column follows;
+- ``category``: string: an ``ai.onnx.ml`` ``LabelEncoder`` maps each listed value to its
+  output column and every other value to a ``default`` column (an "other" bucket), then
+  ``Equal`` against the column numbers one-hot encodes it;
+- ``days``: double, days since 1970-01-01 (fractions for times of day), NaN for missing:
+  calendar parts (year, month, day, day of week, day of year) by integer calendar
+  arithmetic (``Floor``/``Div``), and days since an origin, each NaN part filled.
+
+The encoded blocks are concatenated in order (optionally permuted by
+``GraphSpec.feature_order``) into the network's input; this module knows encodings, not
+what a front end uses them for.
+
 ``onnx`` is an optional extra, imported only when exporting.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,11 +70,13 @@ from zeronn.tasks import (
     label_kind_of_dtype,
 )
 
-__all__ = ["MIN_OPSET", "TASKS", "GraphSpec", "export_onnx", "graph_spec"]
+__all__ = ["DATE_PARTS", "ENCODINGS", "MIN_OPSET", "TASKS", "GraphSpec", "InputColumn",
+           "export_onnx", "graph_spec"]
 
 MIN_OPSET = 13  # Softmax works on one axis (and Split/Squeeze take inputs) from opset 13
 GELU_OPSET = 20  # the first opset with a Gelu operator (approximate="tanh")
 LAYERNORM_OPSET = 17  # the first opset with LayerNormalization
+ML_OPSET = 3  # ai.onnx.ml: LabelEncoder maps strings to int64 (opset 2 on), what ORT runs
 
 #: What the graph outputs, per task (the default ``GraphSpec.output_names``):
 #: ``network`` the network's output as is; ``regression`` predictions (after undoing
@@ -67,6 +88,66 @@ TASKS: dict[str, tuple[str, ...]] = {
     "classification": ("label", "probabilities"),
     "multilabel": ("label", "probabilities"),
 }
+
+
+#: The column encodings of :class:`InputColumn`, each with the element type of its graph
+#: input (shape (batch, 1)): ``number`` float (NaN: missing), ``category`` string,
+#: ``days`` double (days since 1970-01-01, NaN: missing).
+ENCODINGS: dict[str, str] = {"number": "float", "category": "string", "days": "double"}
+
+#: What a ``days`` column can output, pandas' ``.dt`` meanings: ``year``, ``month``
+#: (1-12), ``day`` (1-31), ``dayofweek`` (Monday 0 to Sunday 6), ``dayofyear`` (1-366),
+#: ``days`` (days since ``origin``, fractions kept).
+DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "days")
+
+
+@dataclass(frozen=True, eq=False)
+class InputColumn:
+    """One graph input, a (batch, 1) column named ``name``, and the features it encodes.
+
+    ``encoding`` is a key of :data:`ENCODINGS`; ``params`` are its settings:
+
+    - ``number``: ``fill`` (the finite value a NaN becomes) and ``indicator`` (bool,
+      default False: a 0/1 "was NaN" column follows). Width 1 or 2.
+    - ``category``: ``mapping`` ({value: output column}), ``width`` (the number of
+      output columns, default ``max(mapping) + 1``), ``default`` (the column every value
+      not in ``mapping`` lights up, default -1: none, a row of zeros). Width ``width``.
+    - ``days``: ``parts`` (names from :data:`DATE_PARTS`, in output order), ``origin``
+      (days since 1970-01-01 the ``days`` part counts from, default 0), ``fill`` (one
+      finite value per part, what that part is when the input is NaN) and ``indicator``
+      (bool, default False: a 0/1 "was NaN" column follows). Width ``len(parts)`` (+1).
+
+    Every encoding outputs float32 columns; their number is :attr:`width`.
+    """
+
+    name: str
+    encoding: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"an input column needs a non-empty name, got {self.name!r}")
+        entry = _ENCODING_OPS.get(self.encoding)
+        if entry is None:
+            raise ValueError(f"input column {self.name!r}: unknown encoding "
+                             f"{self.encoding!r}; use one of {', '.join(ENCODINGS)}")
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"input column {self.name!r}: params must be a mapping")
+        unknown = sorted(set(map(str, self.params)) - set(entry.keys))
+        if unknown:
+            raise ValueError(f"input column {self.name!r} ({self.encoding}): unknown "
+                             f"param(s) {', '.join(unknown)}; it takes "
+                             f"{', '.join(entry.keys)}")
+        try:
+            params = entry.check(dict(self.params))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"input column {self.name!r} ({self.encoding}): {exc}") from None
+        object.__setattr__(self, "params", params)
+
+    @property
+    def width(self) -> int:
+        """How many float columns this input becomes."""
+        return int(_ENCODING_OPS[self.encoding].width(self.params))
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +172,12 @@ class GraphSpec:
     kind : what made the model, written as the ``zeronn_kind`` metadata (empty: the
         network class's name in lower case, ``"mlp"``, ``"sequential"``...).
     metadata : more ``metadata_props``, each value written as JSON (feature names...).
+    columns : :class:`InputColumn` s (empty: the one input ``input_name``). Given, the
+        graph takes one input per column, named after it, encodes each, and concatenates
+        the blocks (in order) into the network's input; their widths must add up to it.
+        ``x_scaling`` then applies to the encoded features.
+    feature_order : with ``columns``, a permutation of the concatenated encoded columns:
+        network input ``j`` is encoded column ``feature_order[j]`` (``None``: in order).
 
     The network's outputs must fit the task: one sigmoid output for two classes, one
     softmax output per class for more, one sigmoid output per label for multilabel.
@@ -105,6 +192,8 @@ class GraphSpec:
     output_names: tuple[str, ...] = ()
     kind: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    columns: tuple[InputColumn, ...] = ()
+    feature_order: NDArray | None = None
 
     def __post_init__(self) -> None:
         net = self.network
@@ -128,17 +217,54 @@ class GraphSpec:
         elif self.classes is not None:
             raise ValueError(f"classes are for classification and multilabel tasks, not "
                              f"{self.task}")
+        self._check_columns(n_in)
+        inputs = self.input_names
         names = tuple(self.output_names) or TASKS[self.task]
-        if len(names) != len(TASKS[self.task]) or len({*names, self.input_name}) != \
-                len(names) + 1 or not all(isinstance(n, str) and n for n in names) or \
-                not (isinstance(self.input_name, str) and self.input_name):
+        if len(names) != len(TASKS[self.task]) or len({*names, *inputs}) != \
+                len(names) + len(inputs) or not all(isinstance(n, str) and n for n in names) \
+                or not (isinstance(self.input_name, str) and self.input_name):
             raise ValueError(f"a {self.task} graph has {len(TASKS[self.task])} output(s) "
                              f"({', '.join(TASKS[self.task])}): give as many distinct, "
-                             f"non-empty output_names, none equal to input_name "
-                             f"{self.input_name!r}; got {names!r}")
+                             f"non-empty output_names, none equal to an input name "
+                             f"({_names(inputs)}); got {names!r}")
         set_(self, "output_names", names)
         set_(self, "kind", self.kind or type(net).__name__.lower())
         set_(self, "metadata", dict(self.metadata))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The graph's inputs: one per column, or ``input_name``."""
+        return tuple(c.name for c in self.columns) if self.columns else (self.input_name,)
+
+    def _check_columns(self, n_in: int) -> None:
+        set_ = object.__setattr__
+        columns = tuple(self.columns)
+        if not all(isinstance(c, InputColumn) for c in columns):
+            raise ValueError("GraphSpec.columns must hold InputColumn objects")
+        set_(self, "columns", columns)
+        if not columns:
+            if self.feature_order is not None:
+                raise ValueError("feature_order permutes encoded columns: give columns too")
+            return
+        if len(self.network.input_shape) != 1:
+            raise ValueError(f"input columns feed a network with flat inputs, not one of "
+                             f"input shape {self.network.input_shape}")
+        names = [c.name for c in columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"input column names must be distinct: {_names(twice)} "
+                             "appear more than once")
+        width = sum(c.width for c in columns)
+        if width != n_in:
+            raise ValueError(f"the input columns encode {width} features, but the network "
+                             f"takes {n_in}")
+        if self.feature_order is not None:
+            order = np.asarray(self.feature_order)
+            if order.shape != (n_in,) or order.dtype.kind not in "iu" or \
+                    not np.array_equal(np.sort(order), np.arange(n_in)):
+                raise ValueError(f"feature_order must be a permutation of 0..{n_in - 1} "
+                                 f"(one index per network input), got {self.feature_order!r}")
+            set_(self, "feature_order", order.astype(np.int64))
 
     def _check_head(self) -> None:
         """The network's output layer must be the one the task decodes."""
@@ -151,6 +277,10 @@ class GraphSpec:
             raise ValueError(f"{n} classes ({self.task}) need {want} {act} output(s), but "
                              f"the network has {net.n_outputs} {net.output_activation} "
                              "output(s)")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
 
 
 def _scaling(pair: Any, n: int, what: str) -> tuple[NDArray, NDArray]:
@@ -218,6 +348,7 @@ class _Graph:
         self.opset = opset
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        self.uses_ml = False  # an ai.onnx.ml operator is in the graph: import its domain
         self._count = 0
 
     def name(self, stem: str) -> str:
@@ -395,6 +526,189 @@ def _network(g: _Graph, net: Network, x: str) -> str:
     return x
 
 
+# -- one entry per column encoding ------------------------------------------------------------
+# Each has a check (normalises and validates the params, raising TypeError/ValueError with
+# the reason), a width (how many float columns) and an emit: (graph, params, input) -> the
+# name of a float32 (batch, width) value.
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return out
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{what} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _index(value: Any, what: str, low: int, high: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or \
+            not low <= value < high:
+        raise ValueError(f"{what} must be an integer from {low} to {high - 1}, got {value!r}")
+    return int(value)
+
+
+def _check_number(p: dict[str, Any]) -> dict[str, Any]:
+    if "fill" not in p:
+        raise ValueError("give fill, the value a missing (NaN) input becomes")
+    return {"fill": _finite(p["fill"], "fill"),
+            "indicator": _flag(p.get("indicator", False), "indicator")}
+
+
+def _check_category(p: dict[str, Any]) -> dict[str, Any]:
+    mapping = p.get("mapping")
+    if not isinstance(mapping, Mapping) or not mapping or \
+            not all(isinstance(k, str) for k in mapping):
+        raise ValueError("mapping must be a non-empty {string value: output column} dict")
+    width = p.get("width", max(int(v) for v in mapping.values()) + 1)
+    width = _index(width, "width", 1, 2 ** 31)
+    mapping = {k: _index(v, f"the column of {k!r}", 0, width) for k, v in mapping.items()}
+    default = _index(p.get("default", -1), "default (-1: no column)", -1, width)
+    return {"mapping": mapping, "width": width, "default": default}
+
+
+def _check_days(p: dict[str, Any]) -> dict[str, Any]:
+    parts = p.get("parts")
+    if isinstance(parts, str) or not isinstance(parts, Sequence) or not parts or \
+            any(part not in DATE_PARTS for part in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"parts must be distinct names from {', '.join(DATE_PARTS)}, got "
+                         f"{parts!r}")
+    fill = p.get("fill")
+    if isinstance(fill, str) or not isinstance(fill, Sequence) or len(fill) != len(parts):
+        raise ValueError(f"fill must hold one value per part ({len(parts)}), got {fill!r}")
+    return {"parts": tuple(parts), "origin": _finite(p.get("origin", 0.0), "origin"),
+            "fill": tuple(_finite(v, "each fill") for v in fill),
+            "indicator": _flag(p.get("indicator", False), "indicator")}
+
+
+def _emit_number(g: _Graph, p: Mapping[str, Any], x: str) -> str:
+    missing = g.op("IsNaN", [x])
+    filled = g.op("Where", [missing, g.const("fill", [p["fill"]]), x])
+    if not p["indicator"]:
+        return filled
+    flag = g.op("Cast", [missing], to=g.onnx.TensorProto.FLOAT)
+    return g.op("Concat", [filled, flag], axis=1)
+
+
+def _emit_category(g: _Graph, p: Mapping[str, Any], x: str) -> str:
+    mapping = p["mapping"]
+    g.uses_ml = True
+    index = g.op("LabelEncoder", [x], domain="ai.onnx.ml", keys_strings=list(mapping),
+                 values_int64s=list(mapping.values()), default_int64=p["default"])
+    # (batch, 1) == (width,) broadcasts to the one-hot rows (batch, width); -1 lights none.
+    hot = g.op("Equal", [index, g.const("columns", np.arange(p["width"]), np.int64)])
+    return g.op("Cast", [hot], to=g.onnx.TensorProto.FLOAT)
+
+
+def _emit_days(g: _Graph, p: Mapping[str, Any], x: str) -> str:
+    """Calendar parts of days since 1970-01-01, in double (exact on whole numbers far
+    beyond any date), by the proleptic Gregorian arithmetic of Howard Hinnant's
+    ``civil_from_days`` (March-based years make February's leap day the year's last)."""
+    consts: dict[float, str] = {}
+
+    def c(v: float) -> str:  # one initializer per constant
+        if v not in consts:
+            consts[v] = g.const("k", [v], np.float64)
+        return consts[v]
+
+    def op(name: str, a: str, b: float | str) -> str:
+        return g.op(name, [a, b if isinstance(b, str) else c(b)])
+
+    def floordiv(a: str, b: float) -> str:
+        return g.op("Floor", [op("Div", a, b)])
+
+    def mod(a: str, b: float) -> str:  # a - b * floor(a / b): in [0, b) for negatives too
+        return op("Sub", a, op("Mul", floordiv(a, b), b))
+
+    def flag(name: str, a: str, b: float) -> str:
+        return g.op("Cast", [g.op(name, [a, c(b)])], to=g.onnx.TensorProto.DOUBLE)
+
+    day = g.op("Floor", [x])  # the date of a time of day
+    values: dict[str, str] = {}
+    parts = p["parts"]
+    if "days" in parts:
+        values["days"] = op("Sub", x, p["origin"])
+    if "dayofweek" in parts:  # 1970-01-01 was a Thursday (3 with Monday 0)
+        values["dayofweek"] = mod(op("Add", day, 3.0), 7.0)
+    if {"year", "month", "day", "dayofyear"} & set(parts):
+        z = op("Add", day, 719468.0)  # days since 0000-03-01
+        era = floordiv(z, 146097.0)  # 400-year cycles
+        doe = op("Sub", z, op("Mul", era, 146097.0))  # [0, 146096]
+        yoe = op("Sub", doe, floordiv(doe, 1460.0))
+        yoe = op("Add", yoe, floordiv(doe, 36524.0))
+        yoe = floordiv(op("Sub", yoe, floordiv(doe, 146096.0)), 365.0)  # [0, 399]
+        leap_days = op("Sub", op("Add", op("Mul", yoe, 365.0), floordiv(yoe, 4.0)),
+                       floordiv(yoe, 100.0))
+        doy = op("Sub", doe, leap_days)  # [0, 365], from March 1st
+        mp = floordiv(op("Add", op("Mul", doy, 5.0), 2.0), 153.0)  # March 0 .. February 11
+        values["day"] = op("Add", op("Sub", doy, floordiv(
+            op("Add", op("Mul", mp, 153.0), 2.0), 5.0)), 1.0)
+        month = op("Sub", op("Add", mp, 3.0), op("Mul", flag("GreaterOrEqual", mp, 10.0),
+                                                  12.0))
+        values["month"] = month
+        year = op("Add", op("Add", yoe, op("Mul", era, 400.0)),
+                  flag("LessOrEqual", month, 2.0))
+        values["year"] = year
+        # January 1st of that year in days since 1970: 365 a + a//4 - a//100 + a//400
+        # with a = year - 1, less 719162 (the days from 0001-01-01 to 1970-01-01).
+        a = op("Sub", year, 1.0)
+        jan1 = op("Add", op("Sub", op("Add", op("Mul", a, 365.0), floordiv(a, 4.0)),
+                            floordiv(a, 100.0)), floordiv(a, 400.0))
+        values["dayofyear"] = op("Add", op("Sub", day, op("Sub", jan1, 719162.0)), 1.0)
+    block = g.op("Concat", [values[part] for part in parts], axis=1) if len(parts) > 1 \
+        else values[parts[0]]
+    missing = g.op("IsNaN", [x])
+    block = g.op("Where", [missing, g.const("fill", p["fill"], np.float64), block])
+    block = g.op("Cast", [block], to=g.onnx.TensorProto.FLOAT)
+    if not p["indicator"]:
+        return block
+    return g.op("Concat", [block, g.op("Cast", [missing], to=g.onnx.TensorProto.FLOAT)],
+                axis=1)
+
+
+@dataclass(frozen=True)
+class _EncodingOp:
+    """How one column encoding is checked, sized and emitted (see ``InputColumn``)."""
+
+    keys: tuple[str, ...]
+    check: Callable[[dict[str, Any]], dict[str, Any]]
+    width: Callable[[Mapping[str, Any]], int]
+    emit: Callable[[_Graph, Mapping[str, Any], str], str]
+
+
+_ENCODING_OPS: dict[str, _EncodingOp] = {
+    "number": _EncodingOp(("fill", "indicator"), _check_number,
+                          lambda p: 1 + p["indicator"], _emit_number),
+    "category": _EncodingOp(("mapping", "width", "default"), _check_category,
+                            lambda p: p["width"], _emit_category),
+    "days": _EncodingOp(("parts", "origin", "fill", "indicator"), _check_days,
+                        lambda p: len(p["parts"]) + p["indicator"], _emit_days),
+}
+assert set(_ENCODING_OPS) == set(ENCODINGS)
+
+_INPUT_TYPES = {"float": "FLOAT", "string": "STRING", "double": "DOUBLE"}
+
+
+def _encoded_inputs(g: _Graph, spec: GraphSpec) -> tuple[str, list[Any]]:
+    """The nodes encoding every input column into the network's input; returns its name
+    and the graph's input declarations."""
+    tp, blocks, inputs = g.onnx.TensorProto, [], []
+    for column in spec.columns:
+        elem = getattr(tp, _INPUT_TYPES[ENCODINGS[column.encoding]])
+        inputs.append(g.helper.make_tensor_value_info(column.name, elem, ["batch", 1]))
+        blocks.append(_ENCODING_OPS[column.encoding].emit(g, column.params, column.name))
+    x = g.op("Concat", blocks, "features", axis=1) if len(blocks) > 1 else blocks[0]
+    order = spec.feature_order
+    if order is not None and not np.array_equal(order, np.arange(order.size)):
+        x = g.op("Gather", [x, g.const("feature_order", order, np.int64)], "features",
+                 axis=1)
+    return x, inputs
+
+
 def _model_props(spec: GraphSpec) -> dict[str, str]:
     net = spec.network
     props = {"zeronn_kind": spec.kind,
@@ -405,6 +719,10 @@ def _model_props(spec: GraphSpec) -> dict[str, str]:
     if isinstance(net, MLP):  # the 0.1 keys, still read by existing consumers
         props["layer_sizes"] = json.dumps(net.layer_sizes)
         props["activations"] = json.dumps(net.activations)
+    if spec.columns:
+        props["input_columns"] = json.dumps([{"name": c.name, "encoding": c.encoding,
+                                              "type": ENCODINGS[c.encoding]}
+                                             for c in spec.columns])
     if spec.classes is not None:
         props["classes"] = json.dumps(spec.classes.tolist())
     for key, value in spec.metadata.items():
@@ -417,7 +735,12 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
     net = spec.network
     g = _Graph(onnx, opset)
     n_out = net.n_outputs
-    x = spec.input_name
+    if spec.columns:
+        x, graph_inputs = _encoded_inputs(g, spec)
+    else:
+        x = spec.input_name
+        graph_inputs = [helper.make_tensor_value_info(spec.input_name, tp.FLOAT,
+                                                      ["batch", *net.input_shape])]
     if spec.x_scaling is not None:
         mean, scale = (a.reshape(net.input_shape) for a in spec.x_scaling)
         x = g.op("Sub", [x, g.const("x_mean", mean)], "x_centered")
@@ -462,11 +785,11 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         outputs = [helper.make_tensor_value_info(names[0], tp.FLOAT,
                                                  ["batch", *net.output_shape])]
     graph = helper.make_graph(
-        g.nodes, "zeronn_" + spec.kind.replace(".", "_"),
-        [helper.make_tensor_value_info(spec.input_name, tp.FLOAT,
-                                       ["batch", *net.input_shape])],
-        outputs, initializer=g.initializers)
+        g.nodes, "zeronn_" + spec.kind.replace(".", "_"), graph_inputs, outputs,
+        initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
+    if g.uses_ml:
+        opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
     m = helper.make_model(graph, opset_imports=opsets, producer_name="zeronn",
                           producer_version=__version__,
                           doc_string=f"{net!r} exported by zeronn")
@@ -482,7 +805,8 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
 
     ``model``: a network (``Sequential``, ``MLP``), an object with an ``onnx_spec()``
     method (the ``zeronn.sklearn`` estimators, ``zeronn.tabular.TabularModel``) or a
-    :class:`GraphSpec`. Input ``X``: float32 (batch, n_features). Outputs: ``output``
+    :class:`GraphSpec`. Input ``X``: float32 (batch, n_features); a spec with ``columns``
+    (a ``TabularModel``'s) takes one (batch, 1) input per column instead. Outputs: ``output``
     (batch, n_outputs) for a network, ``predictions`` for a regressor, ``label`` (batch,)
     and ``probabilities`` (batch, n_classes) for a classifier. ``opset``: from 13 to the
     installed onnx's newest (17 or newer with a ``LayerNorm``). Needs the ``onnx`` extra

@@ -33,6 +33,7 @@ from zeronn.onnx_export import GraphSpec
 from zeronn.optim import get_optimizer
 from zeronn.persistence import register_kind
 from zeronn.tabular.columns import is_missing, plan_columns
+from zeronn.tabular.onnx_inputs import onnx_columns, onnx_inputs
 from zeronn.tabular.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor
 from zeronn.tasks import (
     LABEL_KINDS,
@@ -444,7 +445,7 @@ class TabularModel:
         # One shuffle before the engine holds out the *last* rows for validation: a table
         # sorted by its target would otherwise validate on one end of it only.
         order = np.random.default_rng(self.seed).permutation(len(df))
-        for j in range(Xs.shape[1]):
+        for j in range(Xs.shape[1]):  # column by column: no second copy of the matrix
             Xs[:, j] = Xs[order, j]
         Ys = Ys[order]
         if weights is not None:
@@ -582,14 +583,8 @@ class TabularModel:
         X = self.encode(df)
         return (X - self.x_mean) / self.x_scale
 
-    def encode(self, df: pd.DataFrame) -> NDArray:
-        """The feature columns of ``df`` encoded (n, n_encoded), before standardization.
-
-        Missing cells are imputed; values unseen in training give one warning line.
-        """
-        _require_pandas()
-        if self.net is None:
-            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+    def _feature_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The model's feature columns of ``df``, named as the model names them."""
         cmap = _column_map(df)
         missing = [f for f in self.feature_names if f not in cmap]
         if missing:
@@ -598,7 +593,17 @@ class TabularModel:
                              f"it has: {_listing(list(cmap))}")
         frame = df[[cmap[f] for f in self.feature_names]]
         frame.columns = list(self.feature_names)
-        X, notes = self.preprocessor.transform(frame)
+        return frame
+
+    def encode(self, df: pd.DataFrame) -> NDArray:
+        """The feature columns of ``df`` encoded (n, n_encoded), before standardization.
+
+        Missing cells are imputed; values unseen in training give one warning line.
+        """
+        _require_pandas()
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        X, notes = self.preprocessor.transform(self._feature_frame(df))
         for note in notes:
             warnings.warn(note, stacklevel=3)
         return X
@@ -738,9 +743,11 @@ class TabularModel:
 
     # -- ONNX export ------------------------------------------------------------------
     def onnx_spec(self) -> GraphSpec:
-        """What ``zeronn.export_onnx`` builds the graph from: the network with the input
-        standardisation before it, the target's undone after it (regression), the class
-        labels (classification), and the column names (as ``metadata_props``)."""
+        """What ``zeronn.export_onnx`` builds the graph from: one input per feature column,
+        named after it, encoded inside the graph as ``predict`` encodes it (see
+        :mod:`zeronn.tabular.onnx_inputs` for what each input holds), the standardisation,
+        the network, the target's scaling undone (regression) or the class labels
+        (classification), and the column names (as ``metadata_props``)."""
         if self.net is None:
             raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
         task = self.fitted_task
@@ -749,10 +756,19 @@ class TabularModel:
             else None
         return GraphSpec(self.net, task=task, x_scaling=x, y_scaling=y,
                          classes=self._label_array() if task == "classification" else None,
-                         kind=self.zeronn_kind,
+                         kind=self.zeronn_kind, columns=onnx_columns(self.preprocessor),
                          metadata={"feature_names": list(self.feature_names),
                                    "encoded_names": self.preprocessor.output_names,
                                    "target_names": list(self.target_names)})
+
+    def onnx_inputs(self, df: pd.DataFrame) -> dict[str, NDArray]:
+        """The exported graph's inputs for the rows of ``df`` (n rows): feature column name
+        -> (n, 1) array (float32 numbers and booleans, text, float64 days; see
+        :mod:`zeronn.tabular.onnx_inputs`), ready for ``onnxruntime``'s ``run``."""
+        _require_pandas()
+        if self.net is None:
+            raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
+        return onnx_inputs(self.preprocessor, self._feature_frame(df))
 
     # -- the model-file protocol -----------------------------------------------------
     def zeronn_state(self) -> tuple[Sequential | None, dict[str, Any], dict[str, NDArray]]:
