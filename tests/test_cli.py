@@ -860,6 +860,7 @@ def test_a_bad_cell_in_a_later_chunk_names_its_row(trained: dict[str, Path],
     assert_user_error(r, "'abc'", "row 26")
     assert not (tmp_path / "p.csv").exists()  # no half-written output
 
+
 def test_a_tiny_table_with_an_empty_cell_trains_without_validation(tmp_path: Path) -> None:
     (tmp_path / "e.csv").write_bytes(BAD_FILES["empty_cell.csv"])
     r = run("train", "e.csv", "--target", "y", "--epochs", "3", "-o", "m.zeronn", cwd=tmp_path)
