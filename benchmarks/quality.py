@@ -67,15 +67,17 @@ def evaluate_convnet() -> dict[str, Any]:
     images = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
     scores: dict[str, list[float]] = {"convnet": [], "mlp": []}
     times = {"convnet": 0.0, "mlp": 0.0}
+    cpu = 0.0  # the convnet's CPU seconds (all threads): a busy machine's wall time is not
     for seed in SPLITS:
         tr, te = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed,
                                   stratify=y)
         net = digits_convnet(seed)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         net.fit(images[tr], np.eye(10, dtype=np.float32)[y[tr]],
                 loss="categorical_crossentropy", optimizer=zn.optim.Adam(1e-3),
                 epochs=CONVNET_EPOCHS, batch_size=32, seed=seed)
         times["convnet"] += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         pred = net.predict(images[te]).argmax(axis=1)
         scores["convnet"].append(float(np.mean(pred == y[te])))
         pipe = make_pipeline(StandardScaler(), make_models("classification", seed)["zeronn"])
@@ -84,7 +86,7 @@ def evaluate_convnet() -> dict[str, Any]:
         times["mlp"] += time.perf_counter() - t0
         scores["mlp"].append(float(pipe.score(X[te], y[te])))
     return {"convnet": float(np.mean(scores["convnet"])), "mlp": float(np.mean(scores["mlp"])),
-            "times": times, "scores": scores}
+            "times": times, "cpu": cpu, "scores": scores}
 
 
 def make_models(task: str, seed: int) -> dict[str, Any]:
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, label in (("mlp", "dense MLP (64)"), ("convnet", "convnet (Conv2D x2)")):
             per = " ".join(f"{v:.4f}" for v in c["scores"][key])
             print(f"{label:<24} {c[key]:8.4f} {c['times'][key]:8.1f}s  {per}")
+        print(f"convnet: {c['cpu']:.1f} CPU seconds in its {c['times']['convnet']:.1f} s")
         print(f"target: convnet >= {CONVNET_TARGET}, above the MLP, fits under "
               f"{CONVNET_SECONDS:.0f} s: {'ok' if ok else 'MISSED'}", flush=True)
     return 0 if ok_all else 1
