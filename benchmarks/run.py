@@ -6,10 +6,12 @@ repeats) of:
 - ``zeronn``: ``net.fit(X, y, epochs=k, shuffle=False, verbose=0)``, wall time / k;
 - ``gemm``: the bound: the same matrix products of each training step (forward ``x·W``,
   ``dW = x.T·delta`` and ``dX = delta·W.T`` except for the first layer) in raw NumPy
-  with preallocated ``out=`` arrays, and nothing else;
+  with preallocated ``out=`` arrays, and nothing else; for a convolution, the products
+  of its im2col formulation (``col·W``, ``dW = dout.T·col``, ``dcol = dout·W``);
 - ``sklearn``: ``MLPRegressor`` with the same solver, batch size, learning rate and no
   shuffling (``alpha=0``, no momentum for SGD, never stopping early);
-- ``torch``: a plain ``nn.Sequential`` + ``torch.optim`` loop over tensor slices;
+- ``torch``: a plain ``nn.Sequential`` + ``torch.optim`` loop over tensor slices (its
+  convolutions are hand-written kernels, not im2col);
 - ``classic`` (seed workload only): the seed's own loop, ``zeronn.classic.NN``.
 
 All run with the same thread count (threadpoolctl for the BLAS/OpenMP pools,
@@ -45,8 +47,22 @@ IMPLS = ("zeronn", "gemm", "sklearn", "torch", "classic")
 
 
 @dataclass(frozen=True)
+class Conv:
+    """One convolution block: Conv2D(filters, kernel, padding) + ReLU + MaxPool2D(pool)."""
+
+    filters: int
+    kernel: int
+    padding: int
+    pool: int
+
+
+@dataclass(frozen=True)
 class Workload:
-    """A training problem: ``n`` rows, ``sizes`` [in, hidden..., out], ``batch`` (None: full)."""
+    """A training problem: ``n`` rows, ``sizes`` [in, hidden..., out], ``batch`` (None: full).
+
+    With ``image`` (C, H, W), the rows are images that go through the ``convs`` blocks, and
+    ``sizes`` is the Dense head after the Flatten (``sizes[0]``: the flattened size).
+    """
 
     name: str
     n: int
@@ -55,6 +71,21 @@ class Workload:
     epochs_per_call: int  # epochs per timed call (long enough for a stable clock)
     repeats: int  # timed calls; the median is reported
     lr_sgd: float = 0.01
+    image: tuple[int, int, int] | None = None
+    convs: tuple[Conv, ...] = ()
+
+    def conv_shapes(self) -> list[tuple[int, int, int, int, int]]:
+        """Per conv block: (in channels, conv output height, width, pooled height, width)."""
+        assert self.image is not None
+        c, h, w = self.image
+        out = []
+        for cv in self.convs:
+            oh = h + 2 * cv.padding - cv.kernel + 1
+            ow = w + 2 * cv.padding - cv.kernel + 1
+            out.append((c, oh, ow, oh // cv.pool, ow // cv.pool))
+            c, h, w = cv.filters, oh // cv.pool, ow // cv.pool
+        assert c * h * w == self.sizes[0], "sizes[0] must be the flattened size"
+        return out
 
 
 WORKLOADS = {
@@ -65,6 +96,10 @@ WORKLOADS = {
         Workload("small", 2000, (8, 32, 1), 32, 20, 9),
         Workload("medium", 20000, (64, 256, 256, 1), 256, 2, 9),
         Workload("wide", 16384, (512, 1024, 1024, 1), 1024, 1, 5),
+        # LeNet-5 with ReLU and max pooling, on 28x28 one-channel images (MNIST's size):
+        # 1x28x28 -> conv 6@5x5 pad 2 -> pool -> conv 16@5x5 -> pool -> 400 -> 120 -> 84 -> 10.
+        Workload("lenet", 4096, (400, 120, 84, 10), 64, 1, 7, image=(1, 28, 28),
+                 convs=(Conv(6, 5, 2, 2), Conv(16, 5, 0, 2))),
     )
 }
 
@@ -93,6 +128,8 @@ TARGETS = (
     Target("medium", "float32", "adam", "torch", 0.7),
     Target("wide", "float32", "sgd", "gemm", 1.05),
     Target("wide", "float32", "sgd", "torch", 1.2),
+    Target("lenet", "float32", "sgd", "gemm", 1.3),
+    Target("lenet", "float32", "sgd", "torch", 2.5),
 )
 
 
@@ -139,9 +176,12 @@ def make_data(w: Workload, dtype: str) -> tuple[np.ndarray, np.ndarray]:
         X, y = zn.classic.seed_data()
         return X.astype(dtype), y.astype(dtype)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((w.n, w.sizes[0])).astype(dtype)
-    coef = rng.standard_normal((w.sizes[0], w.sizes[-1])) / np.sqrt(w.sizes[0])
-    y = (X @ coef.astype(dtype) + 0.1 * rng.standard_normal((w.n, w.sizes[-1]))).astype(dtype)
+    shape = w.image if w.image is not None else (w.sizes[0],)
+    X = rng.standard_normal((w.n, *shape)).astype(dtype)
+    flat = X.reshape(w.n, -1)
+    coef = rng.standard_normal((flat.shape[1], w.sizes[-1])) / np.sqrt(flat.shape[1])
+    y = (flat @ coef.astype(dtype)
+         + 0.1 * rng.standard_normal((w.n, w.sizes[-1]))).astype(dtype)
     return X, y
 
 
@@ -177,7 +217,18 @@ def batches(n: int, batch: int | None) -> list[tuple[int, int]]:
 # -- implementations: each returns run(k), which trains k epochs -------------------------
 def zeronn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
                   optimizer: str) -> Callable[[int], Any]:
-    net = zn.MLP(list(w.sizes), activation="relu", dtype=dtype, seed=0)
+    net: zn.Sequential
+    if w.image is None:
+        net = zn.MLP(list(w.sizes), activation="relu", dtype=dtype, seed=0)
+    else:
+        layers: list[zn.Layer] = []
+        for cv in w.convs:
+            layers += [zn.Conv2D(cv.filters, cv.kernel, padding=cv.padding, activation="relu"),
+                       zn.MaxPool2D(cv.pool)]
+        layers.append(zn.Flatten())
+        layers += [zn.Dense(units, activation="relu") for units in w.sizes[1:-1]]
+        layers.append(zn.Dense(w.sizes[-1]))
+        net = zn.Sequential(layers, input_shape=w.image, dtype=dtype, seed=0)
     lr = lr_of(w, optimizer)
     opt = zn.optim.SGD(lr=lr) if optimizer == "sgd" else zn.optim.Adam(lr=lr)
 
@@ -190,7 +241,14 @@ def zeronn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
 
 def gemm_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
                 optimizer: str) -> Callable[[int], Any]:
-    """Only the matrix products of each step, into preallocated arrays."""
+    """Only the matrix products of each step, into preallocated arrays.
+
+    A convolution block counts as the three products of its im2col formulation, in the
+    layout ``zeronn.layers.conv`` uses (``col`` stored transposed, K = C·kh·kw by
+    m·OH·OW): forward ``out.T = W (F, K) · col.T``, backward ``dW = dout.T · col`` and,
+    except for the first layer, ``dcol.T = W.T · dout.T``; building ``col``, col2im, the
+    pooling and the bias are left out (the work the bound does not count).
+    """
     rng = np.random.default_rng(0)
     sizes = w.sizes
     Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in itertools.pairwise(sizes)]
@@ -206,22 +264,52 @@ def gemm_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
                 a.fill(0.5)
             bufs[m] = (acts, dxs)
     L = len(Ws)
+    # Per conv block: W and dW (F, K); per batch size: col.T (K, rows), out.T (F, rows)
+    # (= dout.T), dcol.T (K, rows).
+    conv_shapes = w.conv_shapes() if w.image is not None else []
+    cWs = [rng.standard_normal((cv.filters, c * cv.kernel ** 2)).astype(dtype)
+           for cv, (c, *_) in zip(w.convs, conv_shapes)]
+    cdWs = [np.empty_like(cW) for cW in cWs]
+    cbufs: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for s, e in spans:
+        m = e - s
+        if m not in cbufs and conv_shapes:
+            cbufs[m] = []
+            for cW, (_, oh, ow, _, _) in zip(cWs, conv_shapes):
+                colT = np.full((cW.shape[1], m * oh * ow), 0.5, dtype)
+                cbufs[m].append((colT, np.full((cW.shape[0], m * oh * ow), 0.5, dtype),
+                                 np.empty_like(colT)))
+    if w.image is not None:  # the head's first layer takes the conv blocks' output
+        first = np.full((max(e - s for s, e in spans), sizes[0]), 0.5, dtype)
+        dfirst = np.empty_like(first)
 
     def run(k: int) -> None:
         for _ in range(k):
             for s, e in spans:
                 acts, dxs = bufs[e - s]
                 x = X[s:e]
+                if w.image is not None:
+                    for cW, (colT, outT, _) in zip(cWs, cbufs[e - s]):
+                        np.dot(cW, colT, out=outT)
+                    x = first[:e - s]
                 for i in range(L):  # forward: z_i = x_{i-1} W_i
                     np.dot(x, Ws[i], out=acts[i])
                     x = acts[i]
                 delta = acts[-1]
                 for i in range(L - 1, -1, -1):  # backward: dW_i, then dX_i except the first
-                    xin = X[s:e] if i == 0 else acts[i - 1]
+                    xin = (X[s:e] if w.image is None else first[:e - s]) if i == 0 \
+                        else acts[i - 1]
                     np.dot(xin.T, delta, out=dWs[i])
                     if i > 0:
                         np.dot(delta, Ws[i].T, out=dxs[i - 1])
                         delta = dxs[i - 1]
+                if w.image is not None:  # the head's dX, then each block's dW and dcol
+                    np.dot(delta, Ws[0].T, out=dfirst[:e - s])
+                    for j in range(len(cWs) - 1, -1, -1):
+                        colT, outT, dcolT = cbufs[e - s][j]
+                        np.dot(outT, colT.T, out=cdWs[j])
+                        if j > 0:
+                            np.dot(cWs[j].T, outT, out=dcolT)
 
     return run
 
@@ -231,6 +319,8 @@ def sklearn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
 
+    if w.image is not None:  # scikit-learn has no convolution
+        return None
     lr = lr_of(w, optimizer)
     common: dict[str, Any] = dict(
         hidden_layer_sizes=w.sizes[1:-1], activation="relu", solver=optimizer, alpha=0.0,
@@ -257,6 +347,13 @@ def torch_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     torch.manual_seed(0)
     mods: list[Any] = []
+    if w.image is not None:
+        channels = w.image[0]
+        for cv in w.convs:
+            mods += [torch.nn.Conv2d(channels, cv.filters, cv.kernel, padding=cv.padding),
+                     torch.nn.ReLU(), torch.nn.MaxPool2d(cv.pool)]
+            channels = cv.filters
+        mods.append(torch.nn.Flatten())
     for i, (a, b) in enumerate(itertools.pairwise(w.sizes)):
         mods.append(torch.nn.Linear(a, b))
         if i < len(w.sizes) - 2:
@@ -283,7 +380,7 @@ def torch_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
 def classic_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
                    optimizer: str) -> Callable[[int], Any] | None:
     """The seed's own loop (full batch, SGD, float64 only)."""
-    if optimizer != "sgd" or dtype != "float64" or w.batch is not None:
+    if optimizer != "sgd" or dtype != "float64" or w.batch is not None or w.image:
         return None
     if len(w.sizes) != 3:
         return None
@@ -443,7 +540,12 @@ def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, s
         "Workloads: **seed** 100x2 -> 5 -> 1, full batch (also timed against the seed's own",
         "loop, `zeronn.classic`); **small** 2000x8 -> 32 -> 1, batch 32; **medium**",
         "20000x64 -> 256 -> 256 -> 1, batch 256; **wide** 16384x512 -> 1024 -> 1024 -> 1,",
-        "batch 1024. SGD (lr 0.01; 0.05 for seed, no momentum) and Adam (lr 1e-3).",
+        "batch 1024; **lenet** 4096 random 1x28x28 images, LeNet-5 with ReLU and max",
+        "pooling (conv 6@5x5 pad 2, pool 2, conv 16@5x5, pool 2, 400 -> 120 -> 84 -> 10),",
+        "batch 64, whose GEMM bound counts the im2col products of the convolutions",
+        "(`col·W`, `dW = dout.T·col`, `dcol = dout·W.T`) and not the building of `col`,",
+        "col2im or the pooling. SGD (lr 0.01; 0.05 for seed, no momentum) and Adam",
+        "(lr 1e-3).",
         "",
         f"![time per epoch over the GEMM bound]({chart.name})",
         "",

@@ -219,3 +219,57 @@ def test_readme_command_line_example_prints_what_it_shows(tmp_path) -> None:
         # warnings (stderr) and results (stdout) interleave in a terminal: compare as sets
         printed = run.stderr.splitlines() + run.stdout.splitlines()
         assert sorted(map(_masked, printed)) == sorted(map(_masked, shown.splitlines())), cmd
+
+
+CONV_NOTEBOOK = NOTEBOOK.parent / "02_convolution.ipynb"
+
+
+@pytest.fixture(scope="module")
+def executed_conv() -> tuple[Any, float]:
+    pytest.importorskip("sklearn", reason="the notebook trains on scikit-learn's digits")
+    nb = nbformat.read(CONV_NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(CONV_NOTEBOOK.parent)}})
+    t0 = time.perf_counter()
+    client.execute()
+    return nb, time.perf_counter() - t0
+
+
+def test_conv_notebook_im2col_and_the_convolution_by_hand(executed_conv) -> None:
+    nb, _ = executed_conv
+    out = _stdout(_cell(nb, "im2col"))
+    assert "col (4, 9)" in out and "[ 5.  6.  7.  9. 10. 11. 13. 14. 15.]]" in out
+    assert "[1. 2. 2. 1.]]" in out  # col2im: a corner pixel is read by one window
+    by_hand = _stdout(_cell(nb, "by-hand"))
+    assert "col · W.T + b equals the layer: True" in by_hand
+    assert "the loops equal the layer: True" in by_hand
+    pooling = _stdout(_cell(nb, "pooling"))
+    assert "by hand: [[5.0, 7.0], [13.0, 15.0]]" in pooling
+    assert " [0. 1. 0. 1.]\n [0. 0. 0. 0.]\n [0. 1. 0. 1.]]" in pooling
+
+
+def test_conv_notebook_learns_the_digits_and_draws_them(executed_conv) -> None:
+    nb, seconds = executed_conv
+    out = _stdout(_cell(nb, "train"))
+    assert float(re.search(r"test accuracy: (\S+)", out).group(1)) >= 0.97
+    for tag in ("filters", "mistakes"):
+        pngs = _pngs(_cell(nb, tag))
+        assert len(pngs) == 1 and pngs[0].startswith(PNG) and len(pngs[0]) > 3000, tag
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            assert o.output_type != "error", cell.source
+    assert seconds < 120  # about 20 s on 2 free cores; generous for a busy CI machine
+
+
+def test_conv_notebook_headings_and_stored_outputs() -> None:
+    nb = nbformat.read(CONV_NOTEBOOK, as_version=4)
+    headings = [line for c in nb.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("#")]
+    assert len(headings) >= 7
+    for h in headings:
+        ja, _, en = h.partition(" / ")
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", ja), h
+        assert re.search(r"[A-Za-z]{3}", en), h
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code)
+    assert "the loops equal the layer: True" in _stdout(_cell(nb, "by-hand"))

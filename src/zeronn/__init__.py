@@ -6,7 +6,7 @@ The seed lesson (``zeronn.classic``) kept exact, and a general MLP engine grown 
 import importlib
 from typing import Any
 
-from zeronn import layers, optim
+from zeronn import datasets, layers, optim
 from zeronn._version import __version__
 from zeronn.activations import ACTIVATIONS, get_activation, register_activation
 from zeronn.activations import Activation as ActivationFunction
@@ -69,6 +69,7 @@ __all__ = [
     "TrainingInterrupted",
     "__version__",
     "check_gradients",
+    "datasets",
     "export_onnx",
     "fit",
     "get_activation",
