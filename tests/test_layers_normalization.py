@@ -240,3 +240,17 @@ def test_float32_stays_float32_in_a_network(kind) -> None:
     for a, b in zip(g32, g64):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4)
+
+
+def test_batchnorm_refuses_a_negative_running_variance_or_count():
+    """A variance below 0 would make every prediction NaN (sqrt of a negative number)."""
+    net = zn.Sequential([zn.BatchNorm()], input_dim=3, seed=0)
+    bn = net.layers[0]
+    good = {k: v.copy() for k, v in bn.state.items()}
+    with pytest.raises(ValueError, match=r"running_var.*negative"):
+        bn.set_state({**good, "running_var": np.array([1.0, -1e-3, 2.0])})
+    with pytest.raises(ValueError, match=r"num_batches_tracked.*negative"):
+        bn.set_state({**good, "num_batches_tracked": np.array(-1)})
+    np.testing.assert_array_equal(bn.running_var, good["running_var"])  # left as it was
+    bn.set_state({**good, "running_var": np.array([0.0, 0.5, 2.0])})
+    np.testing.assert_array_equal(bn.running_var, [0.0, 0.5, 2.0])

@@ -932,6 +932,18 @@ def test_bad_parameter_and_state_arrays(tmp_path, seq_file, member, value, words
     _load_fails(agreed, *words)
 
 
+@pytest.mark.parametrize("member,value", [
+    ("network/2/running_var.npy", np.array([1, 1, -0.5, 1, 1, 1.0])),
+    ("network/2/num_batches_tracked.npy", np.array(-3)),
+])
+def test_out_of_range_state_arrays(tmp_path, seq_file, member, value):
+    """Right dtype and shape, impossible values: a negative variance would give NaN."""
+    members = _members(seq_file)
+    members[member] = _npy(value)
+    name = member.split("/")[-1][:-len(".npy")]
+    _load_fails(_write_zip(tmp_path / "a.zeronn", members), name, "negative")
+
+
 def test_state_arrays_for_a_layer_without_state(tmp_path, seq_file):
     members = _members(seq_file)
     members["network/3/running_mean.npy"] = _npy(np.zeros(6))

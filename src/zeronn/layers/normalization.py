@@ -157,6 +157,17 @@ class BatchNorm(_Norm):
     def config(self) -> dict[str, Any]:
         return {"momentum": self.momentum, "eps": self.eps}
 
+    def set_state(self, state: dict[str, NDArray]) -> None:
+        """Copies saved running statistics in, after checking them: a negative variance
+        would make every prediction NaN, a negative count is no count of batches."""
+        for name in ("running_var", "num_batches_tracked"):
+            value = np.asarray(state[name])
+            if value.dtype.kind in "biuf" and (value < 0).any():
+                raise ValueError(f"BatchNorm state {name!r} holds negative values: running "
+                                 "variances and batch counts are >= 0 (a damaged or edited "
+                                 "model)")
+        super().set_state(state)
+
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
         xhat, out = self._cache.fetch(x.shape[0])  # type: ignore[union-attr]
         axes, bshape = self._axes, self._bshape
