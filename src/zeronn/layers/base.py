@@ -25,9 +25,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn.activations import Activation
+from zeronn.activations import IDENTITY, Activation
+from zeronn.activations import Activation as ActivationFunction
 
-__all__ = ["BufferCache", "Layer", "Param"]
+__all__ = ["AffineLayer", "BufferCache", "Layer", "Param"]
 
 Shape = tuple[int, ...]
 T = TypeVar("T")
@@ -216,8 +217,11 @@ class Layer:
 
     @property
     def output(self) -> NDArray:
-        """The output of the last forward pass (a work buffer)."""
-        raise NotImplementedError
+        """The output of the last forward pass (a work buffer); layers keep it in ``_out``."""
+        out: NDArray | None = getattr(self, "_out", None)
+        if out is None:
+            raise ValueError("no forward pass yet")
+        return out
 
     def infer(self, x: NDArray) -> NDArray:
         """Evaluation-mode output in fresh arrays, touching no buffer or state.
@@ -233,3 +237,38 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+class AffineLayer(Layer):
+    """A linear map ``z`` followed by the layer's activation ``a = f(z)``: Dense, Conv2D.
+
+    Subclasses keep the last forward pass's buffers in ``_buf`` (``z``, ``a``, ``work``;
+    ``z`` is ``a`` unless ``keep_z``) and write ``forward`` and ``backward_from_logits``
+    (dL/dz -> dL/dx through the linear map); the activation's part of the backward pass is
+    the same for all of them and lives here.
+    """
+
+    activation: ActivationFunction
+    keep_z: bool
+    _buf: Any
+
+    def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
+        """dL/da -> dL/dx; sets the parameter gradients. ``dout`` is overwritten (dL/dz)."""
+        buf = self._buf
+        if buf is None:
+            raise ValueError("backward() needs a forward() first")
+        if self.activation is not IDENTITY:
+            self.activation.backward(dout, buf.z if self.keep_z else None, buf.a, buf.work)
+        return self.backward_from_logits(dout, need_dx)
+
+    @property
+    def logits(self) -> NDArray:
+        if self._buf is None:
+            raise ValueError("no forward pass yet")
+        return self._buf.z
+
+    @property
+    def output(self) -> NDArray:
+        if self._buf is None:
+            raise ValueError("no forward pass yet")
+        return self._buf.a

@@ -65,7 +65,7 @@ from numpy.typing import NDArray
 from zeronn.activations import IDENTITY, get_activation
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
-from zeronn.layers.base import BufferCache, Layer, Param, Shape
+from zeronn.layers.base import AffineLayer, BufferCache, Param, Shape
 
 __all__ = ["Conv2D", "add_windows", "check_image_input", "col2im", "conv_output_size", "im2col",
            "int_pair", "pair_config", "windows"]
@@ -219,7 +219,7 @@ class _Buffers:
         self.dx: NDArray | None = None  # (n, C, H, W)
 
 
-class Conv2D(Layer):
+class Conv2D(AffineLayer):
     """A 2-D convolution with an optional activation: x (n, C, H, W) -> (n, filters, OH, OW).
 
     ``W`` (filters, C, KH, KW) and ``b`` (filters,), one bias per filter; ``dW``, ``db``
@@ -355,15 +355,6 @@ class Conv2D(Layer):
         self._x, self._buf = x, buf
         return buf.a
 
-    def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
-        """dL/da (n, FN, OH, OW) -> dL/dx (n, C, H, W); sets dW, db. ``dout`` is overwritten."""
-        buf = self._buf
-        if buf is None:
-            raise ValueError("backward() needs a forward() first")
-        if self.activation is not IDENTITY:
-            self.activation.backward(dout, buf.z if self.keep_z else None, buf.a, buf.work)
-        return self.backward_from_logits(dout, need_dx)
-
     def backward_from_logits(self, delta: NDArray, need_dx: bool = True) -> NDArray | None:
         """dL/dz (n, FN, OH, OW) -> dL/dx (n, C, H, W); sets dW = dout.T·col, db = sum(dout)."""
         buf = self._buf
@@ -399,18 +390,6 @@ class Conv2D(Layer):
         if self._buf is None:
             raise ValueError("no forward pass yet")
         return self._buf.col.T
-
-    @property
-    def logits(self) -> NDArray:
-        if self._buf is None:
-            raise ValueError("no forward pass yet")
-        return self._buf.z
-
-    @property
-    def output(self) -> NDArray:
-        if self._buf is None:
-            raise ValueError("no forward pass yet")
-        return self._buf.a
 
     def infer(self, x: NDArray, logits: bool = False) -> NDArray:
         n = x.shape[0]

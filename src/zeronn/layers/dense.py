@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from zeronn.activations import IDENTITY, get_activation
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
-from zeronn.layers.base import BufferCache, Layer, Param, Shape
+from zeronn.layers.base import AffineLayer, BufferCache, Layer, Param, Shape
 
 __all__ = ["Activation", "Dense"]
 
@@ -36,7 +36,7 @@ class _Buffers:
         self.dx: NDArray | None = None  # (n, fan_in), only when a gradient flows further back
 
 
-class Dense(Layer):
+class Dense(AffineLayer):
     """A dense layer with an optional activation: x (n, fan_in) -> a (n, units).
 
     ``W`` (fan_in, units) and ``b`` (1, units), as in the seed; ``dW``, ``db`` alike.
@@ -143,15 +143,6 @@ class Dense(Layer):
         self._x, self._buf = x, buf
         return buf.a
 
-    def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
-        """dL/da (n, units) -> dL/dx (n, fan_in); sets dW, db. ``dout`` is overwritten."""
-        buf = self._buf
-        if buf is None:
-            raise ValueError("backward() needs a forward() first")
-        if self.activation is not IDENTITY:
-            self.activation.backward(dout, buf.z if self.keep_z else None, buf.a, buf.work)
-        return self.backward_from_logits(dout, need_dx)
-
     def backward_from_logits(self, delta: NDArray, need_dx: bool = True) -> NDArray | None:
         """dL/dz (n, units) -> dL/dx (n, fan_in); sets dW = x.T·delta, db = sum(delta)."""
         buf, x = self._buf, self._x
@@ -165,18 +156,6 @@ class Dense(Layer):
         if buf.dx is None:
             buf.dx = np.empty((delta.shape[0], self.fan_in), self.dtype)
         return np.dot(delta, self._W.T, out=buf.dx)
-
-    @property
-    def logits(self) -> NDArray:
-        if self._buf is None:
-            raise ValueError("no forward pass yet")
-        return self._buf.z
-
-    @property
-    def output(self) -> NDArray:
-        if self._buf is None:
-            raise ValueError("no forward pass yet")
-        return self._buf.a
 
     @property
     def work(self) -> NDArray:

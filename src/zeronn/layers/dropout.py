@@ -76,12 +76,6 @@ class Dropout(Layer):
             np.multiply(dout, self.mask, out=dout)
         return dout
 
-    @property
-    def output(self) -> NDArray:
-        if self._out is None:
-            raise ValueError("no forward pass yet")
-        return self._out
-
     def infer(self, x: NDArray) -> NDArray:
         return x
 

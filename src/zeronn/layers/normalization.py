@@ -80,12 +80,6 @@ class _Norm(Layer):
             self._cache.clear()
         self._xhat = self._out = self._inv_std = None
 
-    @property
-    def output(self) -> NDArray:
-        if self._out is None:
-            raise ValueError("no forward pass yet")
-        return self._out
-
     def _affine(self, xhat: NDArray, out: NDArray, bshape: Shape) -> NDArray:
         np.multiply(xhat, self._gamma.reshape(bshape), out=out)
         out += self._beta.reshape(bshape)

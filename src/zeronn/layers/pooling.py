@@ -115,12 +115,6 @@ class _Pool(Layer):
             self._cache.clear()
         self._x = self._out = None
 
-    @property
-    def output(self) -> NDArray:
-        if self._out is None:
-            raise ValueError("no forward pass yet")
-        return self._out
-
     def __repr__(self) -> str:
         cfg = self.config()
         args = [repr(cfg.pop("pool_size"))] + [f"{k}={v!r}" for k, v in cfg.items()]

@@ -45,12 +45,6 @@ class Flatten(Layer):
         """dL/dout (n, prod(shape)) -> dL/dx (n, *shape)."""
         return dout.reshape(dout.shape[0], *self.input_shape) if need_dx else None
 
-    @property
-    def output(self) -> NDArray:
-        if self._out is None:
-            raise ValueError("no forward pass yet")
-        return self._out
-
     def infer(self, x: NDArray) -> NDArray:
         return x.reshape(x.shape[0], self.output_shape[0])
 
