@@ -58,6 +58,7 @@ from hypothesis import strategies as st  # noqa: E402
 import zeronn as zn  # noqa: E402
 
 from .test_torch_gradients import F32_TOL, F64_TOL, PAIRS, TORCH_ACT, torch_loss  # noqa: E402
+from .test_torch_layers import loss_size, param_labels  # noqa: E402
 
 # Examples per case (raise with ZERONN_PARITY_EXAMPLES, as the other parity suites).
 EXAMPLES = max(1, int(os.environ.get("ZERONN_PARITY_EXAMPLES", "30")) // 4)
@@ -381,24 +382,6 @@ def floors(stack: TorchConvNet, m: np.ndarray, skip_last_activation: bool
     return [f for mine in reversed(out) for f in mine], float(m.max())
 
 
-def _loss_size(loss: str, out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The size of dL/d(output), or of dL/dz at the logits for the cross-entropies."""
-    n = out.shape[0]
-    a, t = np.abs(out.astype(np.float64)), np.abs(y.astype(np.float64))
-    if loss.endswith("crossentropy"):  # (p - y) / N
-        return (a + t) / n
-    size = out.size
-    if loss == "mse":
-        return 2 * (a + t) / size
-    if loss == "mae":
-        return np.ones_like(a) / size
-    return np.minimum(a + t, 1.0) / size  # huber, delta = 1
-
-
-def _names(net: zn.Network) -> list[str]:
-    return [f"{name}{i + 1}" for i, layer in enumerate(net.layers) for name in layer.param_names]
-
-
 def _check_state(parity: Any, group: str, net: zn.Network, stack: TorchConvNet, tol: float,
                  arch: str) -> None:
     """Running statistics against torch's. Floors: the size of the values averaged in the
@@ -492,7 +475,7 @@ def _check_step(parity: Any, prob: dict[str, Any], loss: str, dtype: str, tol: f
                  floor=out_floor)
     parity.check(f"conv {dtype} backward", dX, Xt.grad.numpy(), tol, f"dX of {arch}",
                  floor=dx_floor)
-    names = _names(net)
+    names = param_labels(net)
     tgrads = stack.grads()
     assert len(backward_grads) == len(tgrads) == len(names) == len(b_floors)
     for name, g, tg, floor in zip(names, backward_grads, tgrads, b_floors):
@@ -503,7 +486,7 @@ def _check_step(parity: Any, prob: dict[str, Any], loss: str, dtype: str, tol: f
     tvalue.backward()
     parity.check(f"conv {dtype} loss", np.float64(value), np.float64(tvalue.item()), tol, arch)
     fused = loss.endswith("crossentropy")
-    l_floors, _ = floors(stack, _loss_size(loss, tout.detach().numpy(), y), fused)
+    l_floors, _ = floors(stack, loss_size(loss, tout.detach().numpy(), y), fused)
     for name, g, tg, floor in zip(names, grads, stack.grads(), l_floors):
         parity.check(f"conv {dtype} gradients", g, tg, tol, f"{name} of {arch}", floor=floor)
     # Two training passes each: the running statistics moved twice.
@@ -586,7 +569,7 @@ def test_fit_matches_torch_optim(parity: Any, dtype: str, tol: float, pools: tup
         group = f"conv {dtype} fit"
         with torch.no_grad():
             theirs = [p.numpy() for p in stack.parameters()]
-            for name, p, expected in zip(_names(net), net.params, theirs):
+            for name, p, expected in zip(param_labels(net), net.params, theirs):
                 parity.check(group, p, expected, tol, f"{name} of {arch}")
             _check_state(parity, group, net, stack, tol, arch)
             teval, _ = stack(torch.tensor(X), training=False)

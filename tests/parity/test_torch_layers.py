@@ -270,7 +270,7 @@ def floors(stack: TorchStack, m: np.ndarray, skip_last_activation: bool,
     return [f for mine in reversed(out) for f in mine], float(m.max())
 
 
-def _loss_size(loss: str, out: np.ndarray, y: np.ndarray) -> np.ndarray:
+def loss_size(loss: str, out: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The size of dL/d(output), or of dL/dz at the logits for the cross-entropies."""
     n = out.shape[0]
     a, t = np.abs(out.astype(np.float64)), np.abs(y.astype(np.float64))
@@ -284,7 +284,7 @@ def _loss_size(loss: str, out: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.minimum(a + t, 1.0) / size  # huber, delta = 1
 
 
-def _names(net: zn.Network) -> list[str]:
+def param_labels(net: zn.Network) -> list[str]:
     return [f"{name}{i + 1}" for i, layer in enumerate(net.layers) for name in layer.param_names]
 
 
@@ -340,7 +340,7 @@ def _check_step(parity: Any, prob: dict[str, Any], loss: str, dtype: str, tol: f
     parity.check(f"layers {dtype} forward", out, tout.detach().numpy(), tol, arch)
     parity.check(f"layers {dtype} backward", dX, Xt.grad.numpy(), tol, f"dX of {arch}",
                  floor=dx_floor)
-    names = _names(net)
+    names = param_labels(net)
     for name, g, tg, floor in zip(names, backward_grads, stack.grads(), b_floors):
         parity.check(f"layers {dtype} backward", g, tg, tol, f"{name} of {arch}", floor=floor)
     stack.zero_grad()
@@ -349,7 +349,7 @@ def _check_step(parity: Any, prob: dict[str, Any], loss: str, dtype: str, tol: f
     tvalue.backward()
     parity.check(f"layers {dtype} loss", np.float64(value), np.float64(tvalue.item()), tol, arch)
     fused = loss.endswith("crossentropy")
-    l_floors, _ = floors(stack, _loss_size(loss, tout.detach().numpy(), y), fused, masks)
+    l_floors, _ = floors(stack, loss_size(loss, tout.detach().numpy(), y), fused, masks)
     tgrads = stack.grads()
     assert len(grads) == len(tgrads) == len(names)
     for name, g, tg, floor in zip(names, grads, tgrads, l_floors):
@@ -427,7 +427,7 @@ def test_fit_matches_torch_optim(parity: Any, dtype: str, tol: float, loss: str,
         group = f"layers {dtype} fit"
         with torch.no_grad():
             theirs = stack.as_zeronn(stack.parameters())
-            for name, p, expected in zip(_names(net), net.params, theirs):
+            for name, p, expected in zip(param_labels(net), net.params, theirs):
                 parity.check(group, p, expected, tol, f"{name} of {arch}")
             _check_state(parity, group, net, stack, tol, arch)
             teval, _ = stack(torch.tensor(X), masks, training=False)
