@@ -1,0 +1,57 @@
+"""Compiled kernels: the optional extra ``fast`` (numba).
+
+NumPy is the reference implementation and the default without the extra; each kernel
+here is a plain loop nest written beside the formula it implements, and every compiled
+result is tested equal to the NumPy path. Nothing in this package imports numba at
+``import zeronn`` time: the first kernel that is asked for imports it.
+
+- :func:`available` says whether numba can be used (without importing it).
+- :func:`jit` compiles a function with numba's on-disk cache (``cache=True``), in a
+  user cache folder when the package folder cannot be written to. Never
+  ``parallel=True``: on small machines its threads fight the BLAS threads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DISABLE_ENV = "ZERONN_NO_FAST"
+
+
+def available() -> bool:
+    """True when numba is installed and not switched off with ``ZERONN_NO_FAST=1``."""
+    if os.environ.get(_DISABLE_ENV, "") not in ("", "0"):
+        return False
+    return importlib.util.find_spec("numba") is not None
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are cached when the package folder is read-only."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "zeronn" / "numba"
+
+
+def _prepare_cache() -> None:
+    # numba reads NUMBA_CACHE_DIR once, at import: decide before the first import.
+    if "numba" in sys.modules or "NUMBA_CACHE_DIR" in os.environ:
+        return
+    if not os.access(Path(__file__).parent, os.W_OK):
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(folder)
+
+
+def jit(function: F) -> F:
+    """``numba.njit(cache=True, nogil=True)`` of ``function`` (numba imported on first use)."""
+    _prepare_cache()
+    import numba
+
+    compiled: Any = numba.njit(cache=True, nogil=True)(function)
+    return compiled
