@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zeronn.tabular.columns import ColumnPlan
-from zeronn.tabular.preprocessing import Preprocessor, date_parts
+from zeronn.tabular.preprocessing import Preprocessor, Remarks, date_parts
 
 
 def fitted(df: pd.DataFrame, kinds: dict[str, str], **kw) -> Preprocessor:
@@ -51,6 +51,27 @@ def test_unseen_without_other_is_all_zeros() -> None:
     assert "unseen" in notes[0]
 
 
+def test_remarks_add_up_over_chunks_in_column_order() -> None:
+    df = pd.DataFrame({"c": ["x", "y"] * 3, "f": ["yes", "no"] * 3,
+                       "d": ["2024-03-01"] * 6})
+    pre = fitted(df, {"c": "category", "f": "boolean", "d": "date"})
+    new = pd.DataFrame({"c": ["q", "x", "r"], "f": ["maybe", "yes", ""],
+                        "d": ["2024-03-02", "soon", "later"]})
+    total = Remarks()
+    assert not total and total.lines() == []
+    for rows in (slice(0, 1), slice(1, 3), slice(0, 3)):
+        X, remarks = pre.transform_counted(new.iloc[rows])
+        np.testing.assert_array_equal(X, pre.transform(new.iloc[rows])[0])
+        total += remarks
+    assert total.counts == {"unseen": {"c": 4}, "unreadable": {"f": 2, "d": 4}}
+    assert total.lines() == [
+        "values not among the training categories kept (unseen, or rare in training) were "
+        "taken as 'other' in column (rows): 'c' (4)",
+        "unreadable booleans or dates were taken as missing in column (rows): 'f' (2), "
+        "'d' (4)"]
+    assert pre.transform(new)[1] == pre.transform_counted(new)[1].lines()
+
+
 def test_booleans_and_dates() -> None:
     df = pd.DataFrame({"f": ["yes", "no", ""], "d": ["2024-03-01", "2024-03-04", ""]})
     pre = fitted(df, {"f": "boolean", "d": "date"})
@@ -67,7 +88,7 @@ def test_booleans_and_dates() -> None:
 def test_date_parts_agree_with_pandas(day: int) -> None:
     ts = pd.Timestamp("1970-01-01") + pd.Timedelta(days=day)
     got = date_parts(np.array([day + 0.25]), origin=float(day))[0]
-    np.testing.assert_array_equal(got, [ts.year, ts.month, ts.dayofweek, ts.dayofyear, 0.25])
+    np.testing.assert_array_equal(got, [ts.year, ts.month, ts.day_of_week, ts.day_of_year, 0.25])
 
 
 def test_state_is_json_and_round_trips() -> None:

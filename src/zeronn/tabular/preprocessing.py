@@ -53,7 +53,7 @@ from zeronn.tabular.columns import (
 )
 
 __all__ = ["DATE_PARTS", "DEFAULT_MAX_CATEGORIES", "ENCODED_KINDS", "STATE_VERSION",
-           "Preprocessor", "date_parts"]
+           "Preprocessor", "Remarks", "date_parts"]
 
 STATE_VERSION = 1
 DEFAULT_MAX_CATEGORIES = 50
@@ -93,6 +93,52 @@ def _check_finite(name: str, series: Any, values: NDArray) -> None:
         p = int(inf[0])
         raise ValueError(f"feature column {name!r} has an infinite value ({values[p]}) at "
                          f"row {series.index[p]}: fix the cell (leave it empty if unknown)")
+
+
+class Remarks:
+    """What encoding rows had to make do with, counted per column: values unseen in
+    training (taken as "other") and unreadable booleans or dates (taken as missing).
+
+    Counts add up over several calls (``+=``), so a file encoded in chunks is reported
+    once, with its totals; :meth:`lines` is the report, a line per kind of remark.
+    """
+
+    KINDS = ("unseen", "unreadable")
+
+    def __init__(self) -> None:
+        # kind -> column name -> rows, columns in the order first met (the model's order)
+        self.counts: dict[str, dict[str, int]] = {k: {} for k in self.KINDS}
+
+    def add(self, kind: str, column: str, rows: int) -> None:
+        per_column = self.counts[kind]
+        per_column[column] = per_column.get(column, 0) + rows
+
+    def __iadd__(self, other: Remarks) -> Remarks:
+        for kind, per_column in other.counts.items():
+            for column, rows in per_column.items():
+                self.add(kind, column, rows)
+        return self
+
+    def __bool__(self) -> bool:
+        return any(self.counts.values())
+
+    def __repr__(self) -> str:
+        return f"Remarks({self.counts})"
+
+    def lines(self) -> list[str]:
+        """One-line remarks, e.g. ``... taken as 'other' in column (rows): 'city' (3)``."""
+        def listing(kind: str) -> str:
+            return ", ".join(f"{name!r} ({rows})" for name, rows in self.counts[kind].items())
+
+        notes = []
+        if self.counts["unseen"]:
+            notes.append("values not among the training categories kept (unseen, or rare "
+                         f"in training) were taken as 'other' in column (rows): "
+                         f"{listing('unseen')}")
+        if self.counts["unreadable"]:
+            notes.append("unreadable booleans or dates were taken as missing in column "
+                         f"(rows): {listing('unreadable')}")
+        return notes
 
 
 class Preprocessor:
@@ -188,10 +234,14 @@ class Preprocessor:
     def transform(self, df: Any) -> tuple[NDArray, list[str]]:
         """(encoded (n, n_outputs) float64, notes): ``notes`` are one-line remarks
         (values unseen in training, unreadable booleans/dates taken as missing)."""
+        out, remarks = self.transform_counted(df)
+        return out, remarks.lines()
+
+    def transform_counted(self, df: Any) -> tuple[NDArray, Remarks]:
+        """As :meth:`transform`, the remarks as counts (to sum over chunks of a file)."""
         n = len(df)
         out = np.empty((n, self.n_outputs), np.float64)
-        unseen: list[str] = []
-        unreadable: list[str] = []
+        remarks = Remarks()
         j = 0
         for c in self.columns:
             name, kind = c["name"], c["kind"]
@@ -209,7 +259,7 @@ class Preprocessor:
                 else:
                     values, bad = boolean_values(s)
                     if bad.any():
-                        unreadable.append(f"{name!r} ({int(bad.sum())})")
+                        remarks.add("unreadable", name, int(bad.sum()))
                 miss = np.isnan(values)
                 out[:, j] = np.where(miss, c["median"], values)
                 j += 1
@@ -224,7 +274,7 @@ class Preprocessor:
                 codes = np.fromiter((index.get(v, -1) for v in text), np.intp, n)
                 new = codes < 0
                 if new.any():
-                    unseen.append(f"{name!r} ({int(new.sum())})")
+                    remarks.add("unseen", name, int(new.sum()))
                 known = np.flatnonzero(~new)
                 block[known, codes[known]] = 1.0
                 if c["other"]:
@@ -234,7 +284,7 @@ class Preprocessor:
             else:  # date
                 days, bad = date_days(s)
                 if bad.any():
-                    unreadable.append(f"{name!r} ({int(bad.sum())})")
+                    remarks.add("unreadable", name, int(bad.sum()))
                 parts = date_parts(days, c["origin"])
                 miss = np.isnan(days)
                 parts[miss] = c["medians"]
@@ -243,15 +293,7 @@ class Preprocessor:
                 if c["indicator"]:
                     out[:, j] = miss
                     j += 1
-        notes = []
-        if unseen:
-            notes.append("values not among the training categories kept (unseen, or rare "
-                         f"in training) were taken as 'other' in column (rows): "
-                         f"{', '.join(unseen)}")
-        if unreadable:
-            notes.append("unreadable booleans or dates were taken as missing in column "
-                         f"(rows): {', '.join(unreadable)}")
-        return out, notes
+        return out, remarks
 
     # -- the state -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
