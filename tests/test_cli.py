@@ -278,6 +278,11 @@ def test_early_stopping_and_features(tmp_path: Path) -> None:
     r = run("info", "m.zeronn", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "features (1): x2" in r.stdout
+    # 'auto' (the default, named): 60 rows, 51 to train in 2 batches: a patience of 500
+    r = run("train", "d.csv", "--target", "y", "--hidden", "4", "--epochs", "30",
+            "--early-stopping", "AUTO", "-o", "a.zeronn", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "30 epochs" in r.stdout and "stopped early" not in r.stdout
 
 
 @needs_persistence
@@ -438,6 +443,9 @@ TRAIN_ERRORS = [
     (["good.csv", "--target", "y", "--loss", "l7"], ["unknown loss 'l7'"]),
     (["good.csv", "--target", "y", "--validation-split", "1.5"], ["--validation-split"]),
     (["good.csv", "--target", "y", "--batch-size", "zero"], ["--batch-size"]),
+    (["good.csv", "--target", "y", "--early-stopping", "soon"],
+     ["--early-stopping", "'soon'", "'auto'"]),
+    (["good.csv", "--target", "y", "--early-stopping", "0"], ["--early-stopping", "'0'"]),
     (["good.csv", "--target", "y", "--task", "ranking"], ["--task", "'ranking'"]),
     (["good.csv", "--target", "y", "--dropout", "1"], ["--dropout", "'1'", "[0, 1)"]),
     (["good.csv", "--target", "y", "--dropout", "half"], ["--dropout", "'half'"]),
@@ -859,6 +867,44 @@ def test_a_bad_cell_in_a_later_chunk_names_its_row(trained: dict[str, Path],
             cwd=tmp_path)
     assert_user_error(r, "'abc'", "row 26")
     assert not (tmp_path / "p.csv").exists()  # no half-written output
+
+
+def test_predict_counts_unseen_values_once_over_all_chunks(tmp_path: Path) -> None:
+    """Streaming in chunks of 10 rows, the remarks about unseen categories and unreadable
+    dates come as one line each with the file's totals, not one per chunk (nor twice with
+    --proba, which needs the labels and the probabilities of each chunk)."""
+    _titanic().to_csv(tmp_path / "t.csv", index=False)
+    _houses().to_csv(tmp_path / "h.csv", index=False)
+    fast = ["--epochs", "3", "-q"]
+    trained = run_all([["train", "t.csv", "--target", "survived", "-o", "t.zeronn", *fast],
+                       ["train", "h.csv", "--target", "price", "-o", "h.zeronn", *fast]],
+                      tmp_path)
+    assert all(r.returncode == 0 for r in trained), [r.stderr for r in trained]
+    people = _titanic(50, seed=3)
+    people.loc[::4, "embarked"] = "Z"  # 13 rows, some in every chunk
+    people.loc[1::10, "sex"] = "unknown"  # 5 rows
+    people.to_csv(tmp_path / "people.csv", index=False)
+    houses = _houses(45, seed=4)
+    houses.loc[::3, "neighbourhood"] = "harbour"  # 15 rows
+    houses.loc[2::11, "sold"] = "soon"  # 4 rows
+    houses.to_csv(tmp_path / "new_houses.csv", index=False)
+    chunked = ["--chunk-rows", "10"]
+    runs = run_all([["predict", "t.zeronn", "people.csv", *chunked, "-o", "a.csv"],
+                    ["predict", "t.zeronn", "people.csv", *chunked, "--proba", "-o", "b.csv"],
+                    ["predict", "h.zeronn", "new_houses.csv", *chunked]], tmp_path)
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    for r in runs[:2]:
+        assert r.stderr.splitlines() == [
+            "zeronn: warning: values not among the training categories kept (unseen, or rare "
+            "in training) were taken as 'other' in column (rows): 'sex' (5), 'embarked' (13)"]
+    assert "predicted 50 rows of people.csv" in runs[1].stdout
+    assert runs[2].stderr.splitlines() == [
+        "zeronn: warning: values not among the training categories kept (unseen, or rare in "
+        "training) were taken as 'other' in column (rows): 'neighbourhood' (15)",
+        "zeronn: warning: unreadable booleans or dates were taken as missing in column "
+        "(rows): 'sold' (4)"]
+    assert len(runs[2].stdout.splitlines()) == 46
 
 
 def test_a_tiny_table_with_an_empty_cell_trains_without_validation(tmp_path: Path) -> None:

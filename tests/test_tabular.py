@@ -453,3 +453,132 @@ def test_raw_network_of_a_dropout_model_is_a_plain_mlp() -> None:
     assert type(raw) is MLP
     np.testing.assert_allclose(raw.predict(df[["a", "b"]].to_numpy()).ravel(),
                                m.predict(df).ravel(), rtol=1e-9, atol=1e-9)
+
+
+def _watch_validation(monkeypatch: pytest.MonkeyPatch) -> tuple[list, dict]:
+    """Records, after each epoch of the next fits, the validation rows' accuracy and loss
+    (the rows the engine holds out: the last ones); ``last["check"]()`` is the accuracy of
+    the network's weights now."""
+    from zeronn.models import Sequential
+
+    seen: list[tuple[float, float]] = []
+    last: dict = {}
+    fit = Sequential.fit
+
+    def spy(self, X, Y, **kw):
+        cut = len(X) - round(len(X) * kw["validation_split"])
+        Xv, truth = X[cut:], Y[cut:].argmax(axis=1)
+
+        def accuracy() -> float:
+            return float((self.predict(Xv).argmax(axis=1) == truth).mean())
+
+        def record(epoch, history):
+            seen.append((accuracy(), history["val_loss"][-1]))
+
+        last["check"] = accuracy
+        return fit(self, X, Y, **{**kw, "callbacks": [record, *kw.get("callbacks", ())]})
+
+    monkeypatch.setattr(Sequential, "fit", spy)
+    return seen, last
+
+
+def test_a_classifier_keeps_the_epoch_of_best_validation_accuracy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Early stopping of a classifier scores the epochs by validation accuracy, the lower
+    validation loss breaking ties, waits `patience` epochs, and restores that epoch."""
+    seen, last = _watch_validation(monkeypatch)
+    df = label_frame(["a", "b", "c"], n=150, seed=3)
+    df["x2"] += np.random.default_rng(0).normal(0, 3, len(df))  # noise to overfit
+    df["x1"] += np.random.default_rng(1).normal(0, 0.8, len(df))
+    m = TabularModel(hidden=(32,), epochs=200, lr=0.02, validation_split=0.2,
+                     early_stopping=15, dropout=0.0)
+    hist = m.fit(df, "label")
+    best = max(range(len(seen)), key=lambda i: (seen[i][0], -seen[i][1]))  # first best
+    t = m.training
+    assert t["kept_epoch"] == best + 1 == hist.best_epoch
+    assert t["kept_val_accuracy"] == seen[best][0] == last["check"]()
+    assert t["kept_val_loss"] == seen[best][1] == hist["val_loss"][best]
+    assert len(seen) == hist.epochs == min(200, best + 1 + 15)
+    assert hist.stopped_early == (hist.epochs < 200) and t["patience"] == 15
+
+
+def test_a_regressor_keeps_the_epoch_of_lowest_validation_loss() -> None:
+    df = linear_frame(120)
+    df["y"] += np.random.default_rng(2).normal(0, 5, len(df))
+    m = TabularModel(hidden=(16,), epochs=80, lr=0.05, validation_split=0.3,
+                     early_stopping=10, dropout=0.0)
+    hist = m.fit(df, "y", features=["a", "b"])
+    assert m.training["kept_epoch"] == int(np.argmin(hist["val_loss"])) + 1
+    assert m.training["kept_val_accuracy"] is None
+
+
+@pytest.mark.parametrize(("kwargs", "n_train", "patience"), [
+    ({}, 95, 334),            # iris's training rows in the benchmark: 3 batches of 32
+    ({}, 97, 250),            # 4 batches
+    ({}, 1145, 50),           # digits: 36 batches, 50 epochs are 1800 steps
+    ({}, 1_000_000, 50),
+    ({"batch_size": None}, 500, 1000),
+    ({"batch_size": 8}, 100, 77),
+    ({"early_stopping": 7}, 97, 7),
+    ({"early_stopping": None}, 97, None),
+])
+def test_auto_patience_covers_a_thousand_steps(kwargs: dict, n_train: int,
+                                               patience: int | None) -> None:
+    assert TabularModel(**kwargs).patience(n_train) == patience
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True, "soon"])
+def test_early_stopping_takes_a_patience_auto_or_none(value) -> None:
+    with pytest.raises(ValueError, match="early_stopping must be a patience in epochs"):
+        TabularModel(early_stopping=value)
+
+
+def test_auto_patience_is_recorded_and_kept_in_the_model_file() -> None:
+    df = label_frame(["a", "b", "c"], n=150, seed=4)  # iris-sized: 128 training rows
+    m = TabularModel(hidden=(8,), epochs=5)
+    m.fit(df, "label")
+    assert m.training["patience"] == 250 and m.training["n_validation"] == 22
+    assert m.config()["early_stopping"] == "auto"
+    assert state_roundtrip(m).config()["early_stopping"] == "auto"
+
+
+def test_remarks_of_several_calls_are_summed_into_one_warning() -> None:
+    df = pd.DataFrame({"city": ["a", "b", "a", "b"] * 10, "when": ["2024-01-02"] * 40,
+                       "y": np.arange(40.0)})
+    m = TabularModel(**FAST)
+    m.fit(df, "y")
+    new = pd.DataFrame({"city": ["a", "zz", "yy"], "when": ["2024-02-01", "never", ""]})
+    with pytest.warns(UserWarning) as caught:
+        with m.remarks_summed():
+            m.predict(new)
+            m.predict(new.iloc[1:])
+            with m.remarks_summed():  # nested: the outer block reports
+                m.predict(new)
+    assert [str(w.message) for w in caught] == [
+        "values not among the training categories kept (unseen, or rare in training) were "
+        "taken as 'other' in column (rows): 'city' (6)",
+        "unreadable booleans or dates were taken as missing in column (rows): 'when' (3)"]
+    with pytest.warns(UserWarning) as per_call:  # outside: per call, as before
+        m.predict(new)
+    assert [str(w.message)[-10:] for w in per_call] == ["'city' (2)", "'when' (1)"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a block that raises reports nothing
+        with pytest.raises(ValueError, match="lacks the model's feature"), m.remarks_summed():
+            m.predict(new)
+            m.predict(new[["city"]])
+        m.predict(new.iloc[:1])  # and the counting has stopped
+
+
+def test_predict_with_proba_is_predict_and_predict_proba() -> None:
+    df = label_frame(["lo", "mid", "hi"])
+    m = TabularModel(**FAST)
+    m.fit(df, "label")
+    labels, proba = m.predict_with_proba(df)
+    np.testing.assert_array_equal(labels, m.predict(df))
+    np.testing.assert_array_equal(proba, m.predict_proba(df))
+    r = TabularModel(**FAST)
+    r.fit(linear_frame(), "y")
+    with pytest.raises(ValueError, match="is for classifiers"):
+        r.predict_with_proba(linear_frame())

@@ -207,6 +207,16 @@ def _batch_size(text: str) -> int | None:
             f"expected a positive integer or 'full', got {text!r}") from None
 
 
+def _patience(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer (epochs) or 'auto', got {text!r}") from None
+
+
 def _registry_name(lookup: Callable[[str], Any]) -> Callable[[str], str]:
     """An option type accepting the names a registry knows (its error lists them)."""
     def parse(text: str) -> str:
@@ -465,20 +475,22 @@ def _predict_chunks(model: Any, chunks: Any, ids: Sequence[str], proba: bool,
     columns first, as written in the input; returns the number of rows."""
     pd = _pandas()
     rows = 0
-    for df in chunks:
-        pred = model.predict(df)
-        frame = pd.DataFrame({c: df[c].to_numpy() for c in ids})
-        if model.fitted_task == "regression":
-            for j, name in enumerate(model.target_names):
-                frame[name] = pred[:, j]
-        else:
-            frame[model.target_names[0]] = pred
-            if proba:
-                p = model.predict_proba(df)
+    # The remarks (unseen categories, unreadable dates) of all chunks: one line each.
+    with model.remarks_summed():
+        for df in chunks:
+            frame = pd.DataFrame({c: df[c].to_numpy() for c in ids})
+            if model.fitted_task == "regression":
+                pred = model.predict(df)
+                for j, name in enumerate(model.target_names):
+                    frame[name] = pred[:, j]
+            elif proba:
+                frame[model.target_names[0]], p = model.predict_with_proba(df)
                 for j, c in enumerate(model.classes):
                     frame[f"proba_{c}"] = p[:, j]
-        frame.to_csv(out, index=False, header=rows == 0)
-        rows += len(frame)
+            else:
+                frame[model.target_names[0]] = model.predict(df)
+            frame.to_csv(out, index=False, header=rows == 0)
+            rows += len(frame)
     return rows
 
 
@@ -682,12 +694,15 @@ def build_parser() -> argparse.ArgumentParser:
     t = command(
         "train", _train, "train a model on a CSV file",
         "Trains an MLP on the columns of a CSV file and saves it (with the column names, "
-        "the scaling and the class labels) to one model file.\n\nThe task is regression "
-        "when every target column is numeric, classification otherwise (or with --task "
-        "classification); text labels are kept and predicted back. Inputs (and regression "
-        "targets) are standardized unless --no-standardize; the scaling is stored in the "
-        "model. The rows are shuffled once (--seed) before --validation-split holds some "
-        "out. Data rows are numbered from 1 below the header in error messages.",
+        "the encoding of each column, the scaling and the class labels) to one model "
+        "file.\n\nThe task is regression when every target column is numeric, except that "
+        "whole numbers with at most 20 distinct values are classes (--task regression "
+        "overrides it); text and true/false targets are classification; labels are kept "
+        "and predicted back. Inputs (and regression targets) are standardized unless "
+        "--no-standardize; the scaling is stored in the model. The rows are shuffled once "
+        "(--seed) before --validation-split holds some out; early stopping keeps the epoch "
+        "of the best validation accuracy (classification) or loss (regression). Data rows "
+        "are numbered from 1 below the header in error messages.",
         "zeronn train houses.csv --target price --hidden 64,64 --epochs 300 -o price.zeronn"
         "\nzeronn train iris.csv --target species --early-stopping 20 --plot iris.png "
         "-o iris.zeronn")
@@ -737,9 +752,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--validation-split", type=_fraction, default=0.15, metavar="FRACTION",
                    help="share of rows held out for val_loss and early stopping, 0 for none "
                    "(default: 0.15)")
-    t.add_argument("--early-stopping", type=_positive_int, default=50, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better val_loss and keep the "
-                   "best epoch's weights (default: 50)")
+    t.add_argument("--early-stopping", type=_patience, default="auto", metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation score and "
+                   "keep the best epoch's weights; the score is the accuracy for "
+                   "classification (the lower val_loss breaking ties), val_loss for "
+                   "regression (default: auto, 50 epochs or, on small tables, enough epochs "
+                   "for 1000 optimizer steps)")
     t.add_argument("--no-standardize", dest="standardize", action="store_false",
                    help="feed the raw column values to the network")
     t.add_argument("--seed", type=_non_negative_int, default=0,

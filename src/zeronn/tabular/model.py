@@ -14,10 +14,11 @@ until data is actually read.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -34,7 +35,7 @@ from zeronn.optim import get_optimizer
 from zeronn.persistence import register_kind
 from zeronn.tabular.columns import is_missing, plan_columns
 from zeronn.tabular.onnx_inputs import onnx_columns, onnx_inputs
-from zeronn.tabular.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor
+from zeronn.tabular.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor, Remarks
 from zeronn.tasks import (
     LABEL_KINDS,
     REGRESSION,
@@ -57,6 +58,10 @@ CLASS_WEIGHTS = (None, "balanced")
 MAX_INTEGER_CLASSES = 20  # an all-integer target with at most this many values: classes
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 MAX_LISTED = 20  # column names listed in an error message before "... and N more"
+# early_stopping="auto": wait this many epochs, and at least this many optimizer steps
+# (a small table's epoch is a handful of steps; iris: 4).
+AUTO_PATIENCE_EPOCHS = 50
+AUTO_PATIENCE_STEPS = 1000
 
 
 def _require_pandas() -> Any:
@@ -169,6 +174,61 @@ def _standardizer(a: NDArray) -> tuple[NDArray, NDArray]:
     return mean, scale
 
 
+class _KeepBestAccuracy:
+    """Early stopping for classifiers: keeps the epoch of the best validation accuracy.
+
+    On a small table the validation share is a few dozen rows, and its log loss is
+    noisy: a few confident mistakes make it lowest after a handful of epochs while the
+    accuracy still improves for hundreds (iris: 17 validation rows, lowest loss at epoch
+    12). So classifiers keep the epoch with the highest validation accuracy, the lower
+    validation loss breaking ties (as scikit-learn's ``early_stopping`` scores
+    classifiers by accuracy), and stop after ``patience`` epochs without either
+    improving. ``weights`` (the validation rows' class weights) make the accuracy
+    weighted (balanced, with ``class_weight="balanced"``).
+
+    A callback of the fit (``cb(epoch, history)``, truthy stops); :meth:`restore` puts the
+    kept weights back afterwards.
+    """
+
+    def __init__(self, net: Sequential, Xv: NDArray, Yv: NDArray, patience: int,
+                 weights: NDArray | None) -> None:
+        self.net, self.Xv, self.patience = net, Xv, patience
+        # Yv: one-hot rows (n_val, k), or (n_val, 1) 0/1 for two classes (sigmoid).
+        self.truth = Yv.argmax(axis=1) if Yv.shape[1] > 1 else Yv[:, 0] > 0.5
+        self.weights = (np.ones(len(Xv)) if weights is None
+                        else np.asarray(weights, np.float64))
+        self.best_accuracy, self.best_loss = -1.0, math.inf
+        self.best_epoch, self.wait = 0, 0
+        self.best_params: NDArray | None = None
+
+    def __call__(self, epoch: int, history: History) -> bool:
+        out = self.net.predict(self.Xv)
+        pred = out.argmax(axis=1) if out.shape[1] > 1 else out[:, 0] > 0.5
+        accuracy = float(self.weights[pred == self.truth].sum() / self.weights.sum())
+        loss = history["val_loss"][-1]
+        if accuracy > self.best_accuracy or (accuracy == self.best_accuracy
+                                             and loss < self.best_loss):
+            self.best_accuracy, self.best_loss = accuracy, loss
+            self.best_epoch, self.wait = epoch, 0
+            history.best_epoch = epoch
+            if self.best_params is None:
+                self.best_params = self.net.flat_params.copy()
+            else:
+                np.copyto(self.best_params, self.net.flat_params)
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            history.stopped_early = True
+            return True
+        return False
+
+    def restore(self, history: History) -> None:
+        """The kept epoch's weights back into the network (after the fit)."""
+        if self.best_params is not None:
+            np.copyto(self.net.flat_params, self.best_params)
+            history.best_epoch = self.best_epoch
+
+
 class TabularModel:
     """An MLP for a table: named features in, named targets (values or labels) out.
 
@@ -183,7 +243,12 @@ class TabularModel:
     validation_split : the share of rows held out to report ``val_loss`` (and to drive
         early stopping). The rows are shuffled once with ``seed`` before the split, so a
         table sorted by its target still validates on a fair sample.
-    early_stopping : ``None`` or a patience in epochs (the best weights are restored).
+    early_stopping : ``"auto"`` (default), a patience in epochs, or ``None`` (train all
+        ``epochs``). Training stops after ``patience`` epochs without a better validation
+        score and the best epoch's weights are restored. The score: the validation
+        accuracy for classification (weighted with ``class_weight``; the lower validation
+        loss breaks ties), the validation loss for regression. ``"auto"``: 50 epochs, or
+        on a small table enough epochs for 1000 optimizer steps (see :meth:`patience`).
     standardize : scale inputs (and regression targets) to mean 0, std 1 from the
         training data; the scaling is stored and applied again by ``predict``.
     task : ``"auto"``, ``"regression"`` or ``"classification"``. ``"auto"``:
@@ -207,9 +272,12 @@ class TabularModel:
     indicator, booleans, one-hot categories, dates; ID and free-text columns left out):
     the fitted encoding is :attr:`preprocessor`, kept in the model file.
 
-    The defaults hold out 15% of the rows and stop when their loss has not improved for
-    50 epochs, keeping the best epoch's weights (``training["kept_epoch"]``), with dropout
-    0.2 and weight decay 1e-4 (measured in ``benchmarks/tables.py``).
+    The defaults hold out 15% of the rows and stop when their score (accuracy for
+    classifiers, loss for regressors) has not improved for 50 epochs or 1000 optimizer
+    steps, whichever is longer, keeping the best epoch's weights
+    (``training["kept_epoch"]``, ``"kept_val_accuracy"``, ``"patience"``), with dropout
+    0.2 and weight decay 1e-4 (measured in ``benchmarks/tables.py``: within 0.02 of
+    scikit-learn on its bundled datasets and on mixed tables, ``docs/tables.md``).
 
     Each hidden layer is ``Dense -> [BatchNorm] -> activation -> [Dropout]``; with neither
     option the network is a plain :class:`~zeronn.models.MLP`.
@@ -227,7 +295,7 @@ class TabularModel:
         epochs: int = 500,
         batch_size: int | None = 32,
         validation_split: float = 0.15,
-        early_stopping: int | None = 50,
+        early_stopping: int | str | None = "auto",
         standardize: bool = True,
         task: str = "auto",
         seed: int | None = 0,
@@ -252,9 +320,14 @@ class TabularModel:
         self.batch_size = (None if batch_size is None
                            else positive_number("batch_size", batch_size, integer=True))
         self.validation_split = fraction("validation_split", validation_split)
-        self.early_stopping = (None if early_stopping is None
-                               else positive_number("early_stopping", early_stopping,
-                                                    integer=True))
+        if early_stopping is not None and early_stopping != "auto" and (
+                isinstance(early_stopping, bool)
+                or not isinstance(early_stopping, (int, np.integer)) or early_stopping < 1):
+            raise ValueError("early_stopping must be a patience in epochs (an integer >= 1), "
+                             f"'auto' or None (no early stopping), got {early_stopping!r}")
+        self.early_stopping: int | str | None = (
+            int(early_stopping) if isinstance(early_stopping, (int, np.integer))
+            else early_stopping)
         self.standardize = bool(standardize)
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -275,6 +348,7 @@ class TabularModel:
         if class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}")
         self.class_weight = class_weight
+        self._summed: Remarks | None = None  # inside remarks_summed(): the counts so far
         self._reset()
 
     def _reset(self) -> None:
@@ -460,16 +534,30 @@ class TabularModel:
         acts = get_activation(self.activation)
         init = "he_normal" if acts.relu_family else "glorot_uniform"
         net = self._network(X.shape[1], Ys.shape[1], out_act, init)
+        stopping: EarlyStopping | None = None
+        keeper: _KeepBestAccuracy | None = None
+        callbacks: list[_KeepBestAccuracy] = []
+        patience: int | None = None
+        if self.early_stopping is not None and split:
+            # The engine holds out the last rows (the keeper scores the same rows).
+            cut = len(df) - round(len(df) * split)
+            patience = self.patience(cut)
+            assert patience is not None
+            if task == "classification":
+                keeper = _KeepBestAccuracy(net, Xs[cut:], Ys[cut:], patience,
+                                           None if weights is None else weights[cut:])
+                callbacks.append(keeper)
+            else:
+                stopping = EarlyStopping(patience)
         t0 = time.perf_counter()
         hist = net.fit(Xs, Ys, loss=loss,
                        optimizer=get_optimizer(self.optimizer, lr=self.lr,
                                                weight_decay=self.weight_decay),
                        epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
-                       validation_split=split,
-                       early_stopping=(None if self.early_stopping is None
-                                       or not split
-                                       else EarlyStopping(self.early_stopping)),
+                       validation_split=split, early_stopping=stopping, callbacks=callbacks,
                        verbose=verbose, seed=self.seed, sample_weight=weights)
+        if keeper is not None:
+            keeper.restore(hist)
         seconds = time.perf_counter() - t0
 
         self._reset()
@@ -480,7 +568,7 @@ class TabularModel:
         self.classes, self.label_kind = classes, kind
         self.x_mean, self.x_scale, self.y_mean, self.y_scale = x_mean, x_scale, y_mean, y_scale
         n_val = round(len(df) * split) if split else 0
-        kept = hist.best_epoch if hist.best_epoch and self.early_stopping else hist.epochs
+        kept = hist.best_epoch if hist.best_epoch and patience else hist.epochs
         has_val = "val_loss" in hist
         self.training = {
             "loss_name": loss,
@@ -493,6 +581,8 @@ class TabularModel:
             "kept_epoch": kept,
             "kept_loss": hist["loss"][kept - 1] if kept else None,
             "kept_val_loss": hist["val_loss"][kept - 1] if has_val and kept else None,
+            "kept_val_accuracy": keeper.best_accuracy if keeper is not None else None,
+            "patience": patience,
             "early_minimum": False,
             "stopped_early": bool(hist.stopped_early),
             "best_epoch": hist.best_epoch,
@@ -508,6 +598,17 @@ class TabularModel:
                               "learns fast and then overfits; a smaller learning rate (--lr) "
                               "or network (--hidden) may do better", stacklevel=2)
         return hist
+
+    def patience(self, n_train: int) -> int | None:
+        """The early-stopping patience in epochs for ``n_train`` training rows (None: off).
+
+        ``"auto"``: 50 epochs, or more on a small table so that the wait covers at least
+        1000 optimizer steps (iris's 95 training rows, 3 batches of 32 an epoch: 334 epochs).
+        """
+        if self.early_stopping is None or isinstance(self.early_stopping, int):
+            return self.early_stopping
+        steps = max(1, math.ceil(n_train / (self.batch_size or n_train)))
+        return max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps))
 
     def _network(self, n_in: int, n_out: int, out_act: str, init: str) -> Sequential:
         """The MLP, or with dropout/batch_norm the same Dense layers with those around them."""
@@ -603,10 +704,31 @@ class TabularModel:
         _require_pandas()
         if self.net is None:
             raise ValueError("this TabularModel is not fitted yet: call fit(df, targets) first")
-        X, notes = self.preprocessor.transform(self._feature_frame(df))
-        for note in notes:
-            warnings.warn(note, stacklevel=3)
+        X, remarks = self.preprocessor.transform_counted(self._feature_frame(df))
+        if self._summed is not None:
+            self._summed += remarks
+        else:
+            for note in remarks.lines():
+                warnings.warn(note, stacklevel=3)
         return X
+
+    @contextlib.contextmanager
+    def remarks_summed(self) -> Iterator[None]:
+        """Inside it, the remarks of every call (values unseen in training, unreadable
+        dates) are added up and warned once when it ends, a line per kind with the totals:
+        a file predicted chunk by chunk gets the remarks of the whole file, not one line
+        per chunk. Nothing is warned if the block raises."""
+        if self._summed is not None:  # nested: the outer block reports
+            yield
+            return
+        self._summed = Remarks()
+        try:
+            yield
+            summed = self._summed
+        finally:
+            self._summed = None
+        for note in summed.lines():
+            warnings.warn(note, stacklevel=3)
 
     def _outputs(self, df: pd.DataFrame) -> NDArray:
         X = self._inputs(df)  # raises first if unfitted
@@ -623,6 +745,15 @@ class TabularModel:
         if self.fitted_task == "regression":
             return out * self.y_scale + self.y_mean
         return decode(out, self._label_array())
+
+    def predict_with_proba(self, df: pd.DataFrame) -> tuple[NDArray, NDArray]:
+        """Classification: (labels (n,), probabilities (n, n_classes)) from one pass over
+        the rows (``predict`` and ``predict_proba`` would each encode them)."""
+        if self.fitted_task != "classification":
+            raise ValueError("predict_with_proba is for classifiers; this model does "
+                             "regression")
+        out = self._outputs(df)
+        return decode(out, self._label_array()), probabilities(out)
 
     def predict_proba(self, df: pd.DataFrame) -> NDArray:
         """Class probabilities (n, n_classes), columns in the order of ``classes``."""
