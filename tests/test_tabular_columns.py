@@ -75,9 +75,25 @@ def test_small_tables_never_lose_columns_to_the_id_rules() -> None:
 def test_numbers_with_stray_words_are_one_error_listing_every_column() -> None:
     df = pd.DataFrame({"a": ["1", "2", "abc", "4"] * 10, "b": ["1", "x", "3", "4"] * 10,
                        "c": ["u", "v", "w", "z"] * 10})
-    with pytest.raises(ValueError, match=r"column 'a' holds numbers but also 'abc' at row 2 "
-                       r"\(10 such cells\); column 'b' .*'x'.*--exclude"):
+    with pytest.raises(ValueError, match=r"^2 columns .*--exclude\): column 'a' holds numbers "
+                       r"but also 'abc' at row 2 \(10 such cells\); column 'b' .*'x'"):
         plan_columns(df, ["a", "b", "c"])
+
+
+def test_many_spoilt_columns_lead_with_the_fix_and_list_ten() -> None:
+    """Twelve spoilt columns: the fix comes first (a long message is cut at its end by the
+    command line), then ten of them and how many more."""
+    names = [f"col{i:02d}" for i in range(12)]
+    df = pd.DataFrame({n: ["1", "2", "3", "4", "5"] * 4 for n in names})
+    for i, n in enumerate(names):
+        df.loc[i, n] = "oops"
+    with pytest.raises(ValueError) as exc:
+        plan_columns(df, names)
+    text = str(exc.value)
+    assert text.startswith("12 columns hold numbers but also text: fix the cells (leave a "
+                           "missing value empty), or leave the columns out (--exclude): "
+                           "column 'col00' holds numbers but also 'oops' at row 0; ")
+    assert "'col09'" in text and "'col10'" not in text and text.endswith("; and 2 more")
 
 
 def test_missing_texts() -> None:

@@ -239,9 +239,14 @@ def plan_columns(df: Any, candidates: Sequence[Any], forced: bool = False,
         if problem:
             problems.append(problem)
         plans.append(ColumnPlan(name, kind, reason))
+    if len(problems) == 1:
+        raise ValueError(f"{problems[0]}: fix the cells (leave a missing value empty), or "
+                         "leave the column out (--exclude)")
     if problems:
+        # The fix first: a long list is what a one-line report may cut.
         more = len(problems) - MAX_LISTED
         listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
-        raise ValueError(f"{listed}: fix the cells (leave a missing value empty), or leave "
-                         "the column out (--exclude)")
+        raise ValueError(f"{len(problems)} columns hold numbers but also text: fix the cells "
+                         "(leave a missing value empty), or leave the columns out "
+                         f"(--exclude): {listed}")
     return plans
