@@ -459,6 +459,17 @@ TRAIN_ERRORS = [
 ]
 
 
+def test_a_long_list_of_spoilt_columns_keeps_its_fix_on_the_error_line(tmp_path: Path) -> None:
+    names = [f"measurement_{i:02d}" for i in range(14)]
+    df = pd.DataFrame({n: np.arange(30.0).astype(object) for n in names}).assign(y=1.5)
+    for i, n in enumerate(names):
+        df.loc[i, n] = f"not a number {i}"
+    df.to_csv(tmp_path / "spoilt.csv", index=False)
+    r = run("train", "spoilt.csv", "--target", "y", "-o", "m.zeronn", cwd=tmp_path)
+    assert_user_error(r, "14 columns hold numbers but also text", "--exclude",
+                      "'measurement_00'")
+
+
 @pytest.fixture(scope="module")
 def train_error_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple]:
     """Every TRAIN_ERRORS case run at once, each in its own folder (the cores share the work).
@@ -669,7 +680,7 @@ def test_mixed_tables_train_and_predict_with_only_the_target(tmp_path: Path) -> 
                    tmp_path)
     assert t.returncode == 0, t.stderr
     assert "classification of survived (2 classes) from 4 feature(s)" in t.stdout
-    assert "kept epoch" in t.stdout
+    assert "kept epoch" in t.stdout and "val_accuracy 0." in t.stdout  # what chose it
     assert "'PassengerId'" in t.stderr and "(an ID)" in t.stderr
     assert "'name' is free text" in t.stderr and "--features" in t.stderr
     assert "2 distinct whole numbers" in t.stderr and "--task regression" in t.stderr

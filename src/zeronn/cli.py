@@ -342,13 +342,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _kept_text(training: dict[str, Any]) -> str:
-    """``kept epoch 37: loss 0.12, val_loss 0.15``: the epoch whose weights the model holds."""
+    """``kept epoch 37: loss 0.12, val_loss 0.15``: the epoch whose weights the model holds
+    (and, for a classifier chosen by it, its validation accuracy)."""
     kept = training.get("kept_epoch") or training.get("epochs_run")
     loss = training.get("kept_loss", training.get("final_loss"))
     val = training.get("kept_val_loss", training.get("final_val_loss"))
+    accuracy = training.get("kept_val_accuracy")
     parts = [f"loss {loss:.6g}"] if isinstance(loss, (int, float)) else []
     if isinstance(val, (int, float)):
         parts.append(f"val_loss {val:.6g}")
+    if isinstance(accuracy, (int, float)):
+        parts.append(f"val_accuracy {accuracy:.4f}")
     return f"kept epoch {kept}: " + ", ".join(parts)
 
 
