@@ -115,6 +115,32 @@ def test_tabular_model_takes_raw_columns(tmp_path, target):
     assert json.loads(props["encoded_names"]) == model.preprocessor.output_names
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_dates_of_a_short_span_match_predict(tmp_path):
+    """Sales over two years: the year part is about 2020.5 with a spread of 0.5, so
+    standardizing it in float32 (its mean stored to 6e-5) is off by 1e-4 of a standard
+    deviation, and the price by more than 1e-5 of its scale; the graph standardizes in
+    double."""
+    rng = np.random.default_rng(1)
+    n = 300
+    days = rng.integers(0, 700, n)
+    when = pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D")
+    x = rng.normal(size=n).round(3)
+    df = pd.DataFrame({"city": rng.choice(["a", "b", "c", "d"], n),
+                       "sold": when.strftime("%Y-%m-%d"), "x": x,
+                       "y": 2 * x + 3 * (when.year - 2020) + rng.normal(0, 0.1, n)})
+    model = tabular.TabularModel(epochs=30)
+    model.fit(df, "y")
+    year = model.preprocessor.output_names.index("sold.year")
+    mean, scale = model.x_mean[year], model.x_scale[year]
+    assert abs(float(np.float32(mean)) - mean) / scale > 1e-4  # the hard case, indeed
+    zn.export_onnx(model, tmp_path / "s.onnx")
+    rows = pd.concat([df.iloc[:50], pd.DataFrame({"city": ["zz", None], "x": [np.nan, 1.0],
+                                                  "sold": ["", "2023-01-01"]})])
+    got = _session(tmp_path / "s.onnx").run(None, model.onnx_inputs(rows))[0]
+    _assert_close(got, model.predict(rows))
+
+
 def test_columns_encode_to_the_preprocessings_outputs():
     """Each kind maps to its input type, and the encoded widths are the model's features."""
     df = _mixed_table(120, seed=2)

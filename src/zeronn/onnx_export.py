@@ -743,8 +743,17 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
                                                       ["batch", *net.input_shape])]
     if spec.x_scaling is not None:
         mean, scale = (a.reshape(net.input_shape) for a in spec.x_scaling)
-        x = g.op("Sub", [x, g.const("x_mean", mean)], "x_centered")
-        x = g.op("Div", [x, g.const("x_scale", scale)], "x_scaled")
+        if spec.columns:
+            # Encoded columns can be large and narrow (a date's year: about 2020, spread
+            # 0.5): a float32 mean is off by 6e-5, 1e-4 of a standard deviation. They are
+            # standardized in double, and the network then takes float32 again.
+            x = g.op("Cast", [x], to=tp.DOUBLE)
+            x = g.op("Sub", [x, g.const("x_mean", mean, np.float64)], "x_centered")
+            x = g.op("Div", [x, g.const("x_scale", scale, np.float64)])
+            x = g.op("Cast", [x], "x_scaled", to=tp.FLOAT)
+        else:
+            x = g.op("Sub", [x, g.const("x_mean", mean)], "x_centered")
+            x = g.op("Div", [x, g.const("x_scale", scale)], "x_scaled")
     out = _network(g, net, x)
     names = spec.output_names
     outputs: list[Any] = []
