@@ -166,6 +166,11 @@ class _Connection:
                     await self.handle(text)
                 except ValueError as exc:
                     await self.send({"type": "error", "message": str(exc)})
+                except (WebSocketDisconnect, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a bug: reported to the page, the server stays up
+                    await self.send({"type": "error", "message": f"internal error "
+                                     f"({type(exc).__name__}: {exc}); please report it"})
         except WebSocketDisconnect:
             pass
         finally:
@@ -183,12 +188,21 @@ class _Connection:
     async def play_loop(self) -> None:
         session = self.session
         assert session is not None
-        while self.playing and not self.stop.is_set():
-            snap = await anyio.to_thread.run_sync(session.train_for, FRAME_SECONDS, self.stop)
-            if session.diverged:
-                self.playing = False
-            if self.playing and not self.stop.is_set():
-                await self.send_snapshot(snap)
+        try:
+            while self.playing and not self.stop.is_set():
+                snap = await anyio.to_thread.run_sync(session.train_for, FRAME_SECONDS,
+                                                      self.stop)
+                if session.diverged:  # NaN weights stay NaN: stop and say why
+                    self.playing = False
+                    await self.send_snapshot(snap)
+                elif self.playing and not self.stop.is_set():
+                    await self.send_snapshot(snap)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # never a silent stop: the page hears what went wrong
+            self.playing = False
+            with contextlib.suppress(Exception):
+                await self.send({"type": "error", "message": f"training stopped: {exc}"})
 
     async def handle(self, text: str) -> None:
         session = self.session
