@@ -92,6 +92,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -325,7 +326,13 @@ def create_app() -> Starlette:
     async def websocket(ws: WebSocket) -> None:
         await _Connection(ws, state).run()
 
-    app = Starlette(routes=[
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Unknown paths and methods answer JSON as every other refusal does.
+        status = getattr(exc, "status_code", 500)
+        detail = getattr(exc, "detail", None) or "error"
+        return _error(f"{detail}: {request.method} {request.url.path}", status)
+
+    app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
         Route("/", index),
         Route("/static/{file:path}", static),
         Route("/api/upload", upload, methods=["POST"]),

@@ -168,9 +168,12 @@ def validate_config(config: Any, base: Mapping[str, Any] | None = None) -> dict[
     return out
 
 
-def _finite(a: Any, digits: int) -> Any:
-    """A list (of lists) of rounded floats, NaN and infinities as None (JSON null)."""
-    arr = np.round(np.asarray(a, dtype=np.float64), digits)
+def _finite(a: Any, digits: int | None = None) -> Any:
+    """A list (of lists) of floats (rounded to ``digits`` decimals, to keep the messages
+    small), NaN and infinities as None (JSON null)."""
+    arr = np.asarray(a, dtype=np.float64)
+    if digits is not None:
+        arr = np.round(arr, digits)
     if np.all(np.isfinite(arr)):
         return arr.tolist()
     obj = arr.astype(object)
@@ -187,7 +190,7 @@ def _significant(a: NDArray, digits: int = 4) -> Any:
     arr = np.asarray(a, dtype=np.float64)
     out = np.array([[float(f"{v:.{digits}g}") if math.isfinite(v) else math.nan for v in row]
                     for row in arr]).reshape(arr.shape)
-    return _finite(out, 12)
+    return _finite(out)
 
 
 # -- the session ----------------------------------------------------------------------
@@ -466,7 +469,7 @@ class Session:
                 "test_accuracy": self._accuracy(net.predict_checked(self.X_test),
                                                 self.y_test),
                 "train_accuracy": self._accuracy(train_outs[-1], self.y_train),
-                "history": {k: _finite(v[::hist_step], 6) for k, v in self.history.items()},
+                "history": {k: _finite(v[::hist_step]) for k, v in self.history.items()},
                 "history_step": hist_step,
                 "grid": grid,
                 "neurons": neurons,
