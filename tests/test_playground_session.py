@@ -68,10 +68,10 @@ def test_the_maps_are_what_the_network_computes():
     expected = s.net.predict(data.make_features(pts, ["x1", "x2", "x1x2"]))[:, 0]
     np.testing.assert_allclose(snap["grid"]["output"], expected, atol=1e-3)
     npts = data.grid_points(NEURON_SIZE)
-    np.testing.assert_allclose(snap["neurons"][0][2], npts[:, 0] * npts[:, 1], atol=1e-3)
+    np.testing.assert_allclose(snap["neurons"][0][2], npts[:, 0] * npts[:, 1], atol=5e-3)
     first = np.tanh(data.make_features(npts, ["x1", "x2", "x1x2"]) @ s.net.layers[0].W
                     + s.net.layers[0].b)
-    np.testing.assert_allclose(snap["neurons"][1], first.T, atol=1e-3)
+    np.testing.assert_allclose(snap["neurons"][1], first.T, atol=5e-3)
 
 
 def test_multiclass_sends_class_indices_and_confidence():
