@@ -386,3 +386,10 @@ def test_the_snippet_of_an_upload_holds_its_points():
     with contextlib.redirect_stdout(io.StringIO()):
         exec(s.snippet(epochs=2), namespace)
     np.testing.assert_allclose(namespace["F_train"], s.X_train, atol=1e-6)
+
+
+def test_grad_norms_come_from_the_last_batch_trained_even_when_one_is_skipped():
+    s = Session({**SMALL, "batch_size": 3,  # 100 rows: 33 batches of 3, then 1 row skipped
+                 "layers": [{"units": 3, "activation": "relu", "batch_norm": True}]})
+    s.step()
+    assert all(g > 0 for g in s.grad_norm) and len(s.grad_norm) == 2

@@ -313,8 +313,7 @@ class Session:
         for spec in self.config["layers"]:
             act, init = spec["activation"], _init_for(spec["activation"])
             if spec["batch_norm"]:
-                layers += [Dense(spec["units"], init=init), BatchNorm(),
-                           Activation(act)]
+                layers += [Dense(spec["units"], init=init), BatchNorm(), Activation(act)]
             else:
                 layers.append(Dense(spec["units"], activation=act, init=init))
             if spec["dropout"] > 0:
@@ -325,7 +324,7 @@ class Session:
 
     def _build(self) -> None:
         self.net = Sequential(self.build_layers(), input_dim=len(self.config["features"]),
-                                 seed=self.init_seed)
+                              seed=self.init_seed)
         # Shuffling and Dropout's masks: one generator from the weights' seed (rewind
         # restarts it, so a rewound run draws the same batches and masks again).
         self.rng = np.random.default_rng([self.init_seed, 1])
@@ -374,7 +373,9 @@ class Session:
         reg, rate = cfg["regularization"], cfg["regularization_rate"]
         flat_p, flat_g = net.flat_params, net.flat_grads
         order = self.rng.permutation(n)
-        last_start = ((n - 1) // bs) * bs
+        last_start = ((n - 1) // bs) * bs  # where the last batch the epoch trains on starts
+        if self.has_bn and n - last_start < 2 and last_start > 0:
+            last_start -= bs
         for s in range(0, n, bs):
             idx = order[s:s + bs]
             if self.has_bn and idx.shape[0] < 2:
