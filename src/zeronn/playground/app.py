@@ -169,10 +169,16 @@ class _Connection:
         self.session = session
         self.state.sessions[session.id] = session
         try:
-            await self.send_snapshot(session.snapshot(points=True))
+            await self.send_snapshot(await anyio.to_thread.run_sync(session.snapshot, True))
             while True:
-                text = await self.ws.receive_text()
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
                 try:
+                    if text is None:
+                        raise ValueError("binary messages are not understood: send JSON text "
+                                         "messages like {\"type\": \"step\"}")
                     await self.handle(text)
                 except ValueError as exc:
                     await self.send({"type": "error", "message": str(exc)})
@@ -181,8 +187,8 @@ class _Connection:
                 except Exception as exc:  # a bug: reported to the page, the server stays up
                     await self.send({"type": "error", "message": f"internal error "
                                      f"({type(exc).__name__}: {exc}); please report it"})
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the tab went away (closing, or mid-send): nothing is left to tell it
         finally:
             await self.pause()
             self.state.sessions.pop(session.id, None)
