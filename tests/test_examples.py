@@ -97,14 +97,13 @@ def test_plots_are_rendered_once_as_png(executed, tag: str) -> None:
     assert pngs[0].startswith(PNG) and len(pngs[0]) > 5000
 
 
-def test_no_errors_and_quick(executed) -> None:
-    nb, seconds = executed
+def test_no_errors(executed) -> None:
+    nb, _ = executed
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             assert o.output_type != "error", cell.source
             assert not (o.output_type == "stream" and o.name == "stderr"
                         and "Error" in o.text and "Warning" not in o.text), o.text
-    assert seconds < 60  # about 5 s on a laptop; generous for a busy CI machine
 
 
 def test_headings_are_japanese_and_english() -> None:
@@ -249,7 +248,7 @@ def test_conv_notebook_im2col_and_the_convolution_by_hand(executed_conv) -> None
 
 
 def test_conv_notebook_learns_the_digits_and_draws_them(executed_conv) -> None:
-    nb, seconds = executed_conv
+    nb, _ = executed_conv
     out = _stdout(_cell(nb, "train"))
     assert float(re.search(r"test accuracy: (\S+)", out).group(1)) >= 0.97
     for tag in ("filters", "mistakes"):
@@ -258,7 +257,6 @@ def test_conv_notebook_learns_the_digits_and_draws_them(executed_conv) -> None:
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             assert o.output_type != "error", cell.source
-    assert seconds < 120  # about 20 s on 2 free cores; generous for a busy CI machine
 
 
 def test_conv_notebook_headings_and_stored_outputs() -> None:
