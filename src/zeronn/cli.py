@@ -639,6 +639,26 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _playground(args: argparse.Namespace) -> int:
+    if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn")):
+        raise CLIError('the playground needs the extra: pip install "zeronn[playground]"')
+    from zeronn.playground import serve
+
+    try:
+        serve(args.port, open_browser=not args.no_browser)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the playground is meant to stop
+    print("zeronn playground: stopped", file=sys.stderr)
+    return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"--port must be a whole number from 0 to 65535, "
+                                         f"got {text!r}")
+    return int(text)
+
+
 # -- the parser -----------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``zeronn: error: ...``, exit code 2, no usage dump)."""
@@ -816,6 +836,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
     g.add_argument("--tol", type=_positive_float, default=1e-6,
                    help="largest acceptable relative error (default: 1e-6)")
+
+    pg = command("playground", _playground, "watch a network learn in the browser",
+                 "Serves the playground, a web page whose engine is zeronn, on 127.0.0.1 "
+                 "only, prints its URL and opens the browser. Pick a dataset (or upload a "
+                 "CSV), shape the network, press play, step through backpropagation, and "
+                 "export the model. Ctrl-C stops it. Needs the extra: pip install "
+                 "\"zeronn[playground]\".",
+                 "zeronn playground\nzeronn playground --port 8000 --no-browser")
+    pg.add_argument("--port", type=_port, default=0,
+                    help="the port on 127.0.0.1 (default: 0, a free one)")
+    pg.add_argument("--no-browser", action="store_true",
+                    help="only print the URL, do not open a browser")
     return parser
 
 
