@@ -221,7 +221,8 @@ def _palette_pixels(pg: Page) -> list[int]:
         const pal = [[245,147,34],[8,119,189],[44,160,44],[214,39,40],[148,103,189]];
         const n = pal.map(() => 0);
         for (let i = 0; i < d.length; i += 4)
-          pal.forEach((p, k) => { if (d[i] === p[0] && d[i+1] === p[1] && d[i+2] === p[2]) n[k]++; });
+          pal.forEach((p, k) => {
+            if (d[i] === p[0] && d[i+1] === p[1] && d[i+2] === p[2]) n[k]++; });
         return n; }"""))
 
 
@@ -442,7 +443,7 @@ def test_keyboard_plays_and_steps(open_page: Any) -> None:
 
 def test_screenshot_is_not_blank(open_page: Any, tmp_path: Path) -> None:
     pg = open_page("#dataset=spiral&noise=10&features=x1,x2,x1sq,x2sq,sinx1,sinx2"
-                   "&layers=8:tanh,6:tanh,4:tanh&learning_rate=0.03&optimizer=adam")
+                   "&layers=8:tanh,6:tanh,4:tanh&learning_rate=0.01&optimizer=adam")
     pg.tid("play").click()
     pg.wait("() => Number(document.querySelector('[data-testid=epoch]').textContent) >= 150")
     pg.tid("play").click()

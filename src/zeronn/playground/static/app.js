@@ -32,7 +32,8 @@
     { units: 2, activation: "tanh", dropout: 0, batch_norm: false },
   ];
   const DEFAULTS = {
-    dataset: "circle", classes: 3, multiclass_shape: "blobs", noise: 0, train_share: 0.5, batch_size: 10, n_points: 500,
+    dataset: "circle", classes: 3, multiclass_shape: "blobs", noise: 0, train_share: 0.5,
+    batch_size: 10, n_points: 500,
     seed: 0, features: ["x1", "x2"], layers: defaultLayers(), learning_rate: 0.03,
     optimizer: "sgd", regularization: "none", regularization_rate: 0,
     upload_id: "", upload_x1: "", upload_x2: "", upload_target: "",
@@ -69,6 +70,7 @@
     last: null,            // the latest snapshot
     points: null,          // {train, test}: sent only with setup/reset/rewind answers
     frames: 0,             // redraws so far (read by the frame-rate benchmark)
+    drawMs: 0,             // the last redraw's duration in milliseconds
     snapshots: 0,
     drawQueued: false,
     structureKey: "",
@@ -750,6 +752,7 @@
   function draw() {
     const s = state.last;
     if (!s) return;
+    const t0 = performance.now();
     state.frames += 1;
     renderNetworkEditor();   // the output column's size comes from the snapshot
     drawNeurons(s);
@@ -757,6 +760,7 @@
     drawOutput(s);
     drawLoss(s);
     renderDiagnostics(s);
+    state.drawMs = performance.now() - t0;
   }
   function mix(a, b, t) {
     return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
@@ -815,7 +819,7 @@
           const w = W[i][j];
           const p = linkPaths[l][i][j];
           p.setAttribute("stroke", w < 0 ? "rgb(245,147,34)" : "rgb(8,119,189)");
-          p.setAttribute("stroke-width", (0.4 + Math.min(Math.abs(w), 4) * 1.6).toFixed(2));
+          p.setAttribute("stroke-width", (0.4 + Math.min(Math.abs(w), 4) * 1.2).toFixed(2));
         }
       }
     }
