@@ -17,7 +17,8 @@ pd = pytest.importorskip("pandas")
 
 from zeronn import cli  # noqa: E402
 
-COMMANDS = ["demo", "train", "predict", "evaluate", "export", "info", "gradcheck"]
+COMMANDS = ["demo", "train", "predict", "evaluate", "export", "info", "gradcheck",
+            "playground"]
 FAST = ["--hidden", "8", "--epochs", "30", "--lr", "0.01", "--validation-split", "0.2"]
 needs_persistence = pytest.mark.skipif(
     not (Path(cli.__file__).parent / "persistence.py").exists(),
@@ -866,3 +867,72 @@ def test_a_tiny_table_with_an_empty_cell_trains_without_validation(tmp_path: Pat
     r = run("train", "e.csv", "--target", "y", "--epochs", "3", "-o", "m.zeronn", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "too few to hold out" in r.stderr
+
+
+# -- playground -------------------------------------------------------------------------
+def test_playground_without_its_extra_says_how_to_install_it(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "starlette", None)  # `import starlette` now fails
+    assert cli.main(["playground", "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'zeronn: error: the playground needs the extra: pip install ' \
+                  '"zeronn[playground]"\n'
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--port", "70000"], "--port must be a whole number from 0 to 65535"),
+    (["--port", "-1"], "--port"),
+    (["--host", "0.0.0.0"], "unrecognized arguments: --host"),
+])
+def test_playground_option_errors(args: list[str], needle: str) -> None:
+    pytest.importorskip("starlette")
+    assert_user_error(run("playground", "--no-browser", *args), needle)
+
+
+def test_playground_on_a_busy_port_is_a_user_error(capsys) -> None:
+    pytest.importorskip("uvicorn")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["playground", "--no-browser", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"zeronn: error: cannot listen on 127.0.0.1:{port}")
+    assert "choose another --port" in err
+
+
+def test_playground_serves_on_localhost_and_stops_on_ctrl_c() -> None:
+    pytest.importorskip("uvicorn")
+    import re
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "zeronn.cli", "playground", "--no-browser",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            line = pool.submit(proc.stdout.readline).result(timeout=120)  # type: ignore[union-attr]
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        url = match.group(0)
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+        with urllib.request.urlopen(url + "static/index.html", timeout=30) as page:
+            assert page.status == 200
+        # Bound to 127.0.0.1 alone: another address of this machine (even another
+        # loopback one) finds nothing listening on that port.
+        import socket
+
+        with socket.socket() as other, pytest.raises(OSError):
+            other.settimeout(10)
+            other.connect(("127.0.0.2", int(match.group(1))))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stopped" in err

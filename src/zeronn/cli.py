@@ -640,8 +640,12 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
 
 def _playground(args: argparse.Namespace) -> int:
-    if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn")):
-        raise CLIError('the playground needs the extra: pip install "zeronn[playground]"')
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise CLIError('the playground needs the extra: pip install "zeronn[playground]"') \
+            from None
     from zeronn.playground import serve
 
     try:

@@ -92,6 +92,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -166,6 +167,11 @@ class _Connection:
                     await self.handle(text)
                 except ValueError as exc:
                     await self.send({"type": "error", "message": str(exc)})
+                except (WebSocketDisconnect, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a bug: reported to the page, the server stays up
+                    await self.send({"type": "error", "message": f"internal error "
+                                     f"({type(exc).__name__}: {exc}); please report it"})
         except WebSocketDisconnect:
             pass
         finally:
@@ -183,12 +189,21 @@ class _Connection:
     async def play_loop(self) -> None:
         session = self.session
         assert session is not None
-        while self.playing and not self.stop.is_set():
-            snap = await anyio.to_thread.run_sync(session.train_for, FRAME_SECONDS, self.stop)
-            if session.diverged:
-                self.playing = False
-            if self.playing and not self.stop.is_set():
-                await self.send_snapshot(snap)
+        try:
+            while self.playing and not self.stop.is_set():
+                snap = await anyio.to_thread.run_sync(session.train_for, FRAME_SECONDS,
+                                                      self.stop)
+                if session.diverged:  # NaN weights stay NaN: stop and say why
+                    self.playing = False
+                    await self.send_snapshot(snap)
+                elif self.playing and not self.stop.is_set():
+                    await self.send_snapshot(snap)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # never a silent stop: the page hears what went wrong
+            self.playing = False
+            with contextlib.suppress(Exception):
+                await self.send({"type": "error", "message": f"training stopped: {exc}"})
 
     async def handle(self, text: str) -> None:
         session = self.session
@@ -311,7 +326,13 @@ def create_app() -> Starlette:
     async def websocket(ws: WebSocket) -> None:
         await _Connection(ws, state).run()
 
-    app = Starlette(routes=[
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Unknown paths and methods answer JSON as every other refusal does.
+        status = getattr(exc, "status_code", 500)
+        detail = getattr(exc, "detail", None) or "error"
+        return _error(f"{detail}: {request.method} {request.url.path}", status)
+
+    app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
         Route("/", index),
         Route("/static/{file:path}", static),
         Route("/api/upload", upload, methods=["POST"]),

@@ -168,9 +168,12 @@ def validate_config(config: Any, base: Mapping[str, Any] | None = None) -> dict[
     return out
 
 
-def _finite(a: Any, digits: int) -> Any:
-    """A list (of lists) of rounded floats, NaN and infinities as None (JSON null)."""
-    arr = np.round(np.asarray(a, dtype=np.float64), digits)
+def _finite(a: Any, digits: int | None = None) -> Any:
+    """A list (of lists) of floats (rounded to ``digits`` decimals, to keep the messages
+    small), NaN and infinities as None (JSON null)."""
+    arr = np.asarray(a, dtype=np.float64)
+    if digits is not None:
+        arr = np.round(arr, digits)
     if np.all(np.isfinite(arr)):
         return arr.tolist()
     obj = arr.astype(object)
@@ -187,7 +190,7 @@ def _significant(a: NDArray, digits: int = 4) -> Any:
     arr = np.asarray(a, dtype=np.float64)
     out = np.array([[float(f"{v:.{digits}g}") if math.isfinite(v) else math.nan for v in row]
                     for row in arr]).reshape(arr.shape)
-    return _finite(out, 12)
+    return _finite(out)
 
 
 # -- the session ----------------------------------------------------------------------
@@ -356,9 +359,11 @@ class Session:
         test = self.net.eval_loss(self.X_test, self.Y_test, self.loss)
         self.history["train_loss"].append(train)
         self.history["test_loss"].append(test)
-        if not (math.isfinite(train) and math.isfinite(test)) and not self.diverged:
+        if not (math.isfinite(train) and math.isfinite(test)):
+            # Told once per step or frame: training on from NaN weights changes nothing.
             self.diverged = True
-            self.notices.append(DIVERGED)
+            if DIVERGED not in self.notices:
+                self.notices.append(DIVERGED)
 
     def _train_epoch(self) -> None:
         """One pass over the training rows in mini-batches (see the module docstring)."""
@@ -389,7 +394,7 @@ class Session:
 
     def step(self) -> dict[str, Any]:
         """Exactly one epoch, then a snapshot."""
-        with self.lock:
+        with self.lock, _quiet():
             self._train_epoch()
             return self.snapshot()
 
@@ -397,7 +402,7 @@ class Session:
                   max_epochs: int = 1_000_000) -> dict[str, Any]:
         """As many epochs as fit in ``seconds`` (at least one, stopping early when ``stop``
         is set or the loss diverged), then a snapshot."""
-        with self.lock:
+        with self.lock, _quiet():
             t_end = time.perf_counter() + seconds
             done = 0
             while True:
@@ -425,7 +430,7 @@ class Session:
 
     def snapshot(self, points: bool = False, playing: bool = False) -> dict[str, Any]:
         """The protocol's snapshot message (see :mod:`zeronn.playground.app`)."""
-        with self.lock:
+        with self.lock, _quiet():
             net = self.net
             grid_out = net.predict_checked(self.grid_X)  # the one predict call per snapshot
             grid: dict[str, Any] = {"size": GRID_SIZE,
@@ -461,9 +466,10 @@ class Session:
                 "class_names": self.class_names,
                 "train_loss": _float(train_loss),
                 "test_loss": _float(test_loss),
-                "test_accuracy": self._accuracy(self.X_test, self.y_test),
-                "train_accuracy": self._accuracy(self.X_train, self.y_train),
-                "history": {k: _finite(v[::hist_step], 6) for k, v in self.history.items()},
+                "test_accuracy": self._accuracy(net.predict_checked(self.X_test),
+                                                self.y_test),
+                "train_accuracy": self._accuracy(train_outs[-1], self.y_train),
+                "history": {k: _finite(v[::hist_step]) for k, v in self.history.items()},
                 "history_step": hist_step,
                 "grid": grid,
                 "neurons": neurons,
@@ -487,10 +493,10 @@ class Session:
     def _points(self, X: NDArray, y: NDArray) -> list[list[float]]:
         return _finite(np.column_stack([X, y]), 4)
 
-    def _accuracy(self, X: NDArray, y: NDArray) -> float | None:
-        if self.classes == 1 or X.shape[0] == 0:
+    def _accuracy(self, out: NDArray, y: NDArray) -> float | None:
+        """The share of rows whose predicted class (from outputs ``out``) is ``y``."""
+        if self.classes == 1 or out.shape[0] == 0:
             return None
-        out = self.net.predict_checked(X)
         pred = np.argmax(out, axis=1) if self.classes > 2 else (out[:, 0] > 0.5).astype(int)
         return float(np.mean(pred == y.astype(int)))
 
@@ -508,7 +514,8 @@ class Session:
             raise ValueError(f"lang must be 'en' or 'ja', got {lang!r}")
         with self.lock:
             Xb, Yb = self.explain_batch()
-            tr = trace(self.net, Xb, Yb, loss=self.loss_name, seed=0)
+            with _quiet():
+                tr = trace(self.net, Xb, Yb, loss=self.loss_name, seed=0)
             steps = [_step("X", Xb, "X = the mini-batch's inputs (features)", lang, describe)]
             for name, value in tr.items():
                 steps.append(_step(name, value, f"{name} = {tr.formulas.get(name, '')}", lang,
@@ -541,6 +548,12 @@ class Session:
         """Python code that rebuilds this data and network with zeronn and trains it."""
         with self.lock:
             return make_snippet(self, epochs if epochs is not None else max(self.epoch, 100))
+
+
+def _quiet() -> Any:
+    # A diverging run overflows on purpose in a playground: the page says so (a notice),
+    # the server's console need not.
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def _init_for(activation: str) -> str:
