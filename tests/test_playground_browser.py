@@ -318,6 +318,12 @@ def test_explain_steps_through_backprop_in_both_languages(open_page: Any) -> Non
     pg.tid("lang-en").click()
     pg.wait("() => window.zeronnPlayground.explain.lang === 'en'")
     assert "逆伝播" not in panel.inner_text()
+    # A step changes the weights: the open step-through explains the new ones.
+    pg.page.evaluate("window.zeronnPlayground.explain = null")
+    pg.step()
+    pg.wait("() => window.zeronnPlayground.explain !== null")
+    after = {s["name"]: s["values"] for s in pg.js("window.zeronnPlayground.explain.steps")}
+    assert after["z1"] != next(s["values"] for s in msg["steps"] if s["name"] == "z1")
     pg.tid("explain-close").click()
     assert not panel.is_visible()
 

@@ -74,7 +74,7 @@
     snapshots: 0,
     drawQueued: false,
     structureKey: "",
-    explain: null, explainIndex: 0, lang: "en", explainOpen: false,
+    explain: null, explainIndex: 0, lang: "en", explainOpen: false, explainEpoch: null,
     socket: null, queue: [],
     uploadColumns: null,
   };
@@ -733,6 +733,10 @@
     // The readouts change at once (tests and screen readers read them); pictures per frame.
     renderReadouts(s);
     scheduleDraw();
+    // An open step-through follows the network: once training stops on other weights
+    // (a step, a pause, a new setup), it explains them again.
+    if (state.explainOpen && !s.playing && state.pendingPlay === null &&
+        (s.points || s.epoch !== state.explainEpoch)) requestExplain();
   }
   function fmt(x) {
     if (x === null || x === undefined) return "";
@@ -1035,6 +1039,7 @@
     $("explain").focus();
   }
   function requestExplain() {
+    if (state.last) state.explainEpoch = state.last.epoch;
     $("explain-intro").textContent = TEXT[state.lang].loading;
     send({ type: "explain", lang: state.lang });
   }
