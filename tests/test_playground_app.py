@@ -196,6 +196,16 @@ def test_bad_messages_get_an_error_and_the_connection_stays(client, message, nee
         assert receive_snapshot(ws)["epoch"] == 1
 
 
+def test_a_binary_message_gets_an_error_and_the_connection_stays(client):
+    with client.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        ws.send_bytes(b'{"type": "step"}')
+        err = ws.receive_json()
+        assert err["type"] == "error" and "binary" in err["message"]
+        ws.send_json({"type": "step"})
+        assert receive_snapshot(ws)["epoch"] == 1
+
+
 def test_a_diverging_run_stops_playing_with_a_notice(client):
     with client.websocket_connect("/ws") as ws:
         ws.receive_json()

@@ -68,10 +68,10 @@ def test_the_maps_are_what_the_network_computes():
     expected = s.net.predict(data.make_features(pts, ["x1", "x2", "x1x2"]))[:, 0]
     np.testing.assert_allclose(snap["grid"]["output"], expected, atol=1e-3)
     npts = data.grid_points(NEURON_SIZE)
-    np.testing.assert_allclose(snap["neurons"][0][2], npts[:, 0] * npts[:, 1], atol=1e-3)
+    np.testing.assert_allclose(snap["neurons"][0][2], npts[:, 0] * npts[:, 1], atol=5e-3)
     first = np.tanh(data.make_features(npts, ["x1", "x2", "x1x2"]) @ s.net.layers[0].W
                     + s.net.layers[0].b)
-    np.testing.assert_allclose(snap["neurons"][1], first.T, atol=1e-3)
+    np.testing.assert_allclose(snap["neurons"][1], first.T, atol=5e-3)
 
 
 def test_multiclass_sends_class_indices_and_confidence():
@@ -375,7 +375,8 @@ def test_the_snippet_rebuilds_the_same_data_and_network_and_trains(config):
     assert repr(namespace["net"]) == repr(s.net)
     rebuilt = zn.Sequential(s.build_layers(), input_dim=len(s.config["features"]),
                             seed=s.init_seed)
-    assert len(namespace["hist"]["loss"]) == 3
+    losses = namespace["hist"]["loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0]  # it trains
     assert "train loss" in out.getvalue()
     assert namespace["net"].n_params == rebuilt.n_params
 
@@ -386,3 +387,10 @@ def test_the_snippet_of_an_upload_holds_its_points():
     with contextlib.redirect_stdout(io.StringIO()):
         exec(s.snippet(epochs=2), namespace)
     np.testing.assert_allclose(namespace["F_train"], s.X_train, atol=1e-6)
+
+
+def test_grad_norms_come_from_the_last_batch_trained_even_when_one_is_skipped():
+    s = Session({**SMALL, "batch_size": 3,  # 100 rows: 33 batches of 3, then 1 row skipped
+                 "layers": [{"units": 3, "activation": "relu", "batch_norm": True}]})
+    s.step()
+    assert all(g > 0 for g in s.grad_norm) and len(s.grad_norm) == 2

@@ -51,7 +51,9 @@ def serve(port: int = 0, open_browser: bool = True,
 
     # The sans-I/O websockets protocol where this uvicorn has it (its older one is deprecated).
     ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "auto"
-    config = uvicorn.Config(create_app(), log_level="warning", ws=ws, lifespan="off")
+    # A client message is a small JSON command: 1 MB is far more than any needs.
+    config = uvicorn.Config(create_app(), log_level="warning", ws=ws, lifespan="off",
+                            ws_max_size=1 << 20)
     server = uvicorn.Server(config)
 
     def ready() -> None:

@@ -29,8 +29,10 @@ Client -> server:
   weights (a new optimizer starts from no state); any other key rebuilds as setup with the
   merged config. Answer: a snapshot (with points after a rebuild).
 - ``{"type": "play"}`` / ``{"type": "pause"}``: training runs in a worker thread; a
-  snapshot about every 100 ms (as many epochs as fit, at least one). Pause stops after the
-  current epoch and sends a final snapshot (``playing: false``).
+  snapshot about every 100 ms (as many epochs as fit, at least one; an added optional
+  ``"frame_ms": 20-2000`` sets another interval). Pause stops after the current epoch
+  and sends a final snapshot (``playing: false``). A run whose loss diverges stops by
+  itself: a snapshot with ``playing: false`` and a notice.
 - ``{"type": "step"}``: exactly one epoch, then a snapshot (pauses first if playing).
 - ``{"type": "reset"}``: new initial weights (the next seed), epoch 0, history cleared.
 - ``{"type": "rewind"}``: the same initial weights as the last setup/reset, epoch 0,
@@ -85,6 +87,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -107,6 +110,11 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOADS = 20
 FRAME_SECONDS = 0.1  # a snapshot about this often while playing
 MAX_MESSAGE_CHARS = 100_000  # a client message longer than this is refused
+
+
+def _encode(message: dict[str, Any]) -> str:
+    """Strict, compact JSON (the session already turned NaN and infinities into null)."""
+    return json.dumps(message, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
 
 def _error(message: str, status: int) -> JSONResponse:
@@ -140,15 +148,16 @@ class _Connection:
         self.stop = threading.Event()
         self.task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
+        self.frame_seconds = FRAME_SECONDS
 
-    async def send(self, message: dict[str, Any]) -> None:
-        text = json.dumps(message, allow_nan=False, ensure_ascii=False,
-                          separators=(",", ":"))
+    async def send(self, message: dict[str, Any] | str) -> None:
+        text = message if isinstance(message, str) else _encode(message)
         async with self.send_lock:
             await self.ws.send_text(text)
 
-    async def send_snapshot(self, snap: dict[str, Any]) -> None:
-        snap["playing"] = self.playing
+    async def send_snapshot(self, snap: dict[str, Any] | str) -> None:
+        if isinstance(snap, dict):
+            snap["playing"] = self.playing
         await self.send(snap)
         assert self.session is not None
         for notice in self.session.take_notices():
@@ -160,10 +169,16 @@ class _Connection:
         self.session = session
         self.state.sessions[session.id] = session
         try:
-            await self.send_snapshot(session.snapshot(points=True))
+            await self.send_snapshot(await anyio.to_thread.run_sync(session.snapshot, True))
             while True:
-                text = await self.ws.receive_text()
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
                 try:
+                    if text is None:
+                        raise ValueError("binary messages are not understood: send JSON text "
+                                         "messages like {\"type\": \"step\"}")
                     await self.handle(text)
                 except ValueError as exc:
                     await self.send({"type": "error", "message": str(exc)})
@@ -172,8 +187,8 @@ class _Connection:
                 except Exception as exc:  # a bug: reported to the page, the server stays up
                     await self.send({"type": "error", "message": f"internal error "
                                      f"({type(exc).__name__}: {exc}); please report it"})
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the tab went away (closing, or mid-send): nothing is left to tell it
         finally:
             await self.pause()
             self.state.sessions.pop(session.id, None)
@@ -189,15 +204,27 @@ class _Connection:
     async def play_loop(self) -> None:
         session = self.session
         assert session is not None
+        encode_seconds = 0.0
+
+        def frame() -> str:
+            # Training, the snapshot and its JSON all off the event loop's thread; the
+            # training leaves room for the encoding (as long as the last one took).
+            nonlocal encode_seconds
+            snap = session.train_for(max(self.frame_seconds - encode_seconds, 0.0), self.stop)
+            snap["playing"] = not session.diverged
+            t0 = time.perf_counter()
+            text = _encode(snap)
+            encode_seconds = time.perf_counter() - t0
+            return text
+
         try:
             while self.playing and not self.stop.is_set():
-                snap = await anyio.to_thread.run_sync(session.train_for, FRAME_SECONDS,
-                                                      self.stop)
+                text = await anyio.to_thread.run_sync(frame)
                 if session.diverged:  # NaN weights stay NaN: stop and say why
                     self.playing = False
-                    await self.send_snapshot(snap)
+                    await self.send_snapshot(text)
                 elif self.playing and not self.stop.is_set():
-                    await self.send_snapshot(snap)
+                    await self.send_snapshot(text)
         except (WebSocketDisconnect, asyncio.CancelledError):
             raise
         except Exception as exc:  # never a silent stop: the page hears what went wrong
@@ -218,6 +245,11 @@ class _Connection:
         kind = msg.get("type") if isinstance(msg, dict) else None
         run = anyio.to_thread.run_sync
         if kind == "play":
+            frame_ms = msg.get("frame_ms", FRAME_SECONDS * 1000)
+            if (isinstance(frame_ms, bool) or not isinstance(frame_ms, (int, float))
+                    or not 20 <= frame_ms <= 2000):
+                raise ValueError(f"frame_ms must be a number from 20 to 2000, got {frame_ms!r}")
+            self.frame_seconds = frame_ms / 1000
             if not self.playing:
                 self.playing = True
                 self.stop.clear()

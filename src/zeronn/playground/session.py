@@ -206,6 +206,7 @@ class Session:
         self.uploads: Mapping[str, pgdata.Table] = uploads if uploads is not None else {}
         self.lock = threading.RLock()
         self.notices: list[str] = []  # messages for the page, taken by take_notices()
+        self.snapshot_seconds = 0.0  # how long the last snapshot took to build
         self.setup(config or {})
 
     # -- building --------------------------------------------------------------------
@@ -312,8 +313,7 @@ class Session:
         for spec in self.config["layers"]:
             act, init = spec["activation"], _init_for(spec["activation"])
             if spec["batch_norm"]:
-                layers += [Dense(spec["units"], init=init), BatchNorm(),
-                           Activation(act)]
+                layers += [Dense(spec["units"], init=init), BatchNorm(), Activation(act)]
             else:
                 layers.append(Dense(spec["units"], activation=act, init=init))
             if spec["dropout"] > 0:
@@ -324,7 +324,7 @@ class Session:
 
     def _build(self) -> None:
         self.net = Sequential(self.build_layers(), input_dim=len(self.config["features"]),
-                                 seed=self.init_seed)
+                              seed=self.init_seed)
         # Shuffling and Dropout's masks: one generator from the weights' seed (rewind
         # restarts it, so a rewound run draws the same batches and masks again).
         self.rng = np.random.default_rng([self.init_seed, 1])
@@ -373,7 +373,9 @@ class Session:
         reg, rate = cfg["regularization"], cfg["regularization_rate"]
         flat_p, flat_g = net.flat_params, net.flat_grads
         order = self.rng.permutation(n)
-        last_start = ((n - 1) // bs) * bs
+        last_start = ((n - 1) // bs) * bs  # where the last batch the epoch trains on starts
+        if self.has_bn and n - last_start < 2 and last_start > 0:
+            last_start -= bs
         for s in range(0, n, bs):
             idx = order[s:s + bs]
             if self.has_bn and idx.shape[0] < 2:
@@ -400,10 +402,13 @@ class Session:
 
     def train_for(self, seconds: float, stop: threading.Event | None = None,
                   max_epochs: int = 1_000_000) -> dict[str, Any]:
-        """As many epochs as fit in ``seconds`` (at least one, stopping early when ``stop``
-        is set or the loss diverged), then a snapshot."""
+        """As many epochs as fit in ``seconds`` together with the snapshot that ends them
+        (at least one epoch; fewer when ``stop`` is set or the loss diverged)."""
         with self.lock, _quiet():
-            t_end = time.perf_counter() + seconds
+            t0 = time.perf_counter()
+            # Leave room for the snapshot (as long as the last one took), so the frames
+            # keep their rhythm on a slow or busy machine.
+            t_end = t0 + seconds - self.snapshot_seconds
             done = 0
             while True:
                 self._train_epoch()
@@ -431,6 +436,7 @@ class Session:
     def snapshot(self, points: bool = False, playing: bool = False) -> dict[str, Any]:
         """The protocol's snapshot message (see :mod:`zeronn.playground.app`)."""
         with self.lock, _quiet():
+            t0 = time.perf_counter()
             net = self.net
             grid_out = net.predict_checked(self.grid_X)  # the one predict call per snapshot
             grid: dict[str, Any] = {"size": GRID_SIZE,
@@ -442,9 +448,10 @@ class Session:
             else:
                 grid["output"] = _finite(grid_out[:, 0], 3)
             outs = self._outputs_by_layer(self.neuron_X)
-            neurons = [_finite(self.neuron_X.T, 3)]
-            neurons += [_finite(outs[i].T, 3) for i in self.hidden_out]
-            neurons.append(_finite(outs[-1].T, 3))
+            # Heatmaps: two decimals are finer than their colours (and keep the message small).
+            neurons = [_finite(self.neuron_X.T, 2)]
+            neurons += [_finite(outs[i].T, 2) for i in self.hidden_out]
+            neurons.append(_finite(outs[-1].T, 2))
             # Dead ReLU units: never positive on any training row (evaluation mode).
             train_outs = self._outputs_by_layer(self.X_train)
             dead: list[float | None] = []
@@ -485,6 +492,7 @@ class Session:
                 "config": self.config,
                 "diverged": self.diverged,
             }
+            self.snapshot_seconds = time.perf_counter() - t0
             if points:
                 snap["points"] = {"train": self._points(self.X_train_pts, self.y_train),
                                   "test": self._points(self.X_test_pts, self.y_test)}
