@@ -70,7 +70,7 @@
     last: null,            // the latest snapshot
     points: null,          // {train, test}: sent only with setup/reset/rewind answers
     frames: 0,             // redraws so far (read by the frame-rate benchmark)
-    drawMs: 0,             // the last redraw's duration in milliseconds
+    drawMs: 0,             // milliseconds spent redrawing, in total
     snapshots: 0,
     drawQueued: false,
     structureKey: "",
@@ -764,7 +764,7 @@
     drawOutput(s);
     drawLoss(s);
     renderDiagnostics(s);
-    state.drawMs = performance.now() - t0;
+    state.drawMs += performance.now() - t0;
   }
   function mix(a, b, t) {
     return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
