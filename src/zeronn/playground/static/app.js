@@ -741,7 +741,7 @@
   function fmt(x) {
     if (x === null || x === undefined) return "";
     if (typeof x !== "number" || !Number.isFinite(x)) return String(x);
-    return String(Number(x.toPrecision(6)));
+    return String(Number(x.toPrecision(5)));
   }
   function renderReadouts(s) {
     $("epoch").textContent = String(s.epoch);
