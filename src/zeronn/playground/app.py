@@ -29,7 +29,7 @@ Client -> server:
   weights (a new optimizer starts from no state); any other key rebuilds as setup with the
   merged config. Answer: a snapshot (with points after a rebuild).
 - ``{"type": "play"}`` / ``{"type": "pause"}``: training runs in a worker thread; a
-  snapshot about every 100 ms (as many epochs as fit, at least one; an added optional
+  snapshot about every 45 ms (as many epochs as fit, at least one; an added optional
   ``"frame_ms": 20-2000`` sets another interval). Pause stops after the current epoch
   and sends a final snapshot (``playing: false``). A run whose loss diverges stops by
   itself: a snapshot with ``playing: false`` and a notice.
@@ -108,7 +108,7 @@ __all__ = ["create_app"]
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOADS = 20
-FRAME_SECONDS = 0.1  # a snapshot about this often while playing
+FRAME_SECONDS = 0.045  # a snapshot this often while playing: the page redraws on each
 MAX_MESSAGE_CHARS = 100_000  # a client message longer than this is refused
 
 
