@@ -426,6 +426,18 @@ def blas_description() -> str:
     return ", ".join(parts) or "unknown"
 
 
+def fast_description() -> str:
+    """Whether zeronn's compiled kernels (Conv2D's im2col/col2im) are in use, and numba's
+    version: they change the lenet row."""
+    from zeronn._fast import available
+
+    if not available():
+        return "off (NumPy only: numba absent or ZERONN_NO_FAST=1)"
+    import numba
+
+    return f"on (numba {numba.__version__}: Conv2D im2col/col2im)"
+
+
 def run_cells(names: list[str], dtypes: list[str], optimizers: list[str], impls: list[str],
               repeat_scale: float, quick: bool) -> list[Cell]:
     cells = []
@@ -654,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": str(args.threads),
             "NumPy BLAS": blas_description(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+            "zeronn compiled kernels": fast_description(),
             "versions": (f"Python {platform.python_version()}, NumPy {np.__version__}, "
                          f"scikit-learn {__import__('sklearn').__version__}, "
                          f"PyTorch {torch.__version__} (threads {torch.get_num_threads()})"),

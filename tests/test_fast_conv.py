@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
-from zeronn import _fast
+from zeronn._fast import available
 from zeronn.layers import Conv2D
 from zeronn.layers.conv import col2im, im2col
 
@@ -133,7 +133,7 @@ def test_conv2d_with_kernels_equals_numpy(geo, filters, act, use_bias, seed):
 
 def test_no_fast_switches_the_kernels_off(monkeypatch):
     monkeypatch.setenv("ZERONN_NO_FAST", "1")
-    assert not _fast.available()
+    assert not available()
     net = zn.Sequential([Conv2D(2, 3)], input_shape=(1, 5, 5), seed=0)
     assert net.layers[0]._kernels is None
 

@@ -48,6 +48,13 @@ Backward, from ``dout`` (N, FN, OH, OW) (after the activation's derivative):
 Work arrays (``xp``, ``col``, the GEMM output, the outputs and ``dx``) are allocated once per
 batch size and reused, and every step writes into them with ``out=``.
 
+With the extra ``fast`` (numba; ``ZERONN_NO_FAST=1`` switches it off), the steps around the
+GEMMs run as compiled loop nests from ``zeronn._fast.conv`` that give the same numbers:
+im2col reads the padding as zeros (no ``xp`` copy, forward 1-2), forward 4 adds the bias
+(and ReLU, when it is the activation and ``z`` is not kept) as it lays out ``z``, and
+backward 4-5 keeps ``dcol``'s columns in im2col's (n, oh, ow) order and adds it straight
+into ``dx`` (N, C, H, W). The GEMMs are the same NumPy calls. This code stays the reference.
+
 Initialisation follows torch's fans for a convolution: ``fan_in = C*KH*KW`` and
 ``fan_out = FN*KH*KW``. An initializer ``(rng, fan_in, fan_out, dtype)`` draws a
 (fan_in, fan_out) matrix; its first FN columns are ``col_W`` (C*KH*KW, FN), so ``W`` is
@@ -62,7 +69,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from zeronn import _fast
+from zeronn._fast import available as fast_available
 from zeronn.activations import IDENTITY, RELU, get_activation
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
@@ -191,7 +198,7 @@ def col2im(dcol: NDArray, x_shape: Shape, kernel: tuple[int, int], stride: tuple
 def _fast_kernels() -> Any:
     """zeronn._fast.conv's compiled kernels when numba is installed and not switched off
     (``ZERONN_NO_FAST=1``), else None: the NumPy code above."""
-    if not _fast.available():
+    if not fast_available():
         return None
     from zeronn._fast.conv import kernels
 
