@@ -623,6 +623,16 @@ NOTES = """## Where the time goes
   GEMMs with a column of ones (2.5% faster on medium, 4% slower on wide, where the
   inner dimension becomes odd, and `zeronn.trace` would no longer equal the engine bit
   for bit). Kept: ReLU's backward mask as bools on large layers (23% faster at 1024x1024).
+- **lenet** (the convnet): the GEMM bound counts only the im2col products; zeronn also
+  builds `col` (im2col), adds `dcol` back (col2im), pools, and changes layouts between the
+  GEMMs' (F, N*OH*OW) and NCHW. `python benchmarks/layers.py [--old other/src]` times each
+  layer's forward and backward in one process. With the extra `fast` (numba),
+  `zeronn._fast.conv` does im2col (padding read as zeros), col2im (straight into dx) and the
+  layout changes (bias and ReLU fused) as single loop nests: a step about 12% shorter than
+  NumPy alone; max pooling stays NumPy (a compiled arg-max, branching on the data, ran
+  2-5x slower than the whole-array passes). What is left is memory traffic: `col` is 5 MB
+  (conv1) and 3.8 MB (conv2) a batch, written by im2col and read by two GEMMs, and the
+  GEMMs themselves are memory-bound at these shapes (K = 25 and 150).
 - Memory: fit holds the parameters, their gradients and the optimizer state, plus about
   three batches' activations of work buffers: 2x the parameters with plain SGD, 3x with
   momentum, 4x with Adam (two moments). No spare copy of the weights: an update that would
