@@ -8,7 +8,8 @@ Both versions run in this one process (the old package is copied under the name
 machine the wall clock moves by 10-30% from one minute to the next, and taking turns
 within a process cancels most of what is left. It prints, per workload, the best epoch
 time of each and two ratios (new/old): of the bests, and the median of the per-round
-ratios. MLPs with ReLU, MSE, no shuffling; the workloads of ``benchmarks/run.py``.
+ratios. MLPs with ReLU, MSE, no shuffling; the workloads of ``benchmarks/run.py``
+(``--cases lenet:sgd:float32`` for the convnet).
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ WORKLOADS = {
     "seed": ([2, 5, 1], 100, None, 200),
     "small": ([8, 32, 1], 2000, 32, 2),
     "medium": ([64, 256, 256, 1], 20000, 256, 1),
+    # benchmarks/run.py's LeNet: 1x28x28 -> conv 6@5x5 pad 2 -> pool -> conv 16@5x5 -> pool
+    # -> 400 -> 120 -> 84 -> 10 (sizes here: the Dense head)
+    "lenet": ([400, 120, 84, 10], 4096, 64, 1),
 }
+
+
+def lenet(zn: Any, dtype: str) -> Any:
+    layers = [zn.Conv2D(6, 5, padding=2, activation="relu"), zn.MaxPool2D(2),
+              zn.Conv2D(16, 5, activation="relu"), zn.MaxPool2D(2), zn.Flatten(),
+              zn.Dense(120, activation="relu"), zn.Dense(84, activation="relu"), zn.Dense(10)]
+    return zn.Sequential(layers, input_shape=(1, 28, 28), dtype=dtype, seed=0)
 
 
 def load_old(src: Path) -> ModuleType:
@@ -55,9 +66,13 @@ def epoch_runner(zn: Any, workload: str, optimizer: str,
                  dtype: str) -> tuple[Callable[[], None], int]:
     sizes, n, bs, epochs = WORKLOADS[workload]
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, sizes[0])).astype(dtype)
-    y = rng.standard_normal((n, 1)).astype(dtype)
-    net = zn.MLP(sizes, seed=0, dtype=dtype)
+    if workload == "lenet":
+        X = rng.standard_normal((n, 1, 28, 28)).astype(dtype)
+        net = lenet(zn, dtype)
+    else:
+        X = rng.standard_normal((n, sizes[0])).astype(dtype)
+        net = zn.MLP(sizes, seed=0, dtype=dtype)
+    y = rng.standard_normal((n, sizes[-1])).astype(dtype)
     opt = zn.optim.SGD(lr=0.01) if optimizer == "sgd" else zn.optim.Adam(lr=1e-3)
 
     def run() -> None:

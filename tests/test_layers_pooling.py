@@ -162,3 +162,18 @@ def test_bad_arguments_say_what_and_how(make, match):
 def test_backward_needs_a_forward(cls):
     with pytest.raises(ValueError, match="forward"):
         _built(cls(2), (1, 4, 4)).backward(np.ones((1, 1, 2, 2)))
+
+
+def test_tiled_max_pool_zeroes_uncovered_pixels_every_step():
+    """Side-by-side windows over a width the pool does not divide (5 by 2): the last column
+    gets no gradient, even when the layer below wrote into the returned dx in place."""
+    layer = _built(MaxPool2D(2), (1, 4, 5))
+    assert layer.tiled
+    x = np.arange(40, dtype=np.float64).reshape(2, 1, 4, 5)
+    for _ in range(2):
+        layer.forward(x, training=True)
+        dx = layer.backward(np.ones((2, 1, 2, 2)))
+        assert dx is not None
+        np.testing.assert_array_equal(dx[..., 4], 0)
+        assert dx.sum() == 8
+        dx += 7.0  # as a BatchNorm below may overwrite its dout

@@ -48,6 +48,13 @@ Backward, from ``dout`` (N, FN, OH, OW) (after the activation's derivative):
 Work arrays (``xp``, ``col``, the GEMM output, the outputs and ``dx``) are allocated once per
 batch size and reused, and every step writes into them with ``out=``.
 
+With the extra ``fast`` (numba; ``ZERONN_NO_FAST=1`` switches it off), the steps around the
+GEMMs run as compiled loop nests from ``zeronn._fast.conv`` that give the same numbers:
+im2col reads the padding as zeros (no ``xp`` copy, forward 1-2), forward 4 adds the bias
+(and ReLU, when it is the activation and ``z`` is not kept) as it lays out ``z``, and
+backward 4-5 keeps ``dcol``'s columns in im2col's (n, oh, ow) order and adds it straight
+into ``dx`` (N, C, H, W). The GEMMs are the same NumPy calls. This code stays the reference.
+
 Initialisation follows torch's fans for a convolution: ``fan_in = C*KH*KW`` and
 ``fan_out = FN*KH*KW``. An initializer ``(rng, fan_in, fan_out, dtype)`` draws a
 (fan_in, fan_out) matrix; its first FN columns are ``col_W`` (C*KH*KW, FN), so ``W`` is
@@ -62,7 +69,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from zeronn.activations import IDENTITY, get_activation
+from zeronn._fast import available as fast_available
+from zeronn.activations import IDENTITY, RELU, get_activation
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers.base import AffineLayer, BufferCache, Param, Shape
@@ -187,6 +195,16 @@ def col2im(dcol: NDArray, x_shape: Shape, kernel: tuple[int, int], stride: tuple
     return add_windows(d6, out, stride, padding)
 
 
+def _fast_kernels() -> Any:
+    """zeronn._fast.conv's compiled kernels when numba is installed and not switched off
+    (``ZERONN_NO_FAST=1``), else None: the NumPy code above."""
+    if not fast_available():
+        return None
+    from zeronn._fast.conv import kernels
+
+    return kernels()
+
+
 def _valid_range(offset: int, pad: int, stride: int, n_out: int, size: int
                  ) -> tuple[int, int, int]:
     """Output positions o in [o0, o1) whose pixel ``o*stride + offset - pad`` lies in
@@ -258,6 +276,7 @@ class Conv2D(AffineLayer):
         self._cache: BufferCache[_Buffers] | None = None
         self._buf: _Buffers | None = None
         self._x: NDArray | None = None
+        self._kernels: Any = None  # zeronn._fast.conv's compiled kernels, when in use
 
     # -- structure -------------------------------------------------------------------
     @property
@@ -281,6 +300,7 @@ class Conv2D(AffineLayer):
         self.output_shape = (self.filters, oh, ow)
         self.keep_z = self.activation.uses_input or self.keep_logits
         self._cache = BufferCache(self._make_buffers)
+        self._kernels = _fast_kernels()
         return self.output_shape
 
     def _make_buffers(self, n: int) -> _Buffers:
@@ -322,6 +342,10 @@ class Conv2D(AffineLayer):
 
     # -- computation -----------------------------------------------------------------
     def _im2col(self, x: NDArray, buf: _Buffers) -> NDArray:
+        k = self._kernels
+        if k is not None and x.flags.c_contiguous:  # pads as it copies: no xp
+            k.im2col(x, *self.kernel_size, *self.stride, *self.padding, buf.col)
+            return buf.col.T
         xp = x
         if buf.xp is not None:
             ph, pw = self.padding
@@ -330,15 +354,21 @@ class Conv2D(AffineLayer):
             xp[:, :, ph:ph + h, pw:pw + w] = x
         return im2col(xp, self.kernel_size, self.stride, out=buf.col)
 
-    def _linear(self, col: NDArray, n: int, gemm: NDArray, z: NDArray) -> NDArray:
+    def _linear(self, col: NDArray, n: int, gemm: NDArray, z: NDArray,
+                relu: bool = False) -> NDArray:
         """z (n, FN, OH, OW) = (col · col_W + b) reshaped and transposed.
 
         ``col`` (N*OH*OW, C*KH*KW) is a transposed view: the GEMM computes ``out.T``.
+        ``relu``: the compiled kernels apply ReLU as they write z (ignored without them).
         """
         np.dot(self._W2, col.T, out=gemm)
+        fn, oh, ow = self.output_shape
+        if self._kernels is not None:  # the bias added as it lays out z
+            self._kernels.gemm_to_nchw(gemm, self._b if self.use_bias else gemm[:, 0],
+                                       self.use_bias, relu, z.reshape(n, fn, oh * ow))
+            return z
         if self.use_bias:
             np.add(gemm, self._b[:, None], out=gemm)
-        fn, oh, ow = self.output_shape
         np.copyto(z.reshape(n, fn, oh * ow), gemm.reshape(fn, n, oh * ow).transpose(1, 0, 2))
         return z
 
@@ -349,8 +379,10 @@ class Conv2D(AffineLayer):
         n = x.shape[0]
         buf = cache.get(n) or cache.make(n)
         col = self._im2col(x, buf)
-        z = self._linear(col, n, buf.gemm, buf.z)
-        if z is not buf.a or self.activation is not IDENTITY:
+        # With the compiled kernels, ReLU (z not kept) is applied as z is laid out.
+        fused = self._kernels is not None and self.activation is RELU and buf.a is buf.z
+        z = self._linear(col, n, buf.gemm, buf.z, fused)
+        if not fused and (z is not buf.a or self.activation is not IDENTITY):
             self.activation.forward(z, buf.a)
         self._x, self._buf = x, buf
         return buf.a
@@ -363,7 +395,12 @@ class Conv2D(AffineLayer):
         n = delta.shape[0]
         fn, oh, ow = self.output_shape
         dT = buf.gemm  # dout.T (FN, N*OH*OW)
-        np.copyto(dT.reshape(fn, n, oh * ow), delta.reshape(n, fn, oh * ow).transpose(1, 0, 2))
+        k = self._kernels if delta.flags.c_contiguous else None
+        if k is not None:
+            k.nchw_to_gemm(delta.reshape(n, fn, oh * ow), dT)
+        else:
+            np.copyto(dT.reshape(fn, n, oh * ow),
+                      delta.reshape(n, fn, oh * ow).transpose(1, 0, 2))
         np.dot(dT, buf.col.T, out=self._dW2)  # dW = (col.T · dout).T = dout.T · col
         if self.use_bias:
             _add_reduce(dT, axis=1, out=self.db)
@@ -371,6 +408,14 @@ class Conv2D(AffineLayer):
             return None
         c, h, w = self.input_shape
         (kh, kw) = self.kernel_size
+        if k is not None:
+            # dcol.T = col_W · dout.T into col's memory, its columns in (n, oh, ow) order as
+            # im2col wrote them; col2im adds it straight into dx.
+            if buf.dx is None:
+                buf.dx = np.empty((n, c, h, w), self.dtype)
+            np.dot(self._W2.T, dT, out=buf.col)
+            k.col2im(buf.col, kh, kw, *self.stride, *self.padding, buf.dx)
+            return buf.dx
         if buf.dx is None or buf.dT2 is None or buf.dxT is None:
             buf.dT2 = np.empty((fn, oh * ow * n), self.dtype)
             buf.dxT = np.empty((c, h, w, n), self.dtype)

@@ -14,6 +14,9 @@ be at most half the pool size.
 3. Backward: ``dcol`` is 0 except ``dout`` at each window's arg-max (``argmax`` of the row,
    the first one on ties, as torch: the first slice equal to the max), and col2im adds the
    windows back onto the image (overlapping windows add up): only the maxima get gradient.
+   In the common case of windows side by side (stride = pool size, no padding) no two
+   windows share a pixel, so ``dcol`` is written straight into a windows view of ``dx``
+   and there is nothing to add up.
 
 ``AvgPool2D`` (``avg_pool2d`` with ``count_include_pad=True``, torch's default), padding
 with 0: ``out`` is the sum of the PH*PW strided slices of the padded input, divided by
@@ -66,6 +69,11 @@ class _Pool(Layer):
     def size(self) -> int:
         """PH*PW, the values in one window."""
         return self.pool_size[0] * self.pool_size[1]
+
+    @property
+    def tiled(self) -> bool:
+        """Windows side by side, none overlapping, no padding: stride = pool size, P = 0."""
+        return self.stride == self.pool_size and self.padding == (0, 0)
 
     def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
         name = type(self).__name__
@@ -198,20 +206,35 @@ class MaxPool2D(_Pool):
             raise ValueError("backward() needs a forward() first")
         if not need_dx:
             return None
-        if buf.dcol is None:
-            buf.dcol = np.empty((*self.pool_size, *dout.shape), self.dtype)
+        if buf.dx is None:
             buf.dx = np.empty((dout.shape[0], *self.input_shape), self.dtype)
-        assert buf.dx is not None
-        dcol, pw, hit, taken = buf.dcol, self.pool_size[1], buf.hit, buf.taken
-        # dcol[i, j] = dout where (i, j) is the first position holding the window's max
+            if not self.tiled:
+                buf.dcol = np.empty((*self.pool_size, *dout.shape), self.dtype)
+        (_, h, w), (oh, ow) = self.input_shape, dout.shape[2:]
+        if buf.dcol is None and (h != oh * self.pool_size[0] or w != ow * self.pool_size[1]):
+            # Tiled windows that leave rows or columns uncovered (H not a multiple of PH):
+            # those get no gradient, and the layer below may have written into dx.
+            buf.dx.fill(0)
+        # dst (n, C, OH, OW, PH, PW): the gradient of each window's values. Tiled windows
+        # (stride = pool size, no padding) are disjoint, so dst is a view of dx itself and
+        # nothing is added up; otherwise dcol, added back by col2im.
+        if buf.dcol is None:
+            dst = windows(buf.dx, self.pool_size, self.stride)
+        else:
+            dst = buf.dcol.transpose(2, 3, 4, 5, 0, 1)
+        pw, hit, taken = self.pool_size[1], buf.hit, buf.taken
+        # dst[..., i, j] = dout where (i, j) is the first position holding the window's max
         np.equal(view[..., 0, 0], buf.out, out=taken)
-        np.multiply(dout, taken, out=dcol[0, 0])
+        np.multiply(dout, taken, out=dst[..., 0, 0])
         for k in range(1, self.size):
             np.equal(view[..., k // pw, k % pw], buf.out, out=hit)
             np.greater(hit, taken, out=hit)  # hit and not taken by an earlier position
-            np.multiply(dout, hit, out=dcol[k // pw, k % pw])
-            np.logical_or(taken, hit, out=taken)
-        return add_windows(dcol.transpose(2, 3, 4, 5, 0, 1), buf.dx, self.stride, self.padding)
+            np.multiply(dout, hit, out=dst[..., k // pw, k % pw])
+            if k < self.size - 1:
+                np.logical_or(taken, hit, out=taken)
+        if buf.dcol is None:
+            return buf.dx
+        return add_windows(dst, buf.dx, self.stride, self.padding)
 
     def infer(self, x: NDArray) -> NDArray:
         view = windows(self._pad(x, None), self.pool_size, self.stride)
