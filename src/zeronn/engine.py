@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn import _fast
 from zeronn._fast import dense as kernels
 from zeronn.activations import ACTIVATIONS
 from zeronn.activations import Activation as ActivationFunction
