@@ -261,14 +261,14 @@ class CompiledFit:
         self.p, self.g = net.flat_params, net.flat_grads
         self.L = len(stages)
         widest = max(sizes)
-        self.xb = np.empty((bs, sizes[0]), dtype)
-        self.yb = np.empty((bs, sizes[-1]), dtype)
+        self.xb = np.empty(bs * sizes[0], dtype)
+        self.yb = np.empty(bs * sizes[-1], dtype)
         self.wn = np.empty(bs, dtype)
         self.Z = np.empty(bs * sum(sizes[1:]), dtype)
         self.A = np.empty_like(self.Z)
         self.D1 = np.empty(bs * widest, dtype)
         self.D2 = np.empty_like(self.D1)
-        self.WT = np.empty(max(a * b for a, b in zip(sizes[:-1], sizes[1:])), dtype)
+        self.DT = np.empty_like(self.D1)
         self.cst = kernels.constants(dtype)
         self.status = np.zeros(5, np.int64)
         self._empty = np.zeros(1, dtype)
@@ -300,7 +300,7 @@ class CompiledFit:
                     self.bs, self.sizes, self.acts, self.woffs, self.boffs, self.dead,
                     self.loss_code, self.opt_code, self.hp, lrs, self.opt.t,
                     self.p, self.g, s1, s2, s3, self.xb, self.yb, self.wn, self.Z, self.A,
-                    self.D1, self.D2, self.WT, self.cst, self.alive, acc, layer_sq,
+                    self.D1, self.D2, self.DT, self.cst, self.alive, acc, layer_sq,
                     self.status)
         return acc, layer_sq, self.status
 
