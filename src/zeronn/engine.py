@@ -60,8 +60,10 @@ def _loss_code(loss: Loss) -> int | None:
 # "auto" picks the compiled path for batches whose matrix products stay below this many
 # multiply-adds (per row of the batch, summed over the layers): there the NumPy path's
 # cost is its ~20 library calls a step, not arithmetic. Above it BLAS's blocked products
-# win. Measured on 2 cores (benchmarks/run.py's small, tabular, medium and wide rows).
-AUTO_MAX_MACS_PER_ROW = 20000
+# win. Measured (one BLAS thread, process time): 5440 per row (20 -> 64 -> 64 -> 1) 0.67x
+# the NumPy path's time, 11000 (100 -> 100 -> 10) 0.74x, 19072 (20 -> 128 -> 128 -> 1)
+# 0.93x, 70912 (20 -> 256 -> 256 -> 1) 1.13x: the bound leaves a margin.
+AUTO_MAX_MACS_PER_ROW = 12000
 # "auto" starts compiling (in a background thread, training on NumPy meanwhile) only for
 # a fit whose NumPy run is estimated to take at least this long: a shorter one could not
 # repay the compilation (or loading it from the disk cache and importing numba).
