@@ -525,8 +525,9 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
     ``p``/``g`` the flat parameters/gradients, ``s1``-``s3`` the optimizer's flat state
     (SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq). The rest are flat
     work buffers sized by the caller; every batch's activations and deltas are kept in
-    them as (units, samples), the batch along the inner loops. Per epoch it writes ``acc`` (n_epochs, 5) (ACC_*) and
-    ``layer_sq`` (n_epochs, L) (the sums of each layer's squared gradients); when
+    them as (units, samples), the batch along the inner loops. Per epoch it writes
+    ``acc`` (n_epochs, 5) (ACC_*) and ``layer_sq`` (n_epochs, L) (the sums of each
+    layer's squared gradients); when
     ``b_lo > 0`` the epoch continues from row 0 of ``acc``/``layer_sq``/``alive``.
     ``status`` (5,): ST_CODE 0 or FAIL_*, where (ST_EPOCH, ST_BATCH), the steps taken
     (ST_STEPS) and the epochs finished (ST_EPOCHS).
