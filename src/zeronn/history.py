@@ -35,7 +35,10 @@ class History(dict[str, list[Any]]):
     output 0 for every sample of the epoch; leaky_relu and elu units output negative values
     there and keep a gradient, so they never count; absent without ReLU units),
     ``time`` (seconds). Attributes: ``epochs`` run, ``stopped_early``, ``best_epoch``
-    (1-based, with early stopping), ``interrupted``.
+    (1-based, with early stopping), ``interrupted``, and which path trained it:
+    ``engines`` (``"numpy"`` or ``"compiled"`` per epoch: ``engine="auto"`` may start on
+    NumPy while the compiled epoch is being prepared and switch at an epoch boundary) and
+    ``engine`` (the path of the last epoch, or of the fit when it recorded none).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,6 +46,8 @@ class History(dict[str, list[Any]]):
         self.stopped_early = False
         self.interrupted = False
         self.best_epoch: int | None = None
+        self.engine: str | None = None
+        self.engines: list[str] = []
 
     @property
     def epochs(self) -> int:
@@ -63,6 +68,8 @@ class History(dict[str, list[Any]]):
             self.setdefault(k, []).extend(v)
         self.stopped_early, self.interrupted = other.stopped_early, other.interrupted
         self.best_epoch = None if other.best_epoch is None else offset + other.best_epoch
+        self.engines = self.engines + other.engines
+        self.engine = other.engine
 
     def __repr__(self) -> str:
         last = self.get("loss", [None])[-1] if self.epochs else None

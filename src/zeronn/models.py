@@ -50,6 +50,7 @@ class Sequential(Network):
         verbose: int = 0,
         seed: int | None = None,
         sample_weight: Any = None,
+        engine: str = "auto",
     ) -> History:
         """Trains in place on X (n_samples, *input_shape) and y (n_samples, n_outputs).
 
@@ -62,7 +63,8 @@ class Sequential(Network):
         or an :class:`EarlyStopping`. ``callbacks``: ``cb(epoch, history)``, truthy stops.
         ``lr_schedule``: name or Schedule. ``verbose``: 0, 1 (progress bar), 2 (a line per
         epoch). ``seed``: the generator of shuffling and dropout (default: the network's
-        own, so fits continue one stream). ``sample_weight`` (n_samples,).
+        own, so fits continue one stream). ``sample_weight`` (n_samples,). ``engine``:
+        ``"auto"``, ``"numpy"`` or ``"compiled"`` (the extra ``fast``): which path trains.
         Returns this fit's :class:`History`; see :func:`zeronn.training.fit` for details.
         """
         return train(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
@@ -70,7 +72,7 @@ class Sequential(Network):
                             validation_split=validation_split,
                             validation_data=validation_data, early_stopping=early_stopping,
                             callbacks=callbacks, lr_schedule=lr_schedule, verbose=verbose,
-                            seed=seed, sample_weight=sample_weight)
+                            seed=seed, sample_weight=sample_weight, engine=engine)
 
     def copy(self, dtype: DTypeLike | None = None) -> Sequential:
         """An independent copy (optionally converted to ``dtype``) without work buffers,

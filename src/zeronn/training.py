@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm  # not tqdm.auto: it warns in every Jupyter kernel without ipywidgets
 
+from zeronn import engine as engines
 from zeronn._validation import (
     check_sample_weight,
     non_negative_number,
@@ -247,6 +248,7 @@ def fit(
     verbose: int = 0,
     seed: int | None = None,
     sample_weight: Any = None,
+    engine: str = "auto",
 ) -> History:
     """Trains ``net`` on X (n_samples, *input_shape) and y (n_samples, n_outputs) in place.
 
@@ -272,10 +274,17 @@ def fit(
     non-finite, raises ``ValueError`` before that step is applied: the weights stay as
     they were (all finite) and the optimizer's state is reset. Ctrl-C stops at the end
     of the current batch, keeps weights and history, and warns :class:`TrainingInterrupted`.
+
+    ``engine``: ``"auto"`` (default) trains small dense networks with the compiled epoch
+    (the extra ``fast``, numba) where it is faster, ``"numpy"`` always with the NumPy
+    reference loop, ``"compiled"`` with the compiled epoch or a ``ValueError`` saying why
+    it cannot (see :mod:`zeronn.engine`). Both give the same results (to rounding);
+    ``History.engine``/``History.engines`` say which ran. The compiled path checks Ctrl-C
+    between its calls (a whole epoch, or a part of one, of about a tenth of a second).
     """
     trainer = _Trainer(net, X, y, loss, optimizer, epochs, batch_size, shuffle,
                        validation_split, validation_data, early_stopping, callbacks,
-                       lr_schedule, verbose, seed, sample_weight)
+                       lr_schedule, verbose, seed, sample_weight, engine)
     return trainer.run()
 
 
@@ -287,13 +296,14 @@ class _Trainer:
                  shuffle: bool, validation_split: float, validation_data: Any,
                  early_stopping: Any, callbacks: Sequence[Callback],
                  lr_schedule: str | Schedule | None, verbose: int, seed: int | None,
-                 sample_weight: Any) -> None:
+                 sample_weight: Any, engine: str = "auto") -> None:
         # -- check everything before touching the network --------------------------------
         self.net, self.loss = net, net.check_loss(loss)
         Xc, yc = net.check_data(X, y)
         assert yc is not None
         _check_targets(self.loss, yc)
         self.epochs = positive_number("epochs", epochs, integer=True)
+        self.engine = engines.check_engine(engine)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = verbose
@@ -344,6 +354,175 @@ class _Trainer:
         self.tick = max(1, len(self.batches) // PROGRESS_CHECKS) if verbose == 1 else 0
         self.bar: Any = None
         self.drawn = 0.0
+        self._setup_engine(Xt, yt, weights, shuffle)
+
+    # -- the compiled path (zeronn.engine) -------------------------------------------
+    def _setup_engine(self, X: NDArray, y: NDArray, weights: NDArray | None,
+                      shuffle: bool) -> None:
+        """Decides the engine; for the compiled one, sets up its arrays (once)."""
+        self.compiled: engines.CompiledFit | None = None
+        self.pending = False  # "auto": the kernel compiles in the background meanwhile
+        self.data = (X, y, weights)
+        self.shuffled = shuffle
+        self.span = 1  # epochs per kernel call, grown while calls stay short
+        # Batches per kernel call within an epoch: all of them, unless the epoch is long.
+        guess = engines.epoch_seconds(self.net, X.shape[0])
+        self.batch_chunk = len(self.batches) if guess < 0.1 else max(
+            1, int(len(self.batches) * 0.1 / guess))
+        # Epochs go one by one through the kernel when something in Python must run
+        # between them; otherwise several in one call (results are the same).
+        self.per_epoch_python = (self.val is not None or bool(self.callbacks)
+                                 or self.stopper is not None or self.verbose == 2
+                                 or type(self.schedule).observe is not Schedule.observe)
+        if self.engine == "numpy":
+            return
+        reason = engines.coverage(self.net, self.loss, self.opt)
+        if reason is not None:
+            if self.engine == "compiled":
+                raise ValueError(f"engine='compiled' cannot train this fit: {reason}; use "
+                                 f"engine='auto' (it takes the NumPy path here) or 'numpy'")
+            return
+        if self.engine == "compiled":
+            engines.ensure_ready(self.net.dtype)
+            self._make_compiled()
+            return
+        choice = engines.auto_choice(self.net, X.shape[0], len(self.batches), self.epochs)
+        if choice == "compiled":
+            self._make_compiled()
+        elif choice == "later":
+            engines.start_compiling(self.net.dtype)
+            self.pending = True
+
+    def _make_compiled(self) -> None:
+        X, y, weights = self.data
+        self.compiled = engines.CompiledFit(self.net, self.loss, self.opt, X, y, weights,
+                                            self.bs)
+        n = X.shape[0]
+        self.identity = np.arange(n, dtype=np.int64).reshape(1, n)
+        self.pending = False
+
+    def _compiled_epochs(self, epoch: int, interrupted: list[bool], bar: Any) -> tuple[int, bool]:
+        """Trains from ``epoch`` with the kernel: several epochs in one call, one epoch, or
+        (a long epoch) its batches in calls of about a tenth of a second, checking Ctrl-C
+        between calls. Returns (epochs recorded, whether training should stop)."""
+        fit = self.compiled
+        assert fit is not None
+        nb = fit.n_batches
+        k = 1
+        if not self.per_epoch_python and self.batch_chunk >= nb:
+            k = max(1, min(self.span, self.epochs - epoch, 4_000_000 // max(fit.X.shape[0], 1)))
+        lrs = np.array([self.schedule.lr(e, self.opt.initial_lr) for e in range(epoch, epoch + k)])
+        rng_state = self.rng.bit_generator.state if k > 1 and self.shuffled else None
+        perms = self._permutations(k)
+        t0 = time.perf_counter()
+        acc = layer_sq = None
+        lo = 0
+        while True:
+            hi = nb if k > 1 else min(nb, lo + self.batch_chunk)
+            start = time.perf_counter()
+            acc, layer_sq, status = fit.run(lrs, lo, hi, perms, self.shuffled, acc, layer_sq)
+            elapsed = time.perf_counter() - start
+            code = int(status[0])
+            self.opt.t += int(status[3])
+            if code:
+                self._compiled_failure(epoch, k, lrs, acc, layer_sq, status, rng_state, t0)
+            self.opt.lr = float(lrs[-1])
+            # Calls of about a tenth of a second: Ctrl-C and the bar stay responsive.
+            if k > 1 or hi - lo == nb:
+                per_epoch = elapsed / k
+                self.span = max(1, min(self.span * 4, int(0.1 / max(per_epoch, 1e-9))))
+                if per_epoch > 0.2:
+                    self.batch_chunk = max(1, int(nb * 0.1 / per_epoch))
+            else:
+                per_batch = elapsed / (hi - lo)
+                self.batch_chunk = max(1, min(nb, int(0.1 / max(per_batch, 1e-9))))
+            lo = hi
+            if interrupted[0] and k == 1:  # as the NumPy path: the epoch is not recorded
+                self._interrupted(epoch, lo - 1)
+                return 0, True
+            if lo >= nb:
+                break
+            if self.tick:
+                self._progress(epoch, lo - 1)
+        assert acc is not None and layer_sq is not None
+        if k == 1:
+            record = self._compiled_record(0, float(lrs[0]), acc, layer_sq)
+            self.history.engines.append("compiled")
+            stop = self.after_epoch(epoch, record, bar, t0)
+        else:
+            self._record_many(epoch, k, lrs, acc, layer_sq, time.perf_counter() - t0, bar)
+            stop = False
+        if interrupted[0] and not stop:  # during several epochs in one call: all kept
+            self._interrupted(epoch + k, -1)
+            return k, True
+        return k, stop
+
+    def _permutations(self, k: int) -> NDArray:
+        """The row order of the next ``k`` epochs: the same draws as the NumPy path's."""
+        if not self.shuffled:
+            return self.identity
+        order = self.batches.order
+        perms = np.empty((k, order.size), np.int64)
+        for row in perms:
+            np.copyto(row, order)
+            self.rng.shuffle(row)
+        return perms
+
+    def _compiled_record(self, j: int, lr: float, acc: NDArray, layer_sq: NDArray,
+                         ) -> dict[str, Any]:
+        """Epoch ``j`` of a kernel call as the NumPy path's record."""
+        total, wtotal, used, _, fired = acc[j].tolist()
+        used = max(used, 1.0)
+        sq = layer_sq[j].tolist()
+        record: dict[str, Any] = {
+            "loss": total / wtotal if wtotal else 0.0,
+            "lr": lr,
+            "grad_norm": math.sqrt(sum(sq) / used),
+            "layer_grad_norms": [math.sqrt(v / used) for v in sq],
+        }
+        fit = self.compiled
+        assert fit is not None
+        if fit.n_dead_units:
+            record["dead_relu_fraction"] = (fit.n_dead_units - int(fired)) / fit.n_dead_units
+        return record
+
+    def _record_many(self, epoch: int, k: int, lrs: NDArray, acc: NDArray, layer_sq: NDArray,
+                     elapsed: float, bar: Any) -> None:
+        """Records ``k`` epochs of one kernel call at once (nothing ran between them)."""
+        records = [self._compiled_record(j, float(lrs[j]), acc, layer_sq) for j in range(k)]
+        history = self.history
+        for key in ("loss", "lr", "grad_norm", "layer_grad_norms", "dead_relu_fraction"):
+            if key in records[0]:
+                history.setdefault(key, []).extend(r[key] for r in records)
+        history.setdefault("time", []).extend([elapsed / k] * k)
+        history.engines.extend(["compiled"] * k)
+        if self.verbose == 1:
+            bar.n = epoch + k - 1
+            bar.update(1)
+            self.drawn = time.perf_counter()
+            bar.set_postfix({"loss": f"{records[-1]['loss']:.4g}"}, refresh=False)
+
+    def _compiled_failure(self, epoch: int, k: int, lrs: NDArray, acc: NDArray,
+                          layer_sq: NDArray, status: NDArray, rng_state: Any,
+                          t0: float) -> None:
+        """A step the kernel refused: record the epochs it finished, put the generator
+        where the NumPy path would leave it, and raise the NumPy path's error."""
+        code, failed, batch = int(status[0]), int(status[1]), int(status[2])
+        if failed and k > 1:
+            self._record_many(epoch, failed, lrs, acc, layer_sq, time.perf_counter() - t0,
+                              self.bar)
+        if rng_state is not None:
+            self.rng.bit_generator.state = rng_state
+            self._permutations(failed + 1)
+        lr = float(lrs[failed])
+        self.opt.lr = lr
+        if code == 1:
+            what = f"loss became {float(acc[failed, 3])}"
+        elif code == 2:
+            what = "the gradient became non-finite"
+        else:
+            what = "the weights became non-finite"
+        _fail(self.opt, what, epoch + failed, batch, lr)
 
     def run(self) -> History:
         net, history = self.net, self.history
@@ -354,12 +533,27 @@ class _Trainer:
         try:
             # Overflow inside a diverging step is reported once, by the finiteness checks.
             with _defer_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore"):
-                for epoch in range(self.epochs):
+                epoch = 0
+                while epoch < self.epochs:
+                    if self.pending and engines.is_ready(net.dtype):
+                        self._make_compiled()  # switch at this epoch boundary
+                    if self.compiled is not None:
+                        done, stop = self._compiled_epochs(epoch, interrupted, bar)
+                        epoch += done
+                        if stop:
+                            break
+                        continue
                     t0 = time.perf_counter()
                     record = self.epoch(epoch, interrupted)
-                    if record is None or self.after_epoch(epoch, record, bar, t0):
+                    if record is None:
                         break
+                    history.engines.append("numpy")
+                    if self.after_epoch(epoch, record, bar, t0):
+                        break
+                    epoch += 1
         finally:
+            history.engine = history.engines[-1] if history.engines else (
+                "numpy" if self.compiled is None else "compiled")
             bar.close()
             net.set_rng(net.rng)
             if net.history is None:
@@ -476,7 +670,7 @@ class _Trainer:
         history = self.history
         if self.val is not None:
             record["val_loss"] = self.net.eval_loss(self.val[0], self.val[1], self.loss, self.bs)
-        if self.dead.entries:
+        if self.dead.entries and "dead_relu_fraction" not in record:  # compiled: has it
             record["dead_relu_fraction"] = self.dead.fraction()
         record["time"] = time.perf_counter() - t0
         if self.appenders:  # the same keys every epoch: append to the lists directly

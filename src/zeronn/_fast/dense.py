@@ -1,0 +1,669 @@
+"""The compiled training epoch of a stack of dense layers: plain loops beside the formulas.
+
+One generic kernel, :func:`train_epochs`, runs whole epochs (or a range of an epoch's
+batches) of a network of dense "stages" (``z = x W + b``, ``a = f(z)``) over the flat
+parameter buffer: gather the batch, forward, loss and its gradient, backward, the
+gradient norms, the optimizer's step and the finiteness checks of ``zeronn.training``.
+The activation, loss and optimizer are picked by integer codes inside the loops, so
+float32 and float64 are the only two compilations.
+
+Every formula is the one of the NumPy reference (``zeronn.activations``, ``zeronn.losses``,
+``zeronn.optim``), in the same order of operations and the same precision: constants are
+cast to the array's dtype (as NumPy does with a Python float) through the ``cst`` array,
+and sums the reference takes in the array's dtype are taken in float64 here, then set to
+inf past the dtype's largest value (where the reference's sum would overflow). Only the
+matrix products' summation order differs from BLAS's (a last-bit difference).
+
+The kernel never applies a step whose loss, gradient or new weights are not finite: it
+stops there, reports where (``status``), and leaves the weights as they were before that
+step; the caller raises the reference path's error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# Activation codes (zeronn.activations' built-ins).
+IDENTITY, RELU, LEAKY_RELU, ELU, GELU, SIGMOID, TANH, SOFTPLUS, SOFTMAX = range(9)
+ACTIVATION_CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU, "elu": ELU,
+                    "gelu": GELU, "sigmoid": SIGMOID, "tanh": TANH, "softplus": SOFTPLUS,
+                    "softmax": SOFTMAX}
+# Loss codes (zeronn.losses' built-ins; the cross-entropies fused with their output).
+MSE, MAE, HUBER, BCE, CCE = range(5)
+LOSS_CODES = {"mse": MSE, "mae": MAE, "huber": HUBER, "binary_crossentropy": BCE,
+              "categorical_crossentropy": CCE}
+# Optimizer codes: SGD (any momentum, dampening, Nesterov, weight decay), Adam, AdamW.
+OPT_SGD, OPT_ADAM, OPT_ADAMW = range(3)
+
+# Slots of the float64 hyperparameter array ``hp``.
+HP_MOMENTUM, HP_DAMPENING, HP_NESTEROV, HP_WD, HP_B1, HP_B2, HP_EPS, HP_AMSGRAD, HP_LIMIT, \
+    HP_TMAX, HP_SIZE = range(11)
+# Slots of the status array: what stopped the kernel, and where.
+ST_CODE, ST_EPOCH, ST_BATCH, ST_STEPS, ST_EPOCHS = range(5)
+FAIL_LOSS, FAIL_GRADIENT, FAIL_WEIGHTS = 1, 2, 3
+# Columns of the per-epoch float64 accumulators ``acc``.
+ACC_TOTAL, ACC_WTOTAL, ACC_USED, ACC_PNORM, ACC_FIRED = range(5)
+
+LEAKY_SLOPE = 0.01  # as zeronn.activations
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_K = 0.044715
+SOFTPLUS_THRESHOLD = 20.0
+HUBER_DELTA = 1.0
+LOGE2 = math.log(2.0)
+
+# Slots of ``cst``: constants in the arrays' dtype (cast once, as NumPy casts a Python
+# float in ``array * 0.5``), and a scratch slot to cast a float64 into the dtype.
+C_ZERO, C_ONE, C_HALF, C_SLOPE, C_1MSLOPE, C_GELU_C, C_GELU_K, C_GELU_3K, C_SP_T, \
+    C_HUBER, C_SCRATCH = range(11)
+
+
+def constants(dtype: np.dtype) -> np.ndarray:
+    """The ``cst`` array for ``dtype`` (the scratch slot last)."""
+    return np.array([0.0, 1.0, 0.5, LEAKY_SLOPE, 1.0 - LEAKY_SLOPE, GELU_C, GELU_K,
+                     3.0 * GELU_K, SOFTPLUS_THRESHOLD, HUBER_DELTA, 0.0], dtype)
+
+
+def _cast(cst: Any, value: float) -> Any:
+    """``value`` (float64) rounded to the arrays' dtype."""
+    cst[C_SCRATCH] = value
+    return cst[C_SCRATCH]
+
+
+def _logaddexp(x: Any, y: Any, cst: Any) -> Any:
+    """NumPy's npy_logaddexp: log(e^x + e^y) without overflow."""
+    if x == y:
+        return x + _cast(cst, LOGE2)
+    tmp = x - y
+    if tmp > 0:
+        return x + np.log1p(np.exp(-tmp))
+    if tmp <= 0:
+        return y + np.log1p(np.exp(tmp))
+    return tmp  # NaN
+
+
+def _sigmoid(z: Any, cst: Any) -> Any:
+    # exp(-logaddexp(0, -z)): 1 / (1 + e^-z) without overflow (zeronn.activations).
+    return np.exp(-_logaddexp(cst[C_ZERO], -z, cst))
+
+
+def _forward_act(code: int, z: Any, a: Any, rows: int, cols: int, cst: Any) -> None:
+    """a = f(z), both (rows, cols) (the forward functions of zeronn.activations)."""
+    zero = cst[C_ZERO]
+    if code == IDENTITY:
+        for i in range(rows):
+            for j in range(cols):
+                a[i, j] = z[i, j]
+    elif code == RELU:
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                a[i, j] = zero if v < zero else v  # NaN passes, as np.maximum
+    elif code == LEAKY_RELU:
+        slope = cst[C_SLOPE]
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                s = v * slope
+                a[i, j] = s if v < s else v
+    elif code == ELU:
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                neg = v if v < zero else zero
+                pos = zero if v < zero else v
+                a[i, j] = pos + np.expm1(neg)
+    elif code == GELU:
+        one, half, gc, gk = cst[C_ONE], cst[C_HALF], cst[C_GELU_C], cst[C_GELU_K]
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                inner = (v * v * gk + one) * v * gc
+                a[i, j] = v * (np.tanh(inner) + one) * half
+    elif code == SIGMOID:
+        for i in range(rows):
+            for j in range(cols):
+                a[i, j] = _sigmoid(z[i, j], cst)
+    elif code == TANH:
+        for i in range(rows):
+            for j in range(cols):
+                a[i, j] = np.tanh(z[i, j])
+    elif code == SOFTPLUS:
+        thr = cst[C_SP_T]
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                a[i, j] = v if v > thr else _logaddexp(zero, v, cst)
+    else:  # SOFTMAX: subtract the row maximum, exponentiate, divide by the row sum
+        for i in range(rows):
+            m = z[i, 0]
+            for j in range(1, cols):
+                if z[i, j] > m or z[i, j] != z[i, j]:
+                    m = z[i, j]
+            s = zero
+            for j in range(cols):
+                e = np.exp(z[i, j] - m)
+                a[i, j] = e
+                s += e
+            for j in range(cols):
+                a[i, j] = a[i, j] / s
+
+
+def _backward_act(code: int, d: Any, z: Any, a: Any, rows: int, cols: int, cst: Any) -> None:
+    """d = dL/da -> dL/dz in place (the backward functions of zeronn.activations)."""
+    zero, one = cst[C_ZERO], cst[C_ONE]
+    if code == IDENTITY:
+        return
+    if code == RELU:
+        for i in range(rows):
+            for j in range(cols):
+                d[i, j] = d[i, j] * (one if a[i, j] > zero else zero)
+    elif code == LEAKY_RELU:
+        c1, c2 = cst[C_1MSLOPE], cst[C_SLOPE]
+        for i in range(rows):
+            for j in range(cols):
+                d[i, j] = d[i, j] * ((one if a[i, j] > zero else zero) * c1 + c2)
+    elif code == ELU:
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                d[i, j] = d[i, j] * np.exp(v if v < zero else zero)
+    elif code == GELU:
+        # 0.5 (1 + t) + 0.5 z (1 - t^2) c (1 + 3k z^2), t = tanh(c (z + k z^3))
+        half, gc, gk, g3k = cst[C_HALF], cst[C_GELU_C], cst[C_GELU_K], cst[C_GELU_3K]
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                z2 = v * v
+                t = np.tanh((z2 * gk + one) * v * gc)
+                inner = (z2 * g3k + one) * gc
+                left = (one - t * t) * inner * v * half
+                d[i, j] = d[i, j] * ((t + one) * half + left)
+    elif code == SIGMOID:
+        for i in range(rows):
+            for j in range(cols):
+                d[i, j] = d[i, j] * ((one - a[i, j]) * a[i, j])
+    elif code == TANH:
+        for i in range(rows):
+            for j in range(cols):
+                d[i, j] = d[i, j] * (one - a[i, j] * a[i, j])
+    elif code == SOFTPLUS:
+        thr = cst[C_SP_T]
+        for i in range(rows):
+            for j in range(cols):
+                v = z[i, j]
+                d[i, j] = d[i, j] * (one if v > thr else _sigmoid(v, cst))
+    else:  # SOFTMAX: a * (dL/da - sum(dL/da * a, row))
+        for i in range(rows):
+            s = zero
+            for j in range(cols):
+                s += d[i, j] * a[i, j]
+            for j in range(cols):
+                d[i, j] = (d[i, j] - s) * a[i, j]
+
+
+def _clamp(total: float, tmax: float) -> float:
+    """A float64 sum where the reference sums in the dtype: inf past the dtype's range."""
+    if total > tmax:
+        return math.inf
+    if total < -tmax:
+        return -math.inf
+    return total
+
+
+def _loss(code: int, z: Any, a: Any, y: Any, w: Any, weighted: bool, d: Any, rows: int,
+          cols: int, cst: Any, tmax: float) -> float:
+    """The loss of outputs a (logits z) against y, all (rows, cols); writes dL/dz into d
+    (zeronn.losses; for regression losses dL/da, turned into dL/dz by the caller)."""
+    zero, one = cst[C_ZERO], cst[C_ONE]
+    acc = 0.0
+    if code == MSE:  # mean((a - y)^2); gradient 2 (a - y) / size
+        size = rows * cols
+        for i in range(rows):
+            for j in range(cols):
+                e = a[i, j] - y[i, j]
+                if weighted:
+                    e2 = e * w[i]
+                    acc += e2 * e
+                    d[i, j] = e2
+                else:
+                    acc += e * e
+                    d[i, j] = e
+        c = _cast(cst, 2.0 / size)
+        for i in range(rows):
+            for j in range(cols):
+                d[i, j] = d[i, j] * c
+        return _clamp(acc, tmax) / size
+    if code == MAE or code == HUBER:
+        size = rows * cols
+        c = _cast(cst, 1.0 / size)
+        for i in range(rows):
+            for j in range(cols):
+                e = a[i, j] - y[i, j]
+                ae = abs(e)
+                if code == MAE:
+                    term = ae
+                    if e > zero:
+                        gr = one
+                    elif e < zero:
+                        gr = -one
+                    else:
+                        gr = e  # 0 (or NaN), as np.sign
+                else:  # q = min(|e|, delta): q (|e| - q / 2); gradient clip(e, -delta, delta)
+                    hd = cst[C_HUBER]
+                    q = hd if ae > hd else ae
+                    term = (ae - cst[C_HALF] * q) * q
+                    gr = hd if e > hd else (-hd if e < -hd else e)
+                if weighted:
+                    term = term * w[i]
+                    gr = gr * w[i]
+                acc += term
+                d[i, j] = gr * c
+        return _clamp(acc, tmax) / size
+    c = _cast(cst, 1.0 / rows)
+    if code == BCE:  # (1 - y) z + log(1 + e^-z) per element; fused gradient (p - y) / N
+        for i in range(rows):
+            for j in range(cols):
+                zz = z[i, j]
+                term = _logaddexp(zero, -zz, cst) + (one - y[i, j]) * zz
+                gr = a[i, j] - y[i, j]
+                if weighted:
+                    term = term * w[i]
+                    gr = gr * w[i]
+                acc += term
+                d[i, j] = gr * c
+        return _clamp(acc, tmax) / rows
+    # CCE: sum_k y_k (logsumexp(z - m) - (z_k - m)); fused gradient (p sum(y) - y) / N
+    total_lse = 0.0
+    total_dot = 0.0
+    for i in range(rows):
+        m = z[i, 0]
+        for j in range(1, cols):
+            if z[i, j] > m or z[i, j] != z[i, j]:
+                m = z[i, j]
+        ysum = zero
+        ydot = zero
+        s = zero
+        for j in range(cols):
+            sh = z[i, j] - m
+            ysum += y[i, j]
+            ydot += y[i, j] * sh
+            s += np.exp(sh)
+        lse = np.log(s)
+        if weighted:
+            total_lse += w[i] * (ysum * lse - ydot)
+        else:
+            total_lse += ysum * lse
+            total_dot += ydot
+        for j in range(cols):
+            gr = a[i, j] * ysum - y[i, j]
+            if weighted:
+                gr = gr * w[i]
+            d[i, j] = gr * c
+    return (_clamp(total_lse, tmax) - _clamp(total_dot, tmax)) / rows
+
+
+def _dense_forward(x: Any, W: Any, b: Any, has_bias: bool, z: Any, zero: Any) -> None:
+    """z = x W + b: x (rows, fan_in), W (fan_in, units), b (units,), z (rows, units).
+
+    The callers make the 2-D views: loops over arrays passed in this way vectorise
+    (measured 3x faster than the same loops over views made in this function).
+    """
+    rows, fan_in = x.shape
+    units = W.shape[1]
+    if units == 1:  # one dot product per row: four partial sums, as BLAS keeps several
+        for i in range(rows):
+            s0 = s1 = s2 = s3 = zero  # in the dtype, as BLAS sums
+            k = 0
+            while k + 4 <= fan_in:
+                s0 += x[i, k] * W[k, 0]
+                s1 += x[i, k + 1] * W[k + 1, 0]
+                s2 += x[i, k + 2] * W[k + 2, 0]
+                s3 += x[i, k + 3] * W[k + 3, 0]
+                k += 4
+            while k < fan_in:
+                s0 += x[i, k] * W[k, 0]
+                k += 1
+            z[i, 0] = (s0 + s1) + (s2 + s3)
+            if has_bias:
+                z[i, 0] += b[0]
+        return
+    for i in range(rows):
+        for j in range(units):
+            z[i, j] = 0.0
+        for k in range(fan_in):
+            xik = x[i, k]
+            for j in range(units):
+                z[i, j] += xik * W[k, j]
+        if has_bias:
+            for j in range(units):
+                z[i, j] += b[j]
+
+
+def _dense_backward(x: Any, W: Any, dW: Any, db: Any, has_bias: bool, d: Any, dx: Any,
+                    WT: Any, need_dx: bool) -> None:
+    """From dL/dz ``d`` (rows, units): dW = x.T d (fan_in, units), db = sum(d, rows), and
+    dx = d W.T (rows, fan_in) when ``need_dx``, through ``WT`` (units, fan_in), W
+    transposed, so that every inner loop runs along contiguous rows."""
+    rows, fan_in = x.shape
+    units = W.shape[1]
+    for k in range(fan_in):
+        for j in range(units):
+            dW[k, j] = 0.0
+    if units == 1:
+        for i in range(rows):
+            di = d[i, 0]
+            for k in range(fan_in):
+                dW[k, 0] += x[i, k] * di
+    else:
+        for i in range(rows):
+            for k in range(fan_in):
+                xik = x[i, k]
+                for j in range(units):
+                    dW[k, j] += xik * d[i, j]
+    if has_bias:
+        for j in range(units):
+            db[j] = 0.0
+        for i in range(rows):
+            for j in range(units):
+                db[j] += d[i, j]
+    if not need_dx:
+        return
+    for k in range(fan_in):
+        for j in range(units):
+            WT[j, k] = W[k, j]
+    for i in range(rows):
+        for k in range(fan_in):
+            dx[i, k] = 0.0
+        for j in range(units):
+            dij = d[i, j]
+            for k in range(fan_in):
+                dx[i, k] += dij * WT[j, k]
+
+
+def _sgd(p: Any, g: Any, buf: Any, hp: Any, lr: float, t: int, cst: Any, tmax: float) -> float:
+    """torch.optim.SGD's step (zeronn.optim.SGD._update): the update left in g; its ||.||^2."""
+    wd = hp[HP_WD]
+    mom = hp[HP_MOMENTUM]
+    damp = hp[HP_DAMPENING]
+    nesterov = hp[HP_NESTEROV] != 0.0
+    wdT = _cast(cst, wd)
+    momT = _cast(cst, mom)
+    dampT = _cast(cst, 1.0 - damp)
+    step = _cast(cst, -lr)
+    usq = 0.0
+    for i in range(p.size):
+        gi = g[i]
+        if wd != 0.0:
+            gi = gi + p[i] * wdT
+        if mom != 0.0:
+            if t == 1:
+                b = gi
+            else:
+                b = buf[i] * momT
+                b = b + (gi * dampT if damp != 0.0 else gi)
+            buf[i] = b
+            gi = gi + b * momT if nesterov else b
+        gi = gi * step
+        g[i] = gi
+        usq += gi * gi
+    return _clamp(usq, tmax)
+
+
+def _adam(p: Any, g: Any, m: Any, v: Any, vmax: Any, hp: Any, lr: float, t: int,
+          decoupled: bool, cst: Any, tmax: float) -> float:
+    """torch.optim.Adam/AdamW's step (zeronn.optim.Adam._update, its coefficients from
+    Adam._begin_step): the update left in g; its ||.||^2."""
+    b1 = hp[HP_B1]
+    b2 = hp[HP_B2]
+    wd = hp[HP_WD]
+    ams = hp[HP_AMSGRAD] != 0.0
+    bc2 = math.sqrt(1.0 - b2 ** float(t))
+    b1T = _cast(cst, b1)
+    c1T = _cast(cst, 1.0 - b1)
+    b2T = _cast(cst, b2)
+    c2T = _cast(cst, (1.0 - b2) / (1.0 - b1) ** 2)
+    epsT = _cast(cst, hp[HP_EPS] * bc2)
+    stepT = _cast(cst, -lr / (1.0 - b1 ** float(t)) * bc2)
+    wdT = _cast(cst, wd)
+    dwdT = _cast(cst, -lr * wd)
+    usq = 0.0
+    for i in range(p.size):
+        gi = g[i]
+        if wd != 0.0 and not decoupled:
+            gi = gi + p[i] * wdT
+        mi = m[i] * b1T
+        gi = gi * c1T
+        mi = mi + gi
+        m[i] = mi
+        gi = gi * gi
+        gi = gi * c2T
+        vi = v[i] * b2T
+        vi = vi + gi
+        v[i] = vi
+        if ams:
+            if not (vmax[i] >= vi):
+                vmax[i] = vi
+            vi = vmax[i]
+        gi = np.sqrt(vi) + epsT
+        gi = mi / gi
+        gi = gi * stepT
+        if decoupled and wd != 0.0:
+            gi = gi + p[i] * dwdT
+        g[i] = gi
+        usq += gi * gi
+    return _clamp(usq, tmax)
+
+
+def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: bool,
+                 n_epochs: int, b_lo: int, b_hi: int, bs: int,
+                 sizes: Any, acts: Any, woffs: Any, boffs: Any, dead: Any,
+                 loss_code: int, opt_code: int, hp: Any, lrs: Any, t0: int,
+                 p: Any, g: Any, s1: Any, s2: Any, s3: Any,
+                 xb: Any, yb: Any, wn: Any, Z: Any, A: Any, D1: Any, D2: Any, WT: Any,
+                 cst: Any, alive: Any, acc: Any, layer_sq: Any, status: Any) -> None:
+    """Trains ``n_epochs`` epochs (batches ``b_lo`` to ``b_hi`` of each) in place.
+
+    X (n, d), Y (n, k), SW (n,) raw sample weights (``weighted``); ``perms`` (n_epochs or
+    1, n): each epoch's row order (the permutation the reference path draws, or 0..n-1).
+    The network: ``sizes`` (L + 1,) widths, ``acts`` (L,) activation codes, ``woffs``/
+    ``boffs`` (L,) offsets of W and b in ``p`` (b: -1 without bias), ``dead`` (L,) 1 for
+    layers counted by the dead-unit diagnostic. ``hp`` float64 hyperparameters (HP_*),
+    ``lrs`` (n_epochs,) each epoch's lr, ``t0`` the optimizer's step count before.
+    ``p``/``g`` the flat parameters/gradients, ``s1``-``s3`` the optimizer's flat state
+    (SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq). The rest are work
+    buffers sized by the caller. Per epoch it writes ``acc`` (n_epochs, 5) (ACC_*) and
+    ``layer_sq`` (n_epochs, L) (the sums of each layer's squared gradients); when
+    ``b_lo > 0`` the epoch continues from row 0 of ``acc``/``layer_sq``/``alive``.
+    ``status`` (5,): ST_CODE 0 or FAIL_*, where (ST_EPOCH, ST_BATCH), the steps taken
+    (ST_STEPS) and the epochs finished (ST_EPOCHS).
+    """
+    n = X.shape[0]
+    n_in = X.shape[1]
+    k_out = Y.shape[1]
+    L = acts.shape[0]
+    limit = hp[HP_LIMIT]
+    tmax = hp[HP_TMAX]
+    zero = cst[C_ZERO]
+    t = t0
+    steps = 0
+    plain_sgd = opt_code == OPT_SGD and hp[HP_MOMENTUM] == 0.0 and hp[HP_WD] == 0.0
+    status[ST_CODE] = 0
+    status[ST_EPOCHS] = 0
+    for e in range(n_epochs):
+        lr = lrs[e]
+        # Plain SGD folds -lr into the output delta (zeronn.training: the gradient buffer
+        # then holds the update itself); not for tiny lr, whose squares underflow.
+        folded = plain_sgd and lr >= 1e-6
+        scale = _cast(cst, -lr)
+        unscale = 1.0 / (lr * lr) if folded else 1.0
+        perm = perms[e] if shuffled else perms[0]
+        if b_lo == 0:  # a new epoch: its accumulators from zero, ||p|| exactly again
+            pp = 0.0
+            for i in range(p.size):
+                pp += p[i] * p[i]
+            acc[e, ACC_PNORM] = math.sqrt(_clamp(pp, tmax))
+            acc[e, ACC_TOTAL] = 0.0
+            acc[e, ACC_WTOTAL] = 0.0
+            acc[e, ACC_USED] = 0.0
+            for ll in range(L):
+                layer_sq[e, ll] = 0.0
+            for u in range(alive.size):
+                alive[u] = 0
+        pnorm = acc[e, ACC_PNORM]
+        for b in range(b_lo, b_hi):
+            s = b * bs
+            rows = min(s + bs, n) - s
+            for r in range(rows):
+                src = perm[s + r]
+                for c in range(n_in):
+                    xb[r, c] = X[src, c]
+                for c in range(k_out):
+                    yb[r, c] = Y[src, c]
+            bw = float(rows)
+            if weighted:
+                wsum = 0.0
+                for r in range(rows):
+                    wn[r] = SW[perm[s + r]]
+                    wsum += wn[r]
+                wsum = _clamp(wsum, tmax)
+                if wsum <= 0:  # only zero-weight rows: nothing to learn from
+                    continue
+                bw = wsum
+                wscale = _cast(cst, rows / wsum)  # scaled to sum to the rows
+                for r in range(rows):
+                    wn[r] = wn[r] * wscale
+            # -- forward --
+            off = 0
+            for ll in range(L):
+                fi = sizes[ll]
+                fo = sizes[ll + 1]
+                z = Z[off:off + rows * fo].reshape((rows, fo))
+                a = A[off:off + rows * fo].reshape((rows, fo))
+                W = p[woffs[ll]:woffs[ll] + fi * fo].reshape((fi, fo))
+                bias = p[boffs[ll]:boffs[ll] + fo] if boffs[ll] >= 0 else p[:0]
+                if ll == 0:
+                    _dense_forward(xb[:rows], W, bias, boffs[ll] >= 0, z, zero)
+                else:
+                    _dense_forward(A[off - rows * fi:off].reshape((rows, fi)), W, bias,
+                                   boffs[ll] >= 0, z, zero)
+                _forward_act(acts[ll], z, a, rows, fo, cst)
+                if dead[ll]:
+                    base = 0
+                    for q in range(ll):
+                        if dead[q]:
+                            base += sizes[q + 1]
+                    for j in range(fo):
+                        if alive[base + j] == 0:
+                            for i in range(rows):
+                                if a[i, j] > zero:
+                                    alive[base + j] = 1
+                                    break
+                off += rows * fo
+            # -- loss, dL/dz of the output --
+            fo = sizes[L]
+            off -= rows * fo
+            z = Z[off:off + rows * fo].reshape((rows, fo))
+            a = A[off:off + rows * fo].reshape((rows, fo))
+            d = D1[:rows * fo].reshape((rows, fo))
+            value = _loss(loss_code, z, a, yb, wn, weighted, d, rows, fo, cst, tmax)
+            if loss_code != BCE and loss_code != CCE:
+                _backward_act(acts[L - 1], d, z, a, rows, fo, cst)
+            if folded:
+                for i in range(rows):
+                    for j in range(fo):
+                        d[i, j] = d[i, j] * scale
+            # -- backward --
+            cur = 1
+            for ll in range(L - 1, -1, -1):
+                fi = sizes[ll]
+                fo = sizes[ll + 1]
+                d = (D1 if cur == 1 else D2)[:rows * fo].reshape((rows, fo))
+                nxt = (D2 if cur == 1 else D1)[:rows * fi].reshape((rows, fi))
+                W = p[woffs[ll]:woffs[ll] + fi * fo].reshape((fi, fo))
+                dW = g[woffs[ll]:woffs[ll] + fi * fo].reshape((fi, fo))
+                db = g[boffs[ll]:boffs[ll] + fo] if boffs[ll] >= 0 else g[:0]
+                wt = WT[:fi * fo].reshape((fo, fi))
+                if ll == 0:
+                    _dense_backward(xb[:rows], W, dW, db, boffs[ll] >= 0, d, nxt, wt, False)
+                else:
+                    pz = Z[off - rows * fi:off].reshape((rows, fi))
+                    pa = A[off - rows * fi:off].reshape((rows, fi))
+                    _dense_backward(pa, W, dW, db, boffs[ll] >= 0, d, nxt, wt, True)
+                    _backward_act(acts[ll - 1], nxt, pz, pa, rows, fi, cst)
+                    off -= rows * fi
+                cur = 3 - cur
+            # -- gradient norms and checks --
+            gsq = 0.0
+            for ll in range(L):
+                hi = woffs[ll + 1] if ll + 1 < L else g.size
+                sq = 0.0
+                for i in range(woffs[ll], hi):
+                    sq += g[i] * g[i]
+                sq = _clamp(sq, tmax)
+                layer_sq[e, ll] += sq * unscale
+                gsq += sq
+            if not (math.isfinite(value) and math.isfinite(gsq)):
+                status[ST_CODE] = FAIL_LOSS if not math.isfinite(value) else FAIL_GRADIENT
+                status[ST_EPOCH] = e
+                status[ST_BATCH] = b
+                status[ST_STEPS] = steps
+                acc[e, ACC_PNORM] = value  # the failed loss, for the message
+                return
+            t += 1
+            if folded:  # the buffer holds the update already
+                usq = gsq
+            elif opt_code == OPT_SGD:
+                usq = _sgd(p, g, s1, hp, lr, t, cst, tmax)
+            else:
+                usq = _adam(p, g, s1, s2, s3, hp, lr, t, opt_code == OPT_ADAMW, cst, tmax)
+            unorm = math.sqrt(usq) if usq >= 0.0 else math.inf
+            if pnorm + unorm < limit:
+                for i in range(p.size):
+                    p[i] += g[i]
+                pnorm += unorm
+            else:  # a diverging run: form the new weights in g and check them first
+                sq = 0.0
+                for i in range(p.size):
+                    g[i] = p[i] + g[i]
+                    sq += g[i] * g[i]
+                sq = _clamp(sq, tmax)
+                if not math.isfinite(sq):
+                    status[ST_CODE] = FAIL_WEIGHTS
+                    status[ST_EPOCH] = e
+                    status[ST_BATCH] = b
+                    status[ST_STEPS] = steps + 1
+                    return
+                for i in range(p.size):
+                    p[i] = g[i]
+                pnorm = math.sqrt(sq)
+            steps += 1
+            acc[e, ACC_TOTAL] += value * bw
+            acc[e, ACC_WTOTAL] += bw
+            acc[e, ACC_USED] += 1.0
+        acc[e, ACC_PNORM] = pnorm
+        fired = 0
+        for u in range(alive.size):
+            fired += alive[u]
+        acc[e, ACC_FIRED] = fired
+        status[ST_EPOCHS] = e + 1
+    status[ST_STEPS] = steps
+
+
+_KERNEL: list[Callable[..., None]] = []
+
+
+def kernel() -> Callable[..., None]:
+    """:func:`train_epochs` compiled (numba imported, and the helpers compiled, on first use)."""
+    if not _KERNEL:
+        from zeronn._fast import jit
+
+        module = globals()
+        for name in ("_cast", "_logaddexp", "_sigmoid", "_forward_act", "_backward_act",
+                     "_clamp", "_loss", "_dense_forward", "_dense_backward", "_sgd", "_adam"):
+            module[name] = jit(module[name])
+        _KERNEL.append(jit(train_epochs))
+    return _KERNEL[0]
