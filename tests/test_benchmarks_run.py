@@ -132,3 +132,9 @@ def test_engine_of_reads_the_engines_a_fit_reports():
     assert run.engine_of(h) == "compiled"
     h.engines = ["numpy", "compiled", "compiled"]  # auto switched at an epoch boundary
     assert run.engine_of(h) == "compiled/numpy"
+
+
+def test_best_ratio_divides_the_fastest_rounds():
+    c = _cell("small", "float64", "sgd", {"compiled": [3.0, 1.0], "gemm": [2.0, 4.0]})
+    assert c.best_ratio("compiled", "gemm") == 0.5
+    assert c.best_ratio("compiled", "jax") is None
