@@ -14,6 +14,7 @@ every ``fit`` on the NumPy path (``engine="numpy"``: the score above, and the fi
 reported and whether its test score equals the NumPy fit's). The estimators pass nothing
 for it: the script sets the default of ``Sequential.fit``'s ``engine`` for the duration
 (with a zeronn whose fit has no ``engine``, only the NumPy column is shown).
+``--compiled`` also times ``engine="compiled"``: what auto could reach where it keeps NumPy.
 
 ``digits_convnet`` (the images of ``digits`` as 1x8x8 pixels in [0, 1]): a small convnet
 (conv 32@3x3 pad 1 + ReLU, max pool 2, conv 64@3x3 pad 1 + ReLU, max pool 2, Dense 10
@@ -60,7 +61,7 @@ CONVNET_TARGET = 0.985
 CONVNET_EPOCHS = 30
 CONVNET_SECONDS = 60.0
 HAS_ENGINE = "engine" in inspect.signature(zn.Sequential.fit).parameters
-ENGINES = ("numpy", "auto") if HAS_ENGINE else ("numpy",)
+ENGINES = ["numpy", "auto"] if HAS_ENGINE else ["numpy"]
 
 
 @contextlib.contextmanager
@@ -135,18 +136,18 @@ def make_models(task: str, seed: int) -> dict[str, Any]:
     return {"zeronn": MLPClassifier(**kw), "sklearn": SkClassifier(**kw)}
 
 
-def evaluate(name: str) -> dict[str, Any]:
+def evaluate(name: str, engines: list[str]) -> dict[str, Any]:
     """Mean test score and total fit time per library over the splits; zeronn's on each
     engine (the score is the NumPy path's), taking turns within each split."""
     loader, task = DATASETS[name]
     X, y = loader(return_X_y=True)
     scores: dict[str, list[float]] = {"zeronn": [], "sklearn": []}
-    times = {"sklearn": 0.0, **dict.fromkeys(ENGINES, 0.0)}
+    times = {"sklearn": 0.0, **dict.fromkeys(engines, 0.0)}
     seen: list[str] = []
     same = True  # auto's test score equals the NumPy path's on every split
     for seed in SPLITS:
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed)
-        for engine in ENGINES:
+        for engine in engines:
             pipe = make_pipeline(StandardScaler(), make_models(task, seed)["zeronn"])
             with default_engine(engine, seen if engine == "auto" else []):
                 t0 = time.perf_counter()
@@ -155,7 +156,7 @@ def evaluate(name: str) -> dict[str, Any]:
             score = float(pipe.score(Xte, yte))
             if engine == "numpy":
                 scores["zeronn"].append(score)
-            else:
+            elif engine == "auto":
                 same &= abs(score - scores["zeronn"][-1]) <= 1e-6
         pipe = make_pipeline(StandardScaler(), make_models(task, seed)["sklearn"])
         t0 = time.perf_counter()
@@ -173,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", default=[*DATASETS, "digits_convnet"],
                         help="subset of: " + ", ".join([*DATASETS, "digits_convnet"]))
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time zeronn's fits with engine='compiled' (what auto could "
+                             "reach where it keeps NumPy)")
     args = parser.parse_args(argv)
+    engines = ENGINES + (["compiled"] if args.compiled and HAS_ENGINE else [])
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     print(f"{'dataset':<14} {'metric':<9} {'zeronn':>8} {'sklearn':>8} {'diff':>8} "
           f"{'fit time':>9}  target  {'numpy s':>8} {'auto s':>8} {'auto/numpy':>10}  auto ran")
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets:
         if name == "digits_convnet":
             continue
-        r = evaluate(name)
+        r = evaluate(name, engines)
         diff = r["zeronn"] - r["sklearn"]
         ok = diff >= -TOLERANCE
         ok_all &= ok
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         auto = (f"{t['auto']:8.2f} {t['auto'] / t['numpy']:9.2f}x  {r['auto_ran']}"
                 + ("" if r["auto_same"] else " (test score differs from numpy's!)")
                 if "auto" in t else f"{'-':>8} {'-':>10}  not available")
+        if "compiled" in t:
+            auto += f"; compiled {t['compiled']:.2f} s ({t['compiled'] / t['numpy']:.2f}x)"
         print(f"{name:<14} {metric:<9} {r['zeronn']:8.3f} {r['sklearn']:8.3f} {diff:+8.3f} "
               f"{r['time_ratio']:8.2f}x  {'ok' if ok else 'MISSED':<6}  {t['numpy']:8.2f} "
               f"{auto}", flush=True)

@@ -352,8 +352,10 @@ def auto_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
 
 def jax_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
                optimizer: str) -> Callable[[int], Any] | None:
-    """The same MLP's epoch as one jitted lax.scan (jax_peer), from zeronn's initial weights."""
-    if w.image is not None:
+    """The same MLP's epoch as one jitted lax.scan (jax_peer), from zeronn's initial weights.
+
+    Not for a full batch (seed): its epoch is one step, so a Python call per epoch."""
+    if w.image is not None or w.batch is None:
         return None
     if not jax_peer.available():
         raise Unavailable("not available: JAX is not installed (make bench installs it)")
@@ -387,7 +389,7 @@ def check_losses(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, optimize
             losses["compiled"] = fit("compiled")
         except (ValueError, ImportError, NotImplementedError):
             pass  # the runner says why
-    if "jax" in impls and jax_peer.available():
+    if "jax" in impls and w.batch is not None and jax_peer.available():
         losses["jax"] = jax_peer.epoch_losses(build_net(w, dtype).params, X, y, w.batch,
                                               optimizer, lr_of(w, optimizer), CHECK_EPOCHS)
     return {impl: max(abs(a - b) / max(abs(b), np.finfo(dtype).tiny)
