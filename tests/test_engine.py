@@ -21,8 +21,8 @@ from zeronn.classic import mse_loss
 from zeronn.training import TrainingInterrupted
 
 pytest.importorskip("numba")
-pytestmark = pytest.mark.skipif(not engines.coverage(zn.MLP([1, 1]), zn.losses.LOSSES["mse"],
-                                                     zn.optim.SGD()) is None,
+pytestmark = pytest.mark.skipif(engines.coverage(zn.MLP([1, 1]), zn.losses.LOSSES["mse"],
+                                                     zn.optim.SGD()) is not None,
                                 reason="the compiled path is switched off (ZERONN_NO_FAST)")
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -79,7 +79,9 @@ _OPTIMIZERS = st.sampled_from([
 ])
 
 
-@settings(max_examples=int(os.environ.get("ZERONN_ENGINE_EXAMPLES", "30")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# ZERONN_ENGINE_EXAMPLES=400 for a deeper run
+@settings(max_examples=int(os.environ.get("ZERONN_ENGINE_EXAMPLES", "30")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_compiled_equals_numpy_on_drawn_networks(data):
     """Drawn: widths, activations, the output and loss, the optimizer, batching, shuffling,

@@ -21,13 +21,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn import _fast
 from zeronn._fast import dense as kernels
 from zeronn.activations import ACTIVATIONS
 from zeronn.activations import Activation as ActivationFunction
@@ -61,8 +62,10 @@ def _loss_code(loss: Loss) -> int | None:
 # "auto" picks the compiled path for batches whose matrix products stay below this many
 # multiply-adds (per row of the batch, summed over the layers): there the NumPy path's
 # cost is its ~20 library calls a step, not arithmetic. Above it BLAS's blocked products
-# win. Measured on 2 cores (benchmarks/run.py's small, tabular, medium and wide rows).
-AUTO_MAX_MACS_PER_ROW = 20000
+# win. Measured (one BLAS thread, process time): 5440 per row (20 -> 64 -> 64 -> 1) 0.67x
+# the NumPy path's time, 11000 (100 -> 100 -> 10) 0.74x, 19072 (20 -> 128 -> 128 -> 1)
+# 0.93x, 70912 (20 -> 256 -> 256 -> 1) 1.13x: the bound leaves a margin.
+AUTO_MAX_MACS_PER_ROW = 12000
 # "auto" starts compiling (in a background thread, training on NumPy meanwhile) only for
 # a fit whose NumPy run is estimated to take at least this long: a shorter one could not
 # repay the compilation (or loading it from the disk cache and importing numba).
@@ -166,21 +169,36 @@ def ensure_ready(dtype: np.dtype) -> None:
 
 
 def start_compiling(dtype: np.dtype) -> None:
-    """Compiles the kernel for ``dtype`` in a background thread (once per process)."""
+    """Prepares the kernel for ``dtype`` without making anyone wait (once per process).
+
+    numba compiles holding the GIL, so a compiling thread would stall the NumPy epochs
+    running meanwhile (measured: a 2000-epoch fit 2.3x slower, the kernel still not
+    ready at its end). The compilation runs in a separate Python process instead, on the
+    other core, writing numba's disk cache; a thread waits for it (without the GIL) and
+    then loads the cached kernel (about half a second).
+    """
     name = np.dtype(dtype).name
     with _LOCK:
         if name in _READY or name in _THREADS:
             return
-        thread = threading.Thread(target=_quiet_warm_up, args=(np.dtype(dtype),),
+        thread = threading.Thread(target=_compile_elsewhere, args=(np.dtype(dtype),),
                                   name=f"zeronn-compile-{name}", daemon=True)
         _THREADS[name] = thread
     thread.start()
 
 
-def _quiet_warm_up(dtype: np.dtype) -> None:
+def _compile_elsewhere(dtype: np.dtype) -> None:
+    code = ("import numpy, zeronn.engine as e; "
+            f"e.ensure_ready(numpy.dtype({dtype.name!r}))")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     try:
-        _warm_up(dtype)
-    except Exception:  # noqa: BLE001 - a failed compilation just leaves the NumPy path
+        done = subprocess.run([sys.executable, "-c", code], env=env, check=False,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        if done.returncode == 0:
+            _warm_up(dtype)  # now a load from the disk cache
+    except Exception:
         pass
 
 
@@ -262,14 +280,14 @@ class CompiledFit:
         self.p, self.g = net.flat_params, net.flat_grads
         self.L = len(stages)
         widest = max(sizes)
-        self.xb = np.empty((bs, sizes[0]), dtype)
-        self.yb = np.empty((bs, sizes[-1]), dtype)
+        self.xb = np.empty(bs * sizes[0], dtype)
+        self.yb = np.empty(bs * sizes[-1], dtype)
         self.wn = np.empty(bs, dtype)
         self.Z = np.empty(bs * sum(sizes[1:]), dtype)
         self.A = np.empty_like(self.Z)
         self.D1 = np.empty(bs * widest, dtype)
         self.D2 = np.empty_like(self.D1)
-        self.WT = np.empty(max(a * b for a, b in zip(sizes[:-1], sizes[1:])), dtype)
+        self.DT = np.empty_like(self.D1)
         self.cst = kernels.constants(dtype)
         self.status = np.zeros(5, np.int64)
         self._empty = np.zeros(1, dtype)
@@ -277,10 +295,8 @@ class CompiledFit:
     def state_arrays(self) -> tuple[NDArray, NDArray, NDArray]:
         """The optimizer's flat state (made by ``opt.prepare`` before), in kernel order."""
         s = self.opt.state[0]
-        if self.opt_code == kernels.OPT_SGD:
-            keys = ("momentum_buffer",)
-        else:
-            keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+        keys: tuple[str, ...] = ("momentum_buffer",) if self.opt_code == kernels.OPT_SGD \
+            else ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
         arrays = [s.get(k, self._empty) for k in keys]
         arrays += [self._empty] * (3 - len(arrays))
         return arrays[0], arrays[1], arrays[2]
@@ -301,7 +317,7 @@ class CompiledFit:
                     self.bs, self.sizes, self.acts, self.woffs, self.boffs, self.dead,
                     self.loss_code, self.opt_code, self.hp, lrs, self.opt.t,
                     self.p, self.g, s1, s2, s3, self.xb, self.yb, self.wn, self.Z, self.A,
-                    self.D1, self.D2, self.WT, self.cst, self.alive, acc, layer_sq,
+                    self.D1, self.D2, self.DT, self.cst, self.alive, acc, layer_sq,
                     self.status)
         return acc, layer_sq, self.status
 

@@ -410,7 +410,7 @@ class _Trainer:
         nb = fit.n_batches
         k = 1
         if not self.per_epoch_python and self.batch_chunk >= nb:
-            k = max(1, min(self.span, self.epochs - epoch, 4_000_000 // max(fit.X.shape[0], 1)))
+            k = max(1, min(self.span, self.epochs - epoch, 1_000_000 // max(fit.X.shape[0], 1)))
         lrs = np.array([self.schedule.lr(e, self.opt.initial_lr) for e in range(epoch, epoch + k)])
         rng_state = self.rng.bit_generator.state if k > 1 and self.shuffled else None
         perms = self._permutations(k)

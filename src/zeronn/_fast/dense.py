@@ -91,7 +91,7 @@ def _sigmoid(z: Any, cst: Any) -> Any:
 
 
 def _forward_act(code: int, z: Any, a: Any, rows: int, cols: int, cst: Any) -> None:
-    """a = f(z), both (rows, cols) (the forward functions of zeronn.activations)."""
+    """a = f(z), both (units, samples) = (rows, cols) (zeronn.activations' forward)."""
     zero = cst[C_ZERO]
     if code == IDENTITY:
         for i in range(rows):
@@ -137,23 +137,24 @@ def _forward_act(code: int, z: Any, a: Any, rows: int, cols: int, cst: Any) -> N
             for j in range(cols):
                 v = z[i, j]
                 a[i, j] = v if v > thr else _logaddexp(zero, v, cst)
-    else:  # SOFTMAX: subtract the row maximum, exponentiate, divide by the row sum
-        for i in range(rows):
-            m = z[i, 0]
-            for j in range(1, cols):
-                if z[i, j] > m or z[i, j] != z[i, j]:
-                    m = z[i, j]
+    else:  # SOFTMAX over the units of each sample (a column here): subtract the maximum,
+        # exponentiate, divide by the sum
+        for i in range(cols):
+            m = z[0, i]
+            for j in range(1, rows):
+                if z[j, i] > m or z[j, i] != z[j, i]:
+                    m = z[j, i]
             s = zero
-            for j in range(cols):
-                e = np.exp(z[i, j] - m)
-                a[i, j] = e
+            for j in range(rows):
+                e = np.exp(z[j, i] - m)
+                a[j, i] = e
                 s += e
-            for j in range(cols):
-                a[i, j] = a[i, j] / s
+            for j in range(rows):
+                a[j, i] = a[j, i] / s
 
 
 def _backward_act(code: int, d: Any, z: Any, a: Any, rows: int, cols: int, cst: Any) -> None:
-    """d = dL/da -> dL/dz in place (the backward functions of zeronn.activations)."""
+    """d = dL/da -> dL/dz in place, all (units, samples) (zeronn.activations' backward)."""
     zero, one = cst[C_ZERO], cst[C_ONE]
     if code == IDENTITY:
         return
@@ -196,13 +197,13 @@ def _backward_act(code: int, d: Any, z: Any, a: Any, rows: int, cols: int, cst: 
             for j in range(cols):
                 v = z[i, j]
                 d[i, j] = d[i, j] * (one if v > thr else _sigmoid(v, cst))
-    else:  # SOFTMAX: a * (dL/da - sum(dL/da * a, row))
-        for i in range(rows):
+    else:  # SOFTMAX: a * (dL/da - sum(dL/da * a)) over the units of each sample
+        for i in range(cols):
             s = zero
-            for j in range(cols):
-                s += d[i, j] * a[i, j]
-            for j in range(cols):
-                d[i, j] = (d[i, j] - s) * a[i, j]
+            for j in range(rows):
+                s += d[j, i] * a[j, i]
+            for j in range(rows):
+                d[j, i] = (d[j, i] - s) * a[j, i]
 
 
 def _clamp(total: float, tmax: float) -> float:
@@ -214,35 +215,35 @@ def _clamp(total: float, tmax: float) -> float:
     return total
 
 
-def _loss(code: int, z: Any, a: Any, y: Any, w: Any, weighted: bool, d: Any, rows: int,
-          cols: int, cst: Any, tmax: float) -> float:
-    """The loss of outputs a (logits z) against y, all (rows, cols); writes dL/dz into d
-    (zeronn.losses; for regression losses dL/da, turned into dL/dz by the caller)."""
+def _loss(code: int, z: Any, a: Any, y: Any, w: Any, weighted: bool, d: Any, cols: int,
+          rows: int, cst: Any, tmax: float) -> float:
+    """The loss of outputs a (logits z) against y, all (outputs, samples) = (cols, rows);
+    writes dL/dz into d (zeronn.losses; for regression losses dL/da, turned into dL/dz by
+    the caller). ``w`` (rows,): the normalised sample weights when ``weighted``."""
     zero, one = cst[C_ZERO], cst[C_ONE]
     acc = 0.0
     if code == MSE:  # mean((a - y)^2); gradient 2 (a - y) / size
         size = rows * cols
-        for i in range(rows):
-            for j in range(cols):
-                e = a[i, j] - y[i, j]
+        c = _cast(cst, 2.0 / size)
+        for j in range(cols):
+            for i in range(rows):
+                e = a[j, i] - y[j, i]
                 if weighted:
                     e2 = e * w[i]
                     acc += e2 * e
-                    d[i, j] = e2
+                    d[j, i] = e2 * c
                 else:
                     acc += e * e
-                    d[i, j] = e
-        c = _cast(cst, 2.0 / size)
-        for i in range(rows):
-            for j in range(cols):
-                d[i, j] = d[i, j] * c
+                    d[j, i] = e * c
         return _clamp(acc, tmax) / size
     if code == MAE or code == HUBER:
         size = rows * cols
         c = _cast(cst, 1.0 / size)
-        for i in range(rows):
-            for j in range(cols):
-                e = a[i, j] - y[i, j]
+        hd = cst[C_HUBER]
+        half = cst[C_HALF]
+        for j in range(cols):
+            for i in range(rows):
+                e = a[j, i] - y[j, i]
                 ae = abs(e)
                 if code == MAE:
                     term = ae
@@ -253,44 +254,43 @@ def _loss(code: int, z: Any, a: Any, y: Any, w: Any, weighted: bool, d: Any, row
                     else:
                         gr = e  # 0 (or NaN), as np.sign
                 else:  # q = min(|e|, delta): q (|e| - q / 2); gradient clip(e, -delta, delta)
-                    hd = cst[C_HUBER]
                     q = hd if ae > hd else ae
-                    term = (ae - cst[C_HALF] * q) * q
+                    term = (ae - half * q) * q
                     gr = hd if e > hd else (-hd if e < -hd else e)
                 if weighted:
                     term = term * w[i]
                     gr = gr * w[i]
                 acc += term
-                d[i, j] = gr * c
+                d[j, i] = gr * c
         return _clamp(acc, tmax) / size
     c = _cast(cst, 1.0 / rows)
     if code == BCE:  # (1 - y) z + log(1 + e^-z) per element; fused gradient (p - y) / N
-        for i in range(rows):
-            for j in range(cols):
-                zz = z[i, j]
-                term = _logaddexp(zero, -zz, cst) + (one - y[i, j]) * zz
-                gr = a[i, j] - y[i, j]
+        for j in range(cols):
+            for i in range(rows):
+                zz = z[j, i]
+                term = _logaddexp(zero, -zz, cst) + (one - y[j, i]) * zz
+                gr = a[j, i] - y[j, i]
                 if weighted:
                     term = term * w[i]
                     gr = gr * w[i]
                 acc += term
-                d[i, j] = gr * c
+                d[j, i] = gr * c
         return _clamp(acc, tmax) / rows
     # CCE: sum_k y_k (logsumexp(z - m) - (z_k - m)); fused gradient (p sum(y) - y) / N
     total_lse = 0.0
     total_dot = 0.0
     for i in range(rows):
-        m = z[i, 0]
+        m = z[0, i]
         for j in range(1, cols):
-            if z[i, j] > m or z[i, j] != z[i, j]:
-                m = z[i, j]
+            if z[j, i] > m or z[j, i] != z[j, i]:
+                m = z[j, i]
         ysum = zero
         ydot = zero
         s = zero
         for j in range(cols):
-            sh = z[i, j] - m
-            ysum += y[i, j]
-            ydot += y[i, j] * sh
+            sh = z[j, i] - m
+            ysum += y[j, i]
+            ydot += y[j, i] * sh
             s += np.exp(sh)
         lse = np.log(s)
         if weighted:
@@ -299,89 +299,138 @@ def _loss(code: int, z: Any, a: Any, y: Any, w: Any, weighted: bool, d: Any, row
             total_lse += ysum * lse
             total_dot += ydot
         for j in range(cols):
-            gr = a[i, j] * ysum - y[i, j]
+            gr = a[j, i] * ysum - y[j, i]
             if weighted:
                 gr = gr * w[i]
-            d[i, j] = gr * c
+            d[j, i] = gr * c
     return (_clamp(total_lse, tmax) - _clamp(total_dot, tmax)) / rows
 
 
-def _dense_forward(x: Any, W: Any, b: Any, has_bias: bool, z: Any, zero: Any) -> None:
-    """z = x W + b: x (rows, fan_in), W (fan_in, units), b (units,), z (rows, units).
+def _matmul(W: Any, trans: bool, B: Any, C: Any, zero: Any) -> None:
+    """C = M B, M = W.T (``trans``) or W: B (q, samples), C (r, samples).
 
-    The callers make the 2-D views: loops over arrays passed in this way vectorise
-    (measured 3x faster than the same loops over views made in this function).
-    """
-    rows, fan_in = x.shape
-    units = W.shape[1]
-    if units == 1:  # one dot product per row: four partial sums, as BLAS keeps several
+    The network's activations are kept (units, samples) here, so the inner loops run
+    along the batch, which is long and contiguous even where the layers are narrow.
+    Four terms of each sum at a time (BLAS too sums in blocks): C is read and written a
+    quarter as often."""
+    r_n, rows = C.shape
+    q_n = B.shape[0]
+    for r in range(r_n):
         for i in range(rows):
-            s0 = s1 = s2 = s3 = zero  # in the dtype, as BLAS sums
-            k = 0
-            while k + 4 <= fan_in:
-                s0 += x[i, k] * W[k, 0]
-                s1 += x[i, k + 1] * W[k + 1, 0]
-                s2 += x[i, k + 2] * W[k + 2, 0]
-                s3 += x[i, k + 3] * W[k + 3, 0]
-                k += 4
-            while k < fan_in:
-                s0 += x[i, k] * W[k, 0]
-                k += 1
-            z[i, 0] = (s0 + s1) + (s2 + s3)
-            if has_bias:
-                z[i, 0] += b[0]
-        return
-    for i in range(rows):
+            C[r, i] = zero
+        q = 0
+        while q + 4 <= q_n:
+            if trans:
+                m0, m1, m2, m3 = W[q, r], W[q + 1, r], W[q + 2, r], W[q + 3, r]
+            else:
+                m0, m1, m2, m3 = W[r, q], W[r, q + 1], W[r, q + 2], W[r, q + 3]
+            for i in range(rows):
+                C[r, i] += (m0 * B[q, i] + m1 * B[q + 1, i]) + (m2 * B[q + 2, i]
+                                                                + m3 * B[q + 3, i])
+            q += 4
+        while q < q_n:
+            m0 = W[q, r] if trans else W[r, q]
+            for i in range(rows):
+                C[r, i] += m0 * B[q, i]
+            q += 1
+
+
+def _dot_rows(X: Any, k: int, D: Any, j: int, zero: Any) -> Any:
+    """sum_i X[k, i] D[j, i], in eight partial sums (independent chains: no waiting on
+    each addition)."""
+    rows = X.shape[1]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    i = 0
+    while i + 8 <= rows:
+        s0 += X[k, i] * D[j, i]
+        s1 += X[k, i + 1] * D[j, i + 1]
+        s2 += X[k, i + 2] * D[j, i + 2]
+        s3 += X[k, i + 3] * D[j, i + 3]
+        s4 += X[k, i + 4] * D[j, i + 4]
+        s5 += X[k, i + 5] * D[j, i + 5]
+        s6 += X[k, i + 6] * D[j, i + 6]
+        s7 += X[k, i + 7] * D[j, i + 7]
+        i += 8
+    while i < rows:
+        s0 += X[k, i] * D[j, i]
+        i += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+def _sum_row(D: Any, j: int, zero: Any) -> Any:
+    """sum_i D[j, i], in eight partial sums."""
+    rows = D.shape[1]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    i = 0
+    while i + 8 <= rows:
+        s0 += D[j, i]
+        s1 += D[j, i + 1]
+        s2 += D[j, i + 2]
+        s3 += D[j, i + 3]
+        s4 += D[j, i + 4]
+        s5 += D[j, i + 5]
+        s6 += D[j, i + 6]
+        s7 += D[j, i + 7]
+        i += 8
+    while i < rows:
+        s0 += D[j, i]
+        i += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+def _dense_forward(x: Any, W: Any, b: Any, has_bias: bool, z: Any, zero: Any) -> None:
+    """z = x W + b, kept transposed: x (fan_in, samples), W (fan_in, units), b (units,),
+    z (units, samples).
+
+    The callers make the views: loops over arrays passed in this way vectorise (measured
+    3x faster than the same loops over views made in this function).
+    """
+    _matmul(W, True, x, z, zero)
+    if has_bias:
+        units, rows = z.shape
         for j in range(units):
-            z[i, j] = 0.0
-        for k in range(fan_in):
-            xik = x[i, k]
-            for j in range(units):
-                z[i, j] += xik * W[k, j]
-        if has_bias:
-            for j in range(units):
-                z[i, j] += b[j]
+            bj = b[j]
+            for i in range(rows):
+                z[j, i] += bj
 
 
 def _dense_backward(x: Any, W: Any, dW: Any, db: Any, has_bias: bool, d: Any, dx: Any,
-                    WT: Any, need_dx: bool) -> None:
-    """From dL/dz ``d`` (rows, units): dW = x.T d (fan_in, units), db = sum(d, rows), and
-    dx = d W.T (rows, fan_in) when ``need_dx``, through ``WT`` (units, fan_in), W
-    transposed, so that every inner loop runs along contiguous rows."""
-    rows, fan_in = x.shape
-    units = W.shape[1]
-    for k in range(fan_in):
+                    need_dx: bool, dt: Any, zero: Any) -> None:
+    """From dL/dz ``d`` (units, samples): dW = x.T d (fan_in, units), db = sum(d over the
+    samples), and dx = d W.T, kept as (fan_in, samples), when ``need_dx``. ``dt``:
+    scratch (samples, units)."""
+    fan_in, units = W.shape
+    rows = d.shape[1]
+    if units < 8:  # few columns: one dot product along the batch each
+        for k in range(fan_in):
+            for j in range(units):
+                dW[k, j] = _dot_rows(x, k, d, j, zero)
+    else:  # d transposed once, then rows of dW updated four samples at a time
         for j in range(units):
-            dW[k, j] = 0.0
-    if units == 1:
-        for i in range(rows):
-            di = d[i, 0]
+            for i in range(rows):
+                dt[i, j] = d[j, i]
+        for k in range(fan_in):
+            for j in range(units):
+                dW[k, j] = zero
+        i = 0
+        while i + 4 <= rows:
             for k in range(fan_in):
-                dW[k, 0] += x[i, k] * di
-    else:
-        for i in range(rows):
-            for k in range(fan_in):
-                xik = x[i, k]
+                x0, x1, x2, x3 = x[k, i], x[k, i + 1], x[k, i + 2], x[k, i + 3]
                 for j in range(units):
-                    dW[k, j] += xik * d[i, j]
+                    dW[k, j] += (x0 * dt[i, j] + x1 * dt[i + 1, j]) + (x2 * dt[i + 2, j]
+                                                                       + x3 * dt[i + 3, j])
+            i += 4
+        while i < rows:
+            for k in range(fan_in):
+                x0 = x[k, i]
+                for j in range(units):
+                    dW[k, j] += x0 * dt[i, j]
+            i += 1
     if has_bias:
         for j in range(units):
-            db[j] = 0.0
-        for i in range(rows):
-            for j in range(units):
-                db[j] += d[i, j]
-    if not need_dx:
-        return
-    for k in range(fan_in):
-        for j in range(units):
-            WT[j, k] = W[k, j]
-    for i in range(rows):
-        for k in range(fan_in):
-            dx[i, k] = 0.0
-        for j in range(units):
-            dij = d[i, j]
-            for k in range(fan_in):
-                dx[i, k] += dij * WT[j, k]
+            db[j] = _sum_row(d, j, zero)
+    if need_dx:
+        _matmul(W, False, d, dx, zero)
 
 
 def _sgd(p: Any, g: Any, buf: Any, hp: Any, lr: float, t: int, cst: Any, tmax: float) -> float:
@@ -463,7 +512,7 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
                  sizes: Any, acts: Any, woffs: Any, boffs: Any, dead: Any,
                  loss_code: int, opt_code: int, hp: Any, lrs: Any, t0: int,
                  p: Any, g: Any, s1: Any, s2: Any, s3: Any,
-                 xb: Any, yb: Any, wn: Any, Z: Any, A: Any, D1: Any, D2: Any, WT: Any,
+                 xb: Any, yb: Any, wn: Any, Z: Any, A: Any, D1: Any, D2: Any, DT: Any,
                  cst: Any, alive: Any, acc: Any, layer_sq: Any, status: Any) -> None:
     """Trains ``n_epochs`` epochs (batches ``b_lo`` to ``b_hi`` of each) in place.
 
@@ -474,9 +523,11 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
     layers counted by the dead-unit diagnostic. ``hp`` float64 hyperparameters (HP_*),
     ``lrs`` (n_epochs,) each epoch's lr, ``t0`` the optimizer's step count before.
     ``p``/``g`` the flat parameters/gradients, ``s1``-``s3`` the optimizer's flat state
-    (SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq). The rest are work
-    buffers sized by the caller. Per epoch it writes ``acc`` (n_epochs, 5) (ACC_*) and
-    ``layer_sq`` (n_epochs, L) (the sums of each layer's squared gradients); when
+    (SGD: momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq). The rest are flat
+    work buffers sized by the caller; every batch's activations and deltas are kept in
+    them as (units, samples), the batch along the inner loops. Per epoch it writes
+    ``acc`` (n_epochs, 5) (ACC_*) and ``layer_sq`` (n_epochs, L) (the sums of each
+    layer's squared gradients); when
     ``b_lo > 0`` the epoch continues from row 0 of ``acc``/``layer_sq``/``alive``.
     ``status`` (5,): ST_CODE 0 or FAIL_*, where (ST_EPOCH, ST_BATCH), the steps taken
     (ST_STEPS) and the epochs finished (ST_EPOCHS).
@@ -517,12 +568,14 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
         for b in range(b_lo, b_hi):
             s = b * bs
             rows = min(s + bs, n) - s
+            xt = xb[:n_in * rows].reshape((n_in, rows))
+            yt = yb[:k_out * rows].reshape((k_out, rows))
             for r in range(rows):
                 src = perm[s + r]
                 for c in range(n_in):
-                    xb[r, c] = X[src, c]
+                    xt[c, r] = X[src, c]
                 for c in range(k_out):
-                    yb[r, c] = Y[src, c]
+                    yt[c, r] = Y[src, c]
             bw = float(rows)
             if weighted:
                 wsum = 0.0
@@ -541,16 +594,16 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
             for ll in range(L):
                 fi = sizes[ll]
                 fo = sizes[ll + 1]
-                z = Z[off:off + rows * fo].reshape((rows, fo))
-                a = A[off:off + rows * fo].reshape((rows, fo))
+                z = Z[off:off + rows * fo].reshape((fo, rows))
+                a = A[off:off + rows * fo].reshape((fo, rows))
                 W = p[woffs[ll]:woffs[ll] + fi * fo].reshape((fi, fo))
                 bias = p[boffs[ll]:boffs[ll] + fo] if boffs[ll] >= 0 else p[:0]
                 if ll == 0:
-                    _dense_forward(xb[:rows], W, bias, boffs[ll] >= 0, z, zero)
+                    _dense_forward(xt, W, bias, boffs[ll] >= 0, z, zero)
                 else:
-                    _dense_forward(A[off - rows * fi:off].reshape((rows, fi)), W, bias,
+                    _dense_forward(A[off - rows * fi:off].reshape((fi, rows)), W, bias,
                                    boffs[ll] >= 0, z, zero)
-                _forward_act(acts[ll], z, a, rows, fo, cst)
+                _forward_act(acts[ll], z, a, fo, rows, cst)
                 if dead[ll]:
                     base = 0
                     for q in range(ll):
@@ -559,41 +612,41 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
                     for j in range(fo):
                         if alive[base + j] == 0:
                             for i in range(rows):
-                                if a[i, j] > zero:
+                                if a[j, i] > zero:
                                     alive[base + j] = 1
                                     break
                 off += rows * fo
             # -- loss, dL/dz of the output --
             fo = sizes[L]
             off -= rows * fo
-            z = Z[off:off + rows * fo].reshape((rows, fo))
-            a = A[off:off + rows * fo].reshape((rows, fo))
-            d = D1[:rows * fo].reshape((rows, fo))
-            value = _loss(loss_code, z, a, yb, wn, weighted, d, rows, fo, cst, tmax)
+            z = Z[off:off + rows * fo].reshape((fo, rows))
+            a = A[off:off + rows * fo].reshape((fo, rows))
+            d = D1[:rows * fo].reshape((fo, rows))
+            value = _loss(loss_code, z, a, yt, wn, weighted, d, fo, rows, cst, tmax)
             if loss_code != BCE and loss_code != CCE:
-                _backward_act(acts[L - 1], d, z, a, rows, fo, cst)
+                _backward_act(acts[L - 1], d, z, a, fo, rows, cst)
             if folded:
-                for i in range(rows):
-                    for j in range(fo):
-                        d[i, j] = d[i, j] * scale
+                for j in range(fo):
+                    for i in range(rows):
+                        d[j, i] = d[j, i] * scale
             # -- backward --
             cur = 1
             for ll in range(L - 1, -1, -1):
                 fi = sizes[ll]
                 fo = sizes[ll + 1]
-                d = (D1 if cur == 1 else D2)[:rows * fo].reshape((rows, fo))
-                nxt = (D2 if cur == 1 else D1)[:rows * fi].reshape((rows, fi))
+                d = (D1 if cur == 1 else D2)[:rows * fo].reshape((fo, rows))
+                nxt = (D2 if cur == 1 else D1)[:rows * fi].reshape((fi, rows))
                 W = p[woffs[ll]:woffs[ll] + fi * fo].reshape((fi, fo))
                 dW = g[woffs[ll]:woffs[ll] + fi * fo].reshape((fi, fo))
                 db = g[boffs[ll]:boffs[ll] + fo] if boffs[ll] >= 0 else g[:0]
-                wt = WT[:fi * fo].reshape((fo, fi))
+                dt = DT[:rows * fo].reshape((rows, fo))
                 if ll == 0:
-                    _dense_backward(xb[:rows], W, dW, db, boffs[ll] >= 0, d, nxt, wt, False)
+                    _dense_backward(xt, W, dW, db, boffs[ll] >= 0, d, nxt, False, dt, zero)
                 else:
-                    pz = Z[off - rows * fi:off].reshape((rows, fi))
-                    pa = A[off - rows * fi:off].reshape((rows, fi))
-                    _dense_backward(pa, W, dW, db, boffs[ll] >= 0, d, nxt, wt, True)
-                    _backward_act(acts[ll - 1], nxt, pz, pa, rows, fi, cst)
+                    pz = Z[off - rows * fi:off].reshape((fi, rows))
+                    pa = A[off - rows * fi:off].reshape((fi, rows))
+                    _dense_backward(pa, W, dW, db, boffs[ll] >= 0, d, nxt, True, dt, zero)
+                    _backward_act(acts[ll - 1], nxt, pz, pa, fi, rows, cst)
                     off -= rows * fi
                 cur = 3 - cur
             # -- gradient norms and checks --
@@ -663,7 +716,8 @@ def kernel() -> Callable[..., None]:
 
         module = globals()
         for name in ("_cast", "_logaddexp", "_sigmoid", "_forward_act", "_backward_act",
-                     "_clamp", "_loss", "_dense_forward", "_dense_backward", "_sgd", "_adam"):
+                     "_clamp", "_loss", "_matmul", "_dot_rows", "_sum_row",
+                     "_dense_forward", "_dense_backward", "_sgd", "_adam"):
             module[name] = jit(module[name])
         _KERNEL.append(jit(train_epochs))
     return _KERNEL[0]
