@@ -138,3 +138,15 @@ def test_best_ratio_divides_the_fastest_rounds():
     c = _cell("small", "float64", "sgd", {"compiled": [3.0, 1.0], "gemm": [2.0, 4.0]})
     assert c.best_ratio("compiled", "gemm") == 0.5
     assert c.best_ratio("compiled", "jax") is None
+
+
+def test_time_rounds_takes_turns_on_the_chosen_clock(monkeypatch):
+    calls: list[str] = []
+    ticks = iter(range(100))
+    monkeypatch.setitem(run.CLOCKS, "fake", lambda: float(next(ticks)))
+    monkeypatch.setattr(run, "CLOCK", ["fake"])
+    runners = {"a": lambda k: calls.append("a"), "b": lambda k: calls.append("b")}
+    times, engines = run.time_rounds(runners, 2, 3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # a warm-up each, then turns
+    assert times == {"a": [0.5] * 3, "b": [0.5] * 3}  # one tick a call, over k=2 epochs
+    assert engines == {}
