@@ -943,7 +943,9 @@ NOTES = """## Where the time goes
   `jax_enable_x64` for float64; compilation happens before the timed calls. Its losses
   from zeronn's initial weights equal the NumPy path's (the loss check column;
   `tests/test_benchmarks_jax_peer.py` checks it too), so it is timed doing the same work.
-  XLA's own thread pool is not limited by threadpoolctl.
+  XLA runs on one thread (`--xla_cpu_multi_thread_eigen=false`): its thread pool's
+  hand-offs more than doubled the small epoch here (1.0 ms against 0.45 ms, float64),
+  and the compiled path is single-threaded too; `--xla-pool` keeps the pool.
 - The FLOP rate counts only the GEMMs' flops (2·m·n·k per product: forward, dW, and dX
   except for the first layer), the same count for every implementation, so it is the
   inverse of the time per epoch in useful units; the peak is one 2000x2000 GEMM on the
@@ -967,6 +969,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time engine='compiled' on medium and wide (minutes per epoch)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="wall time (default) or the process's CPU time (a loaded machine)")
+    p.add_argument("--xla-pool", action="store_true",
+                   help="let JAX use XLA's thread pool (default: one thread, its best on "
+                        "small networks; see jax_peer)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                    help="markdown report to write ('' for none); the chart goes beside it")
@@ -987,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     dtypes = [s for s in args.dtypes.split(",") if s]
     CLOCK[0] = args.clock
+    jax_peer.single_threaded(not args.xla_pool)
     with threadpool_limits(limits=args.threads):
         t0 = time.perf_counter()
         peaks = {dtype: peak_gflops(dtype) for dtype in dtypes}
@@ -1001,7 +1007,8 @@ def main(argv: list[str] | None = None) -> int:
             "versions": (f"Python {platform.python_version()}, NumPy {np.__version__}, "
                          f"zeronn {zn.__version__} (engine argument: "
                          f"{'yes' if HAS_ENGINE else 'no'}), numba {package_version('numba')}, "
-                         f"{jax_peer.version() if jax_peer.available() else 'JAX absent'}, "
+                         f"{jax_peer.version() if jax_peer.available() else 'JAX absent'} "
+                         f"(XLA {'thread pool' if args.xla_pool else 'one thread'}), "
                          f"scikit-learn {__import__('sklearn').__version__}, "
                          f"PyTorch {torch.__version__} (threads {torch.get_num_threads()})"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
