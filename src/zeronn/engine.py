@@ -188,7 +188,9 @@ def start_compiling(dtype: np.dtype) -> None:
 
 
 def _compile_elsewhere(dtype: np.dtype) -> None:
-    code = ("import numpy, zeronn.engine as e; "
+    # At the lowest priority: the compilation takes only CPU time the training leaves.
+    code = ("import os, numpy, zeronn.engine as e\n"
+            "if hasattr(os, 'nice'): os.nice(19)\n"
             f"e.ensure_ready(numpy.dtype({dtype.name!r}))")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
