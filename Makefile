@@ -32,9 +32,10 @@ test:
 
 # A quick look: make bench BENCH_ARGS=--quick. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, when
 # set, force a slower OpenBLAS kernel: unset for this command only (the report names the kernel).
+# The peers: PyTorch (parity) and JAX (bench), both CPU builds.
 BENCH_ARGS ?=
 bench:
-	$(MAKE) install EXTRAS=all,test,parity
+	$(MAKE) install EXTRAS=all,test,parity,bench
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:

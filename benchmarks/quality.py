@@ -8,6 +8,14 @@ Both estimators get the split's random_state. Prints each dataset's mean test sc
 (accuracy, or R2 for diabetes) for both, the difference, and zeronn's fit time as a
 ratio of scikit-learn's. The target: zeronn >= scikit-learn - 0.01 on every dataset.
 
+zeronn is fitted twice per split, before and after its compiled path (issue 16): with
+every ``fit`` on the NumPy path (``engine="numpy"``: the score above, and the fit time
+"numpy") and with fit choosing (``engine="auto"``: "auto", with the engines its fits
+reported and whether its test score equals the NumPy fit's). The estimators pass nothing
+for it: the script sets the default of ``Sequential.fit``'s ``engine`` for the duration
+(with a zeronn whose fit has no ``engine``, only the NumPy column is shown).
+``--compiled`` also times ``engine="compiled"``: what auto could reach where it keeps NumPy.
+
 ``digits_convnet`` (the images of ``digits`` as 1x8x8 pixels in [0, 1]): a small convnet
 (conv 32@3x3 pad 1 + ReLU, max pool 2, conv 64@3x3 pad 1 + ReLU, max pool 2, Dense 10
 softmax; float32, Adam 1e-3, batch 32, no augmentation) beside the dense MLP above, on 5
@@ -19,10 +27,13 @@ under a minute.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import inspect
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,6 +60,32 @@ TOLERANCE = 0.01
 CONVNET_TARGET = 0.985
 CONVNET_EPOCHS = 30
 CONVNET_SECONDS = 60.0
+HAS_ENGINE = "engine" in inspect.signature(zn.Sequential.fit).parameters
+ENGINES = ["numpy", "auto"] if HAS_ENGINE else ["numpy"]
+
+
+@contextlib.contextmanager
+def default_engine(engine: str, seen: list[str]) -> Iterator[None]:
+    """Every ``Sequential.fit`` in the block runs with ``engine`` unless given one, and
+    appends the engine its History reports to ``seen`` (nothing changes without engines)."""
+    if not HAS_ENGINE:
+        yield
+        return
+    fit = zn.Sequential.fit
+
+    @functools.wraps(fit)
+    def patched(self: zn.Sequential, *args: Any, **kwargs: Any) -> zn.History:
+        kwargs.setdefault("engine", engine)
+        hist = fit(self, *args, **kwargs)
+        seen.extend(getattr(hist, "engines", None) or [getattr(hist, "engine", None)
+                                                         or "numpy"])
+        return hist
+
+    zn.Sequential.fit = patched  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        zn.Sequential.fit = fit  # type: ignore[method-assign]
 
 
 def digits_convnet(seed: int) -> zn.Sequential:
@@ -99,45 +136,73 @@ def make_models(task: str, seed: int) -> dict[str, Any]:
     return {"zeronn": MLPClassifier(**kw), "sklearn": SkClassifier(**kw)}
 
 
-def evaluate(name: str) -> dict[str, Any]:
-    """Mean test score and total fit time per library over the splits."""
+def evaluate(name: str, engines: list[str]) -> dict[str, Any]:
+    """Mean test score and total fit time per library over the splits; zeronn's on each
+    engine (the score is the NumPy path's), taking turns within each split."""
     loader, task = DATASETS[name]
     X, y = loader(return_X_y=True)
     scores: dict[str, list[float]] = {"zeronn": [], "sklearn": []}
-    times = {"zeronn": 0.0, "sklearn": 0.0}
+    times = {"sklearn": 0.0, **dict.fromkeys(engines, 0.0)}
+    seen: list[str] = []
+    same = True  # auto's test score equals the NumPy path's on every split
     for seed in SPLITS:
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed)
-        for lib, est in make_models(task, seed).items():
-            pipe = make_pipeline(StandardScaler(), est)
-            t0 = time.perf_counter()
-            pipe.fit(Xtr, ytr)
-            times[lib] += time.perf_counter() - t0
-            scores[lib].append(float(pipe.score(Xte, yte)))
+        for engine in engines:
+            pipe = make_pipeline(StandardScaler(), make_models(task, seed)["zeronn"])
+            with default_engine(engine, seen if engine == "auto" else []):
+                t0 = time.perf_counter()
+                pipe.fit(Xtr, ytr)
+                times[engine] += time.perf_counter() - t0
+            score = float(pipe.score(Xte, yte))
+            if engine == "numpy":
+                scores["zeronn"].append(score)
+            elif engine == "auto":
+                same &= abs(score - scores["zeronn"][-1]) <= 1e-6
+        pipe = make_pipeline(StandardScaler(), make_models(task, seed)["sklearn"])
+        t0 = time.perf_counter()
+        pipe.fit(Xtr, ytr)
+        times["sklearn"] += time.perf_counter() - t0
+        scores["sklearn"].append(float(pipe.score(Xte, yte)))
     return {"task": task, "zeronn": float(np.mean(scores["zeronn"])),
             "sklearn": float(np.mean(scores["sklearn"])),
-            "time_ratio": times["zeronn"] / times["sklearn"], "scores": scores}
+            "time_ratio": times["numpy"] / times["sklearn"], "times": times,
+            "auto_ran": "/".join(sorted(set(seen))) or "-", "auto_same": same,
+            "scores": scores}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", default=[*DATASETS, "digits_convnet"],
                         help="subset of: " + ", ".join([*DATASETS, "digits_convnet"]))
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time zeronn's fits with engine='compiled' (what auto could "
+                             "reach where it keeps NumPy)")
     args = parser.parse_args(argv)
+    engines = ENGINES + (["compiled"] if args.compiled and HAS_ENGINE else [])
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     print(f"{'dataset':<14} {'metric':<9} {'zeronn':>8} {'sklearn':>8} {'diff':>8} "
-          f"{'fit time':>9}  target")
+          f"{'fit time':>9}  target  {'numpy s':>8} {'auto s':>8} {'auto/numpy':>10}  auto ran")
     ok_all = True
     for name in args.datasets:
         if name == "digits_convnet":
             continue
-        r = evaluate(name)
+        r = evaluate(name, engines)
         diff = r["zeronn"] - r["sklearn"]
         ok = diff >= -TOLERANCE
         ok_all &= ok
         metric = "R2" if r["task"] == "regression" else "accuracy"
+        t = r["times"]
+        auto = (f"{t['auto']:8.2f} {t['auto'] / t['numpy']:9.2f}x  {r['auto_ran']}"
+                + ("" if r["auto_same"] else " (test score differs from numpy's!)")
+                if "auto" in t else f"{'-':>8} {'-':>10}  not available")
+        if "compiled" in t:
+            auto += f"; compiled {t['compiled']:.2f} s ({t['compiled'] / t['numpy']:.2f}x)"
         print(f"{name:<14} {metric:<9} {r['zeronn']:8.3f} {r['sklearn']:8.3f} {diff:+8.3f} "
-              f"{r['time_ratio']:8.2f}x  {'ok' if ok else 'MISSED'}", flush=True)
-    print("fit time: zeronn's total over the splits / scikit-learn's (lower is faster)")
+              f"{r['time_ratio']:8.2f}x  {'ok' if ok else 'MISSED':<6}  {t['numpy']:8.2f} "
+              f"{auto}", flush=True)
+    print("fit time: zeronn's total over the splits (NumPy path) / scikit-learn's (lower is "
+          "faster);\nnumpy s, auto s: zeronn's total seconds with engine='numpy' (before the "
+          "compiled path) and engine='auto' (after)")
     if "digits_convnet" in args.datasets:
         c = evaluate_convnet()
         ok = (c["convnet"] >= CONVNET_TARGET and c["convnet"] > c["mlp"]

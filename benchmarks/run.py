@@ -1,13 +1,20 @@
-"""Training speed of zeronn beside the GEMM bound, scikit-learn and PyTorch (CPU).
+"""Training speed of zeronn beside the GEMM bound, JAX, scikit-learn and PyTorch (CPU).
 
 For every workload, dtype and optimizer it times one epoch of training (median over
 repeats) of:
 
-- ``zeronn``: ``net.fit(X, y, epochs=k, shuffle=False, verbose=0)``, wall time / k;
+- ``zeronn``: the NumPy path, ``net.fit(X, y, epochs=k, shuffle=False, verbose=0,
+  engine="numpy")``, wall time / k (without ``engine`` when fit has no such argument);
+- ``compiled`` and ``auto``: the same with ``engine="compiled"`` (the numba epoch) and
+  ``engine="auto"`` (what fit chooses; the report says which engine ran); "not available"
+  when fit has no ``engine`` argument or refuses the compiled path for the model;
 - ``gemm``: the bound: the same matrix products of each training step (forward ``x·W``,
   ``dW = x.T·delta`` and ``dX = delta·W.T`` except for the first layer) in raw NumPy
   with preallocated ``out=`` arrays, and nothing else; for a convolution, the products
   of its im2col formulation (``col·W``, ``dW = dout.T·col``, ``dcol = dout·W``);
+- ``jax``: the same MLP's whole epoch as one jitted ``jax.lax.scan`` over the batches
+  (``benchmarks/jax_peer.py``), warm (compilation not timed); its losses are checked
+  against the NumPy path's before timing, and so are the compiled path's;
 - ``sklearn``: ``MLPRegressor`` with the same solver, batch size, learning rate and no
   shuffling (``alpha=0``, no momentum for SGD, never stopping early);
 - ``torch``: a plain ``nn.Sequential`` + ``torch.optim`` loop over tensor slices (its
@@ -15,15 +22,18 @@ repeats) of:
 - ``classic`` (seed workload only): the seed's own loop, ``zeronn.classic.NN``.
 
 All run with the same thread count (threadpoolctl for the BLAS/OpenMP pools,
-``torch.set_num_threads``). Prints a table of ratios and writes ``docs/benchmarks.md``
-with a chart. ``python benchmarks/run.py --quick`` runs only the cells that have
-targets, with fewer repeats.
+``torch.set_num_threads``). Also measured: the FLOP rate each reaches on ``small`` (the
+forward and backward GEMMs' flops, 2·m·n·k each) beside the machine's peak, one large
+GEMM (2000x2000). Prints a table of ratios and writes ``docs/benchmarks.md`` with a
+chart. ``python benchmarks/run.py --quick`` runs only the cells that have targets, with
+fewer repeats and without the peers no target of the cell names (a minute or two).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import itertools
 import os
 import platform
@@ -42,8 +52,13 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import zeronn as zn
 from zeronn.classic import NN, mse_loss
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax_peer  # beside this file, also when run.py is imported from elsewhere
+
 ROOT = Path(__file__).resolve().parent.parent
-IMPLS = ("zeronn", "gemm", "sklearn", "torch", "classic")
+IMPLS = ("zeronn", "compiled", "auto", "gemm", "jax", "sklearn", "torch", "classic")
+# The engines of ``fit`` (issue 16): None when this zeronn's fit has no ``engine`` argument.
+HAS_ENGINE = "engine" in inspect.signature(zn.Sequential.fit).parameters
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,9 @@ class Workload:
     lr_sgd: float = 0.01
     image: tuple[int, int, int] | None = None
     convs: tuple[Conv, ...] = ()
+    # Time engine="compiled" here by default. Off where its plain-loop products take
+    # seconds to minutes an epoch against BLAS and "auto" keeps NumPy (--compiled-everywhere).
+    time_compiled: bool = True
 
     def conv_shapes(self) -> list[tuple[int, int, int, int, int]]:
         """Per conv block: (in channels, conv output height, width, pooled height, width)."""
@@ -94,8 +112,10 @@ WORKLOADS = {
         # The seed lesson: 100x2 -> 5 -> 1, full batch, 1000 epochs (lr 0.05 is the seed's 0.001).
         Workload("seed", 100, (2, 5, 1), None, 1000, 9, lr_sgd=0.05),
         Workload("small", 2000, (8, 32, 1), 32, 20, 9),
-        Workload("medium", 20000, (64, 256, 256, 1), 256, 2, 9),
-        Workload("wide", 16384, (512, 1024, 1024, 1), 1024, 1, 5),
+        # A tabular-sized network: 5000 rows of 20 columns, two hidden layers of 64.
+        Workload("tabular", 5000, (20, 64, 64, 1), 64, 5, 9),
+        Workload("medium", 20000, (64, 256, 256, 1), 256, 2, 9, time_compiled=False),
+        Workload("wide", 16384, (512, 1024, 1024, 1), 1024, 1, 5, time_compiled=False),
         # LeNet-5 with ReLU and max pooling, on 28x28 one-channel images (MNIST's size):
         # 1x28x28 -> conv 6@5x5 pad 2 -> pool -> conv 16@5x5 -> pool -> 400 -> 120 -> 84 -> 10.
         Workload("lenet", 4096, (400, 120, 84, 10), 64, 1, 7, image=(1, 28, 28),
@@ -106,17 +126,28 @@ WORKLOADS = {
 
 @dataclass(frozen=True)
 class Target:
-    """``impl`` / ``ref`` <= ``limit`` on one cell (optimizer None: every optimizer)."""
+    """``impl`` / ``ref`` <= ``limit`` on one cell (dtype or optimizer None: every one)."""
 
     workload: str
-    dtype: str
+    dtype: str | None
     optimizer: str | None
     ref: str
     limit: float
+    impl: str = "zeronn"
+
+    def matches(self, c: Cell) -> bool:
+        return (c.workload.name == self.workload and self.dtype in (None, c.dtype)
+                and self.optimizer in (None, c.optimizer))
 
 
-# The issue's targets. Its orientation figures are for SGD, so the GEMM-bound and
-# scikit-learn targets are checked on SGD; PyTorch's on the optimizer each one names.
+# The NumPy path's targets (the speed issue). Its orientation figures are for SGD, so the
+# GEMM-bound and scikit-learn targets are checked on SGD; PyTorch's on the optimizer each
+# one names. Then the compiled path's (issue 16): on small, at most 0.35x the GEMM bound
+# and 0.9x JAX's compiled epoch; the seed's problem at most 0.1x the seed's own loop; the
+# tabular network (Adam) at most 0.5x the NumPy path; on medium and wide, what fit chooses
+# by itself never slower than the NumPy path. "Never slower" is checked as <= 1.05: two
+# runs of the same code differ by a few percent here, and the compiled path may simply
+# not be chosen there, which makes the two sides the same code.
 TARGETS = (
     Target("seed", "float64", "sgd", "classic", 1.0),
     Target("small", "float64", "sgd", "gemm", 2.0),
@@ -130,6 +161,15 @@ TARGETS = (
     Target("wide", "float32", "sgd", "torch", 1.2),
     Target("lenet", "float32", "sgd", "gemm", 1.3),
     Target("lenet", "float32", "sgd", "torch", 2.5),
+    Target("seed", "float64", "sgd", "classic", 0.1, impl="compiled"),
+    Target("small", "float64", "sgd", "gemm", 0.35, impl="compiled"),
+    Target("small", "float64", "sgd", "jax", 0.9, impl="compiled"),
+    Target("small", "float32", "sgd", "gemm", 0.35, impl="compiled"),
+    Target("small", "float32", "sgd", "jax", 0.9, impl="compiled"),
+    Target("tabular", "float64", "adam", "zeronn", 0.5, impl="compiled"),
+    Target("tabular", "float32", "adam", "zeronn", 0.5, impl="compiled"),
+    Target("medium", None, None, "zeronn", 1.05, impl="auto"),
+    Target("wide", None, None, "zeronn", 1.05, impl="auto"),
 )
 
 
@@ -141,6 +181,9 @@ class Cell:
     dtype: str
     optimizer: str
     rounds: dict[str, list[float]] = field(default_factory=dict)  # seconds per epoch, per round
+    engines: dict[str, str] = field(default_factory=dict)  # the engine fit reported, per impl
+    missing: dict[str, str] = field(default_factory=dict)  # why an impl did not run
+    checks: dict[str, float] = field(default_factory=dict)  # max relative loss gap to numpy
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -162,6 +205,13 @@ class Cell:
         """
         rs = self.ratios(impl, ref)
         return statistics.median(rs) if rs else None
+
+    def best_ratio(self, impl: str, ref: str) -> float | None:
+        """``impl``'s fastest round over ``ref``'s: the least disturbed rounds of a busy
+        machine (shown beside the median, which decides the targets)."""
+        if impl not in self.rounds or ref not in self.rounds:
+            return None
+        return min(self.rounds[impl]) / min(self.rounds[ref])
 
     def spread(self, impl: str, ref: str) -> str:
         """The per-round ratios' range, "lo-hi", to show how much one run can move."""
@@ -190,23 +240,42 @@ def lr_of(w: Workload, optimizer: str) -> float:
 
 
 # -- timing ----------------------------------------------------------------------------
+# The clock of time_rounds: wall time (what a user waits), or the process's CPU time
+# (--clock cpu: on a machine others load, waiting for a core is left out; the BLAS's and
+# XLA's other threads count, so a two-thread product counts twice its wall time).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCK = ["wall"]
+
+
 def time_rounds(runners: dict[str, Callable[[int], Any]], k: int,
-                repeats: int) -> dict[str, list[float]]:
-    """Wall time of ``run(k)`` / k for every runner, in ``repeats`` rounds.
+                repeats: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Wall time of ``run(k)`` / k for every runner, in ``repeats`` rounds, and the engines
+    the zeronn runners' fits reported in the timed rounds ("numpy/compiled" if both).
 
     The runners take turns within each round (after one warm-up call each), so a burst of
     load on a shared machine slows all of them alike instead of one.
     """
     times: dict[str, list[float]] = {name: [] for name in runners}
+    seen: dict[str, set[str]] = {name: set() for name in runners}
     for run in runners.values():
         run(k)
     for _ in range(repeats):
         for name, run in runners.items():
             gc.collect()
-            t0 = time.perf_counter()
-            run(k)
-            times[name].append((time.perf_counter() - t0) / k)
-    return times
+            clock = CLOCKS[CLOCK[0]]
+            t0 = clock()
+            result = run(k)
+            times[name].append((clock() - t0) / k)
+            if isinstance(result, zn.History):
+                seen[name].update(engine_of(result).split("/"))
+    return times, {name: "/".join(sorted(e)) for name, e in seen.items() if e}
+
+
+def engine_of(history: zn.History) -> str:
+    """The engines a fit ran on, "numpy/compiled" when it switched between epochs:
+    ``History.engines`` (per epoch) or ``History.engine``; "numpy" before there were any."""
+    engines = set(getattr(history, "engines", None) or ())
+    return "/".join(sorted(engines)) or str(getattr(history, "engine", None) or "numpy")
 
 
 def batches(n: int, batch: int | None) -> list[tuple[int, int]]:
@@ -215,8 +284,12 @@ def batches(n: int, batch: int | None) -> list[tuple[int, int]]:
 
 
 # -- implementations: each returns run(k), which trains k epochs -------------------------
-def zeronn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
-                  optimizer: str) -> Callable[[int], Any]:
+class Unavailable(Exception):
+    """An implementation that cannot run this cell, and why (the report says so)."""
+
+
+def build_net(w: Workload, dtype: str) -> zn.Sequential:
+    """zeronn's network for the workload (seed 0: every runner starts from the same one)."""
     net: zn.Sequential
     if w.image is None:
         net = zn.MLP(list(w.sizes), activation="relu", dtype=dtype, seed=0)
@@ -229,14 +302,106 @@ def zeronn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
         layers += [zn.Dense(units, activation="relu") for units in w.sizes[1:-1]]
         layers.append(zn.Dense(w.sizes[-1]))
         net = zn.Sequential(layers, input_shape=w.image, dtype=dtype, seed=0)
+    return net
+
+
+def make_optimizer(w: Workload, optimizer: str) -> zn.optim.Optimizer:
     lr = lr_of(w, optimizer)
-    opt = zn.optim.SGD(lr=lr) if optimizer == "sgd" else zn.optim.Adam(lr=lr)
+    return zn.optim.SGD(lr=lr) if optimizer == "sgd" else zn.optim.Adam(lr=lr)
 
-    def run(k: int) -> None:
-        net.fit(X, y, loss="mse", optimizer=opt, epochs=k, batch_size=w.batch,
-                shuffle=False, verbose=0)
 
+def engine_kwargs(engine: str | None) -> dict[str, Any]:
+    """``engine=...`` for fit; an Unavailable when this zeronn's fit has no engine argument.
+
+    ``engine=None`` is the NumPy path: ``engine="numpy"``, or nothing before issue 16.
+    """
+    if engine is None:
+        return {"engine": "numpy"} if HAS_ENGINE else {}
+    if not HAS_ENGINE:
+        raise Unavailable("not available: fit has no engine argument in this zeronn")
+    return {"engine": engine}
+
+
+def zeronn_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                  optimizer: str, engine: str | None = None) -> Callable[[int], Any]:
+    """``run(k)``: k epochs of ``net.fit`` on the given engine (None: the NumPy path),
+    returning the History. The compiled engine is tried once here: a fit that refuses it
+    (no numba, a model it does not cover) makes the cell say "not available"."""
+    net = build_net(w, dtype)
+    opt = make_optimizer(w, optimizer)
+    kw = engine_kwargs(engine)
+
+    def run(k: int) -> zn.History:
+        return net.fit(X, y, loss="mse", optimizer=opt, epochs=k, batch_size=w.batch,
+                       shuffle=False, verbose=0, **kw)
+
+    if engine == "compiled":
+        t0 = time.perf_counter()
+        try:
+            hist = run(1)
+        except (ValueError, ImportError, NotImplementedError) as e:
+            raise Unavailable(f"not available: {e}") from e
+        if engine_of(hist) != "compiled":
+            raise Unavailable(f"not available: engine='compiled' ran {engine_of(hist)!r}")
+        print(f"  {w.name} {dtype} {optimizer}: first compiled fit (1 epoch, compile or "
+              f"cache load) {time.perf_counter() - t0:.2f} s", flush=True)
     return run
+
+
+def compiled_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                    optimizer: str) -> Callable[[int], Any]:
+    return zeronn_runner(w, X, y, dtype, optimizer, "compiled")
+
+
+def auto_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+                optimizer: str) -> Callable[[int], Any]:
+    return zeronn_runner(w, X, y, dtype, optimizer, "auto")
+
+
+def jax_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
+               optimizer: str) -> Callable[[int], Any] | None:
+    """The same MLP's epoch as one jitted lax.scan (jax_peer), from zeronn's initial weights.
+
+    Not for a full batch (seed): its epoch is one step, so a Python call per epoch."""
+    if w.image is not None or w.batch is None:
+        return None
+    if not jax_peer.available():
+        raise Unavailable("not available: JAX is not installed (make bench installs it)")
+    return jax_peer.runner(build_net(w, dtype).params, X, y, w.batch, optimizer,
+                           lr_of(w, optimizer))
+
+
+CHECK_EPOCHS = 2
+CHECK_TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+def check_losses(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, optimizer: str,
+                 impls: list[str]) -> dict[str, float]:
+    """The largest relative gap between each epoch's loss of ``compiled`` / ``jax`` and the
+    NumPy path's, over CHECK_EPOCHS epochs of the workload, from the same weights (a wrong
+    peer would be timed doing different work)."""
+    if w.image is not None:
+        return {}
+
+    def fit(engine: str | None) -> list[float]:
+        net = build_net(w, dtype)
+        hist = net.fit(X, y, loss="mse", optimizer=make_optimizer(w, optimizer),
+                       epochs=CHECK_EPOCHS, batch_size=w.batch, shuffle=False, verbose=0,
+                       **engine_kwargs(engine))
+        return [float(v) for v in hist["loss"]]
+
+    ref = fit(None)
+    losses: dict[str, list[float]] = {}
+    if "compiled" in impls and HAS_ENGINE:
+        try:
+            losses["compiled"] = fit("compiled")
+        except (ValueError, ImportError, NotImplementedError):
+            pass  # the runner says why
+    if "jax" in impls and w.batch is not None and jax_peer.available():
+        losses["jax"] = jax_peer.epoch_losses(build_net(w, dtype).params, X, y, w.batch,
+                                              optimizer, lr_of(w, optimizer), CHECK_EPOCHS)
+    return {impl: max(abs(a - b) / max(abs(b), np.finfo(dtype).tiny)
+                      for a, b in zip(ls, ref)) for impl, ls in losses.items()}
 
 
 def gemm_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
@@ -398,7 +563,10 @@ def classic_runner(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str,
 
 RUNNERS: dict[str, Callable[..., Callable[[int], Any] | None]] = {
     "zeronn": zeronn_runner,
+    "compiled": compiled_runner,
+    "auto": auto_runner,
     "gemm": gemm_runner,
+    "jax": jax_runner,
     "sklearn": sklearn_runner,
     "torch": torch_runner,
     "classic": classic_runner,
@@ -422,7 +590,8 @@ def blas_description() -> str:
     for info in threadpool_info():
         if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
             parts.append(f"{info.get('internal_api')} {info.get('version')} "
-                         f"({info.get('architecture')} kernel)")
+                         f"({info.get('architecture')} kernel, "
+                         f"{info.get('num_threads')} threads)")
     return ", ".join(parts) or "unknown"
 
 
@@ -439,39 +608,102 @@ def fast_description() -> str:
 
 
 def run_cells(names: list[str], dtypes: list[str], optimizers: list[str], impls: list[str],
-              repeat_scale: float, quick: bool) -> list[Cell]:
+              repeat_scale: float, quick: bool, compiled_everywhere: bool = False,
+              on_cell: Callable[[list[Cell]], None] | None = None) -> list[Cell]:
+    """Times every (workload, dtype, optimizer) cell; ``quick``: only the cells a target
+    names explicitly, and in them only zeronn's engines, the bound and the peers a target
+    of the cell compares with."""
     cells = []
     for name in names:
         w = WORKLOADS[name]
         for dtype in dtypes:
             for optimizer in optimizers:
-                if quick and not any(t.workload == name and t.dtype == dtype and
-                                     t.optimizer in (None, optimizer) for t in TARGETS):
-                    continue
-                X, y = make_data(w, dtype)
                 cell = Cell(w, dtype, optimizer)
+                cell_impls = list(impls)
+                if quick:
+                    named = [t for t in TARGETS if t.matches(cell)
+                             and t.dtype is not None and t.optimizer is not None]
+                    if not named:
+                        continue
+                    wanted = {"zeronn", "gemm", "compiled", "auto"}
+                    wanted |= {t.impl for t in named} | {t.ref for t in named}
+                    cell_impls = [i for i in impls if i in wanted]
+                if "compiled" in cell_impls and not (w.time_compiled or compiled_everywhere):
+                    cell_impls.remove("compiled")
+                    cell.missing["compiled"] = ("not timed: its loops are slower than BLAS at "
+                                                "this size (--compiled-everywhere times it)")
+                X, y = make_data(w, dtype)
+                cell.checks = check_losses(w, X, y, dtype, optimizer, cell_impls)
                 repeats = max(1, round(w.repeats * repeat_scale))
                 runners = {}
-                for impl in impls:
-                    runner = RUNNERS[impl](w, X, y, dtype, optimizer)
+                for impl in cell_impls:
+                    try:
+                        runner = RUNNERS[impl](w, X, y, dtype, optimizer)
+                    except Unavailable as e:
+                        cell.missing[impl] = str(e)
+                        continue
                     if runner is not None:
                         runners[impl] = runner
-                cell.rounds = time_rounds(runners, w.epochs_per_call, repeats)
+                cell.rounds, cell.engines = time_rounds(runners, w.epochs_per_call, repeats)
                 del runners
                 gc.collect()
                 cells.append(cell)
                 print(format_row(cell), flush=True)
+                print(format_engine_row(cell), flush=True)
+                if on_cell is not None:
+                    on_cell(cells)
     return cells
+
+
+def gemm_flops(w: Workload) -> float:
+    """The GEMM flops of one epoch of an MLP workload: per layer of a x b and n rows, the
+    forward product and dW (2·n·a·b each) and, except for the first layer, dX."""
+    return float(sum(2 * w.n * a * b * (2 if i == 0 else 3)
+                     for i, (a, b) in enumerate(itertools.pairwise(w.sizes))))
+
+
+def peak_gflops(dtype: str, size: int = 2000, repeats: int = 5) -> float:
+    """The best GFLOP/s of one size x size GEMM (2·size³ flops) on this BLAS, in ``dtype``."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    out = np.empty_like(a)
+    np.dot(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.dot(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def flop_rates(cells: list[Cell], peaks: dict[str, float]) -> list[tuple[Cell, dict[str, float]]]:
+    """On ``small``: GFLOP/s each implementation reaches (the epoch's GEMM flops over its
+    median epoch time), beside the dtype's peak."""
+    out = []
+    for c in cells:
+        if c.workload.name != "small" or c.dtype not in peaks:
+            continue
+        flops = gemm_flops(c.workload)
+        out.append((c, {impl: flops / t / 1e9 for impl, t in c.seconds.items()
+                        if impl in ("gemm", "zeronn", "compiled", "jax", "torch")}))
+    return out
 
 
 COLUMNS = (("gemm", "zeronn/GEMM"), ("sklearn", "zeronn/sklearn"), ("torch", "zeronn/torch"),
            ("classic", "zeronn/seed loop"))
+# The compiled path's columns: (impl, ref) ratios.
+ENGINE_COLUMNS = (("compiled", "zeronn", "compiled/numpy"), ("auto", "zeronn", "auto/numpy"),
+                  ("compiled", "gemm", "compiled/GEMM"), ("jax", "gemm", "JAX/GEMM"),
+                  ("compiled", "jax", "compiled/JAX"), ("compiled", "classic", "compiled/seed"))
 
 
 def header() -> str:
     return (f"{'workload':<8} {'dtype':<8} {'opt':<5} {'zeronn ms':>10} {'GEMM ms':>9} "
             + " ".join(f"{label:>15}" for _, label in COLUMNS)
-            + f" {'sklearn/GEMM':>13} {'torch/GEMM':>11}")
+            + f" {'sklearn/GEMM':>13} {'torch/GEMM':>11}\n"
+            + f"{'':<23} {'compiled ms':>11} {'auto ran':>16} "
+            + " ".join(f"{label:>14}" for *_, label in ENGINE_COLUMNS) + "  loss check")
 
 
 def fmt(r: float | None) -> str:
@@ -486,18 +718,47 @@ def format_row(c: Cell) -> str:
             + f" {fmt(c.ratio('sklearn', 'gemm')):>13} {fmt(c.ratio('torch', 'gemm')):>11}")
 
 
+def compiled_ms(c: Cell) -> str:
+    if "compiled" in c.seconds:
+        return f"{c.seconds['compiled'] * 1e3:.3f}"
+    return "n/a" if "compiled" in c.missing else "-"
+
+
+def format_checks(c: Cell) -> str:
+    """"compiled 2e-16 ok, jax 3e-16 ok": each peer's largest relative gap in epoch losses."""
+    tol = CHECK_TOLERANCE[c.dtype]
+    return ", ".join(f"{impl} {gap:.1e} {'ok' if gap <= tol else 'DIFFERS'}"
+                     for impl, gap in c.checks.items()) or "-"
+
+
+def format_engine_row(c: Cell) -> str:
+    line = (f"{'':<23} {compiled_ms(c):>11} {c.engines.get('auto', '-'):>16} "
+            + " ".join(f"{fmt(c.ratio(impl, ref)):>14}" for impl, ref, _ in ENGINE_COLUMNS)
+            + f"  {format_checks(c)}")
+    for impl, why in c.missing.items():
+        line += f"\n{'':<23} {impl}: {why}"
+    return line
+
+
 def check_targets(
         cells: list[Cell]) -> list[tuple[Target, Cell, float | None, bool | None]]:
     out = []
     for t in TARGETS:
         for c in cells:
-            if (c.workload.name, c.dtype) != (t.workload, t.dtype):
-                continue
-            if t.optimizer is not None and c.optimizer != t.optimizer:
-                continue
-            r = c.ratio("zeronn", t.ref)
-            out.append((t, c, r, None if r is None else r <= t.limit))
+            if t.matches(c):
+                r = c.ratio(t.impl, t.ref)
+                out.append((t, c, r, None if r is None else r <= t.limit))
     return out
+
+
+def target_status(t: Target, c: Cell, ok: bool | None) -> str:
+    if ok is not None:
+        return "met" if ok else "not met"
+    return "not available" if t.impl in c.missing or t.ref in c.missing else "-"
+
+
+LABELS = {"zeronn": "zeronn numpy", "gemm": "GEMM bound", "classic": "seed loop",
+          "compiled": "zeronn compiled", "auto": "zeronn auto", "jax": "JAX"}
 
 
 def write_chart(cells: list[Cell], path: Path) -> None:
@@ -507,13 +768,14 @@ def write_chart(cells: list[Cell], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = [f"{c.workload.name}\n{c.dtype[5:]}-bit {c.optimizer}" for c in cells]
-    impls = [("zeronn", "zeronn"), ("sklearn", "scikit-learn"), ("torch", "PyTorch")]
+    impls = [("zeronn", "zeronn (NumPy)"), ("compiled", "zeronn (compiled)"), ("jax", "JAX"),
+             ("sklearn", "scikit-learn"), ("torch", "PyTorch")]
     x = np.arange(len(cells))
     width = 0.8 / len(impls)
-    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(cells) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(cells) + 2), 4.5))
     for j, (impl, label) in enumerate(impls):
         vals = [c.ratio(impl, "gemm") or np.nan for c in cells]
-        ax.bar(x + (j - 1) * width, vals, width, label=label)
+        ax.bar(x + (j - (len(impls) - 1) / 2) * width, vals, width, label=label)
     ax.axhline(1.0, color="black", lw=0.8, ls="--", label="GEMM bound")
     ax.set_yscale("log")
     ax.set_ylabel("time per epoch / GEMM bound (log)")
@@ -526,20 +788,23 @@ def write_chart(cells: list[Cell], path: Path) -> None:
 
 
 def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, str],
-                   command: str) -> None:
+                   command: str, peaks: dict[str, float]) -> None:
     lines = [
         "# Benchmarks",
         "",
-        "Training time per epoch of zeronn beside the **GEMM bound** (the matrix products",
+        "Training time per epoch of zeronn, on its NumPy path and its compiled path (the",
+        "optional extra `fast`, numba), beside the **GEMM bound** (the matrix products",
         "of each training step, forward `x·W`, `dW = x.T·delta` and `dX = delta·W.T`, in raw",
-        "NumPy into preallocated arrays, nothing else), scikit-learn's `MLPRegressor` and",
-        "PyTorch on the CPU. ReLU hidden layers, MSE, no shuffling, the same thread count",
-        "for all. Ratios below 1 mean zeronn is faster. Generated by `benchmarks/run.py`",
-        "(`make bench`). The implementations take turns within each round; each time is the",
-        "median over rounds, and each ratio the median of the per-round ratios (the two",
-        "sides of a ratio ran seconds apart, so a slow spell of a shared machine divides",
-        "out). The targets table gives the range of the per-round ratios too: timings on",
-        "a shared machine move by 10-30% from one minute to the next.",
+        "NumPy into preallocated arrays, nothing else), JAX (the whole epoch jitted as one",
+        "`lax.scan`, warm), scikit-learn's `MLPRegressor` and PyTorch on the CPU. ReLU",
+        "hidden layers, MSE, no shuffling, the same thread count for all. Ratios below 1",
+        "mean the first is faster. Generated by `benchmarks/run.py` (`make bench`). The",
+        "implementations take turns within each round; each time is the median over",
+        "rounds, and each ratio the median of the per-round ratios (the two sides of a",
+        "ratio ran seconds apart, so a slow spell of a shared machine divides out). The",
+        "targets table gives the range of the per-round ratios too, and the ratio of the",
+        "two sides' fastest rounds (the least disturbed ones): timings on a shared machine",
+        "move by 10-30% from one minute to the next, more when others run tests.",
         "",
         f"Command: `{command}`",
         "",
@@ -550,18 +815,18 @@ def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, s
     lines += [
         "",
         "Workloads: **seed** 100x2 -> 5 -> 1, full batch (also timed against the seed's own",
-        "loop, `zeronn.classic`); **small** 2000x8 -> 32 -> 1, batch 32; **medium**",
-        "20000x64 -> 256 -> 256 -> 1, batch 256; **wide** 16384x512 -> 1024 -> 1024 -> 1,",
-        "batch 1024; **lenet** 4096 random 1x28x28 images, LeNet-5 with ReLU and max",
-        "pooling (conv 6@5x5 pad 2, pool 2, conv 16@5x5, pool 2, 400 -> 120 -> 84 -> 10),",
-        "batch 64, whose GEMM bound counts the im2col products of the convolutions",
-        "(`col·W`, `dW = dout.T·col`, `dcol = dout·W.T`) and not the building of `col`,",
-        "col2im or the pooling. SGD (lr 0.01; 0.05 for seed, no momentum) and Adam",
-        "(lr 1e-3).",
+        "loop, `zeronn.classic`); **small** 2000x8 -> 32 -> 1, batch 32; **tabular**",
+        "5000x20 -> 64 -> 64 -> 1, batch 64; **medium** 20000x64 -> 256 -> 256 -> 1, batch",
+        "256; **wide** 16384x512 -> 1024 -> 1024 -> 1, batch 1024; **lenet** 4096 random",
+        "1x28x28 images, LeNet-5 with ReLU and max pooling (conv 6@5x5 pad 2, pool 2, conv",
+        "16@5x5, pool 2, 400 -> 120 -> 84 -> 10), batch 64, whose GEMM bound counts the",
+        "im2col products of the convolutions (`col·W`, `dW = dout.T·col`, `dcol = dout·W.T`)",
+        "and not the building of `col`, col2im or the pooling. SGD (lr 0.01; 0.05 for seed,",
+        "no momentum) and Adam (lr 1e-3).",
         "",
         f"![time per epoch over the GEMM bound]({chart.name})",
         "",
-        "## Times and ratios",
+        "## Times and ratios: the NumPy path",
         "",
         "| workload | dtype | optimizer | zeronn ms/epoch | GEMM ms | zeronn/GEMM | "
         "zeronn/sklearn | zeronn/torch | zeronn/seed loop | sklearn/GEMM | torch/GEMM |",
@@ -574,17 +839,58 @@ def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, s
             f"{c.seconds.get('gemm', float('nan')) * 1e3:.3f} | "
             + " | ".join(fmt(c.ratio("zeronn", ref)) for ref, _ in COLUMNS) + " | "
             f"{fmt(c.ratio('sklearn', 'gemm'))} | {fmt(c.ratio('torch', 'gemm'))} |")
+    lines += [
+        "",
+        "## Times and ratios: the compiled path and JAX",
+        "",
+        "`compiled`: `fit(..., engine=\"compiled\")`; `auto`: `engine=\"auto\"`, with the",
+        "engine its fits reported (`History.engine`); \"n/a\": not available (the reason is",
+        "printed by the run). Loss check: the largest relative gap between each epoch's loss",
+        f"and the NumPy path's (the first {CHECK_EPOCHS} epochs from the same initial",
+        "weights); \"ok\" within "
+        f"{CHECK_TOLERANCE['float64']:g} (float64) or {CHECK_TOLERANCE['float32']:g} (float32).",
+        "",
+        "| workload | dtype | optimizer | numpy ms | compiled ms | auto ran | "
+        + " | ".join(label for *_, label in ENGINE_COLUMNS) + " | loss check |",
+        "|---|---|---|--:|--:|---|" + "--:|" * len(ENGINE_COLUMNS) + "---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c.workload.name} | {c.dtype} | {c.optimizer} | "
+            f"{c.seconds.get('zeronn', float('nan')) * 1e3:.3f} | {compiled_ms(c)} | "
+            f"{c.engines.get('auto', 'n/a' if 'auto' in c.missing else '-')} | "
+            + " | ".join(fmt(c.ratio(impl, ref)) for impl, ref, _ in ENGINE_COLUMNS)
+            + f" | {format_checks(c)} |")
+    rates = flop_rates(cells, peaks)
+    if rates:
+        lines += ["", "## FLOP rate on small", "",
+                  "The forward and backward GEMMs' flops of one epoch (2·m·n·k per product: "
+                  f"{gemm_flops(WORKLOADS['small']) / 1e6:.1f} MFLOP) over each one's time per",
+                  "epoch, beside the peak: the best of one 2000x2000 GEMM on the same BLAS "
+                  "and threads.", "",
+                  "| dtype | optimizer | peak GFLOP/s | "
+                  + " | ".join(LABELS.get(i, i) for i in ("gemm", "zeronn", "compiled", "jax",
+                                                           "torch")) + " |",
+                  "|---|---|--:|--:|--:|--:|--:|--:|"]
+        for c, r in rates:
+            peak = peaks[c.dtype]
+            lines.append(f"| {c.dtype} | {c.optimizer} | {peak:.1f} | " + " | ".join(
+                f"{r[i]:.2f} ({100 * r[i] / peak:.1f}%)" if i in r else "-"
+                for i in ("gemm", "zeronn", "compiled", "jax", "torch")) + " |")
     lines += ["", "## Targets", "",
-              "| workload | dtype | optimizer | ratio | target | measured | rounds | met |",
-              "|---|---|---|---|--:|--:|--:|---|"]
+              "| workload | dtype | optimizer | ratio | target | measured | rounds | of bests "
+              "| met |",
+              "|---|---|---|---|--:|--:|--:|--:|---|"]
     for t, c, r, ok in check_targets(cells):
-        ref = {"gemm": "GEMM bound", "classic": "seed loop"}.get(t.ref, t.ref)
-        lines.append(f"| {t.workload} | {t.dtype} | {c.optimizer} | zeronn / {ref} | "
-                     f"<= {t.limit} | {fmt(r)} | {c.spread('zeronn', t.ref)} | "
-                     f"{'-' if ok is None else 'yes' if ok else 'no'} |")
-    lines += ["", "The GEMM-bound and scikit-learn targets are checked with SGD (the optimizer",
-              "their reference figures were measured with); the Adam rows above are for",
-              "information.", ""]
+        lines.append(f"| {t.workload} | {c.dtype} | {c.optimizer} | "
+                     f"{LABELS.get(t.impl, t.impl)} / {LABELS.get(t.ref, t.ref)} | "
+                     f"<= {t.limit} | {fmt(r)} | {c.spread(t.impl, t.ref)} | "
+                     f"{fmt(c.best_ratio(t.impl, t.ref))} | {target_status(t, c, ok)} |")
+    lines += ["", "The NumPy path's GEMM-bound and scikit-learn targets are checked with SGD",
+              "(the optimizer their reference figures were measured with); the Adam rows",
+              "above are for information. The compiled path's targets are issue 16's; on",
+              "medium and wide \"never slower\" is checked as auto / numpy <= 1.05, since two",
+              "runs of the same code differ by a few percent here.", ""]
     lines += NOTES
     path.write_text("\n".join(lines))
 
@@ -638,6 +944,35 @@ NOTES = """## Where the time goes
   momentum, 4x with Adam (two moments). No spare copy of the weights: an update that would
   make them non-finite is refused before it is applied (checked only when a running bound
   on the weights' norm says it could happen). `tests/test_training.py` measures it.
+
+## The compiled path and JAX: how they are measured
+
+- `compiled` is `fit(..., engine="compiled")` timed exactly as the NumPy path: whole `fit`
+  calls of k epochs (so its per-fit set-up and every epoch's History record count), the
+  kernel compiled or loaded from numba's disk cache by one untimed fit first (the run
+  prints how long that took). Its losses are checked against the NumPy path's in every
+  cell before timing. On medium and wide it is not timed by default: its products are
+  plain loops, far slower than BLAS at those sizes, and `auto` does not choose it there
+  (`--compiled-everywhere` times it anyway).
+- `auto` is what fit chooses by itself; the "auto ran" column is the engine its History
+  reported in the timed calls. It keeps the NumPy path for a fit it estimates too short
+  to repay a compilation, and for batches whose products are large (BLAS wins there):
+  the bench's timed calls of k epochs on seed and small are such short fits, so `auto`
+  runs NumPy in them, while a long fit of the same network would switch.
+- JAX (`benchmarks/jax_peer.py`, CPU build): the step as `jax.value_and_grad` of the same
+  MLP and MSE, SGD or Adam written out (torch's rule, as zeronn's), the epoch as one
+  `lax.scan` over the full batches plus one step for a short last batch, jitted, with
+  `jax_enable_x64` for float64; compilation happens before the timed calls. Its losses
+  from zeronn's initial weights equal the NumPy path's (the loss check column;
+  `tests/test_benchmarks_jax_peer.py` checks it too), so it is timed doing the same work.
+  XLA runs on one thread (`--xla_cpu_multi_thread_eigen=false`): its thread pool's
+  hand-offs more than doubled the small epoch here (1.0 ms against 0.45 ms, float64),
+  and the compiled path is single-threaded too; `--xla-pool` keeps the pool.
+- The FLOP rate counts only the GEMMs' flops (2·m·n·k per product: forward, dW, and dX
+  except for the first layer), the same count for every implementation, so it is the
+  inverse of the time per epoch in useful units; the peak is one 2000x2000 GEMM on the
+  same BLAS and threads (numbers that small networks cannot approach: their products are
+  8- to 32-wide).
 """.splitlines()
 
 
@@ -652,6 +987,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="multiplies each workload's number of timed repeats")
     p.add_argument("--quick", action="store_true",
                    help="only the cells that have targets, with fewer repeats")
+    p.add_argument("--compiled-everywhere", action="store_true",
+                   help="also time engine='compiled' on medium and wide (minutes per epoch)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall time (default) or the process's CPU time (a loaded machine)")
+    p.add_argument("--xla-pool", action="store_true",
+                   help="let JAX use XLA's thread pool (default: one thread, its best on "
+                        "small networks; see jax_peer)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                    help="markdown report to write ('' for none); the chart goes beside it")
@@ -670,14 +1012,26 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    dtypes = [s for s in args.dtypes.split(",") if s]
+    CLOCK[0] = args.clock
+    jax_peer.single_threaded(not args.xla_pool)
     with threadpool_limits(limits=args.threads):
+        t0 = time.perf_counter()
+        peaks = {dtype: peak_gflops(dtype) for dtype in dtypes}
         meta = {
             "CPU": f"{cpu_name()}, {os.cpu_count()} logical cores",
             "threads": str(args.threads),
+            "clock": ("wall time" if args.clock == "wall" else
+                      "process CPU time (all its threads), not wall time"),
             "NumPy BLAS": blas_description(),
+            "peak GEMM (2000x2000)": ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peaks.items()),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
             "zeronn compiled kernels": fast_description(),
             "versions": (f"Python {platform.python_version()}, NumPy {np.__version__}, "
+                         f"zeronn {zn.__version__} (engine argument: "
+                         f"{'yes' if HAS_ENGINE else 'no'}), numba {package_version('numba')}, "
+                         f"{jax_peer.version() if jax_peer.available() else 'JAX absent'} "
+                         f"(XLA {'thread pool' if args.xla_pool else 'one thread'}), "
                          f"scikit-learn {__import__('sklearn').__version__}, "
                          f"PyTorch {torch.__version__} (threads {torch.get_num_threads()})"),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -685,23 +1039,41 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in meta.items():
             print(f"{k}: {v}")
         print(header(), flush=True)
-        t0 = time.perf_counter()
-        cells = run_cells(names, args.dtypes.split(","), args.optimizers.split(","), impls,
-                          scale, args.quick)
+        out = Path(args.out) if args.out else None
+
+        def partial_report(done: list[Cell]) -> None:  # a stopped run still leaves its rows
+            if out is not None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                write_markdown(done, out, out.with_suffix(".png"), meta,
+                               command + " (stopped early: partial)", peaks)
+
+        cells = run_cells(names, dtypes, args.optimizers.split(","), impls, scale, args.quick,
+                          args.compiled_everywhere, partial_report)
         print(f"total {time.perf_counter() - t0:.0f} s")
     print()
+    for c, r in flop_rates(cells, peaks):
+        print(f"FLOP rate small {c.dtype} {c.optimizer}: "
+              + ", ".join(f"{LABELS.get(i, i)} {g:.2f}" for i, g in r.items())
+              + f" GFLOP/s; peak {peaks[c.dtype]:.1f} GFLOP/s")
     for t, c, r, ok in check_targets(cells):
-        status = "-" if ok is None else "met" if ok else "NOT met"
-        print(f"target {t.workload} {t.dtype} {c.optimizer}: zeronn/{t.ref} {fmt(r)} "
-              f"<= {t.limit}: {status} (rounds: {c.spread('zeronn', t.ref)})")
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"target {t.workload} {c.dtype} {c.optimizer}: {t.impl}/{t.ref} {fmt(r)} "
+              f"<= {t.limit}: {target_status(t, c, ok)} (rounds: {c.spread(t.impl, t.ref)}, "
+              f"of bests {fmt(c.best_ratio(t.impl, t.ref))})")
+    if out is not None:
         chart = out.with_suffix(".png")
         write_chart(cells, chart)
-        write_markdown(cells, out, chart, meta, command)
+        write_markdown(cells, out, chart, meta, command, peaks)
         print(f"wrote {out} and {chart}")
     return 0
+
+
+def package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
 
 
 if __name__ == "__main__":
