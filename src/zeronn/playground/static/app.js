@@ -730,9 +730,11 @@
     else if (!!s.playing === state.pendingPlay) state.pendingPlay = null;
     renderPlay();
     setExportLinks();
-    // The readouts change at once (tests and screen readers read them); pictures per frame.
+    // The readouts and the pictures change at once, on every snapshot: waiting for an
+    // animation frame merged snapshots that arrived close together (fewer redraws than
+    // snapshots on a busy machine); a draw takes a few milliseconds.
     renderReadouts(s);
-    scheduleDraw();
+    draw();
     // An open step-through follows the network: once training stops on other weights
     // (a step, a pause, a new setup), it explains them again.
     if (state.explainOpen && !s.playing && state.pendingPlay === null &&
