@@ -101,8 +101,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from zeronn.playground import data as pgdata
-from zeronn.playground.session import Session
+import zeronn.playground.data as pgdata
+from zeronn.playground.session import LIVE_KEYS, Session
 
 __all__ = ["create_app"]
 
@@ -280,7 +280,6 @@ class _Connection:
                 await self.pause()
                 await self.send_snapshot(await run(session.setup, config))
             else:
-                from zeronn.playground.session import LIVE_KEYS
 
                 if set(config) - LIVE_KEYS:
                     await self.pause()

@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+import zeronn.playground.data as pgdata
 from zeronn import optim
 from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer
 from zeronn.models import Sequential
 from zeronn.onnx_export import export_onnx
 from zeronn.persistence import save
-from zeronn.playground import data as pgdata
 from zeronn.trace import trace
 
 __all__ = ["DEFAULT_CONFIG", "GRID_SIZE", "NEURON_SIZE", "Session", "validate_config"]
