@@ -25,8 +25,9 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn.activations import IDENTITY, Activation
+from zeronn.activations import IDENTITY, Activation, get_activation
 from zeronn.activations import Activation as ActivationFunction
+from zeronn.initializers import Initializer, get_initializer
 
 __all__ = ["AffineLayer", "BufferCache", "Layer", "Param"]
 
@@ -251,6 +252,17 @@ class AffineLayer(Layer):
     activation: ActivationFunction
     keep_z: bool
     _buf: Any
+
+    def _init_affine(self, activation: str | ActivationFunction | None,
+                     init: str | Initializer, use_bias: bool) -> None:
+        """The constructor's part shared by every affine layer: activation, initializer
+        (an unknown name fails here, not at build time) and the bias."""
+        self.activation = get_activation("identity" if activation is None else activation)
+        self.init = init if isinstance(init, str) else get_initializer(init)
+        get_initializer(init)
+        self.use_bias = bool(use_bias)
+        self.param_names = ("W", "b") if self.use_bias else ("W",)  # type: ignore[misc]
+        self.keep_logits = False
 
     def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
         """dL/da -> dL/dx; sets the parameter gradients. ``dout`` is overwritten (dL/dz)."""

@@ -70,7 +70,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from zeronn._fast import available as fast_available
-from zeronn.activations import IDENTITY, RELU, get_activation
+from zeronn.activations import IDENTITY, RELU
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers.base import AffineLayer, BufferCache, Param, Shape
@@ -267,12 +267,7 @@ class Conv2D(AffineLayer):
         self.kernel_size = int_pair("Conv2D kernel_size", kernel_size, 1)
         self.stride = int_pair("Conv2D stride", stride, 1)
         self.padding = int_pair("Conv2D padding", padding, 0)
-        self.activation = get_activation("identity" if activation is None else activation)
-        self.init = init if isinstance(init, str) else get_initializer(init)
-        get_initializer(init)  # an unknown name fails here, not at build time
-        self.use_bias = bool(use_bias)
-        self.param_names = ("W", "b") if self.use_bias else ("W",)  # type: ignore[misc]
-        self.keep_logits = False
+        self._init_affine(activation, init, use_bias)
         self._cache: BufferCache[_Buffers] | None = None
         self._buf: _Buffers | None = None
         self._x: NDArray | None = None

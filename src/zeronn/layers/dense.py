@@ -61,12 +61,7 @@ class Dense(AffineLayer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
-        self.activation = get_activation("identity" if activation is None else activation)
-        self.init = init if isinstance(init, str) else get_initializer(init)
-        get_initializer(init)  # an unknown name fails here, not at build time
-        self.use_bias = bool(use_bias)
-        self.param_names = ("W", "b") if self.use_bias else ("W",)  # type: ignore[misc]
-        self.keep_logits = False
+        self._init_affine(activation, init, use_bias)
         self._cache: BufferCache[_Buffers] | None = None
         self._x: NDArray | None = None
         self._buf: _Buffers | None = None
