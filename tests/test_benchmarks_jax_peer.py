@@ -7,33 +7,15 @@ path. Skipped without JAX (``make bench`` installs it).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pytest
 
 import zeronn as zn
+from conftest import load_benchmark
 
 pytest.importorskip("jax")
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _load(name: str) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-jax_peer = _load("jax_peer")
+jax_peer = load_benchmark("jax_peer")
 
 
 @pytest.mark.parametrize(("dtype", "optimizer", "batch", "rtol"), [
