@@ -42,7 +42,6 @@ compute them exactly and must pick the same, first, entry.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -58,15 +57,18 @@ from hypothesis import strategies as st  # noqa: E402
 import zeronn as zn  # noqa: E402
 
 from .test_torch_gradients import F32_TOL, F64_TOL, PAIRS, TORCH_ACT, torch_loss  # noqa: E402
-from .test_torch_layers import loss_size, param_labels  # noqa: E402
 
-# Examples per case (raise with ZERONN_PARITY_EXAMPLES, as the other parity suites).
-EXAMPLES = max(1, int(os.environ.get("ZERONN_PARITY_EXAMPLES", "30")) // 4)
-FIT_EXAMPLES = max(1, EXAMPLES // 3)
+# The examples per case (ZERONN_PARITY_EXAMPLES), activations and dtypes of the layer suite.
+from .test_torch_layers import (  # noqa: E402
+    DTYPES,
+    EXAMPLES,
+    FIT_EXAMPLES,
+    HIDDEN,
+    SMOOTH,
+    loss_size,
+    param_labels,
+)
 
-HIDDEN = ("identity", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softplus")
-SMOOTH = tuple(a for a in HIDDEN if a not in ("relu", "leaky_relu"))
-DTYPES = [("float64", F64_TOL), ("float32", F32_TOL)]
 # float32: two pooled inputs closer than this (relative to the pooled map's largest entry)
 # may swap order between the frameworks' roundings.
 NEAR_TIE = 1e-5
