@@ -1,11 +1,12 @@
-"""Compiled kernels: the optional extra ``fast`` (numba).
+"""Compiled kernels: the optional extra ``fast`` (numba, and SciPy: numba's ``np.dot``
+calls SciPy's BLAS).
 
 NumPy is the reference implementation and the default without the extra; each kernel
 here is a plain loop nest written beside the formula it implements, and every compiled
 result is tested equal to the NumPy path. Nothing in this package imports numba at
 ``import zeronn`` time: the first kernel that is asked for imports it.
 
-- :func:`available` says whether numba can be used (without importing it).
+- :func:`available` says whether numba and SciPy can be used (without importing them).
 - :func:`jit` compiles a function with numba's on-disk cache (``cache=True``), in a
   user cache folder when the package folder cannot be written to. Never
   ``parallel=True``: on small machines its threads fight the BLAS threads.
@@ -26,10 +27,11 @@ _DISABLE_ENV = "ZERONN_NO_FAST"
 
 
 def available() -> bool:
-    """True when numba is installed and not switched off with ``ZERONN_NO_FAST=1``."""
+    """True when numba and SciPy are installed and not switched off with
+    ``ZERONN_NO_FAST=1``."""
     if os.environ.get(_DISABLE_ENV, "") not in ("", "0"):
         return False
-    return importlib.util.find_spec("numba") is not None
+    return all(importlib.util.find_spec(name) is not None for name in ("numba", "scipy"))
 
 
 def cache_dir() -> Path:
