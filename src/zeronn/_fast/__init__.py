@@ -50,10 +50,11 @@ def _prepare_cache() -> None:
         os.environ["NUMBA_CACHE_DIR"] = str(folder)
 
 
-def jit(function: F) -> F:
-    """``numba.njit(cache=True, nogil=True)`` of ``function`` (numba imported on first use)."""
+def jit(function: F, fastmath: set[str] | None = None) -> F:
+    """``numba.njit(cache=True, nogil=True)`` of ``function`` (numba imported on first use);
+    ``fastmath``: the LLVM flags numba may use there (e.g. ``{"reassoc"}`` for a sum)."""
     _prepare_cache()
     import numba
 
-    compiled: Any = numba.njit(cache=True, nogil=True)(function)
+    compiled: Any = numba.njit(cache=True, nogil=True, fastmath=fastmath or False)(function)
     return compiled
