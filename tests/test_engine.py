@@ -318,3 +318,19 @@ def test_import_does_not_import_numba():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "False"
+
+
+def test_cancelling_bias_gradient_under_adam_equals_numpy():
+    """MAE's gradients are +-1/size: an output whose residual signs balance has a bias
+    gradient of exactly 0 in exact arithmetic, 1e-17 or 0 by summation order, and Adam
+    divides that by eps (a 7e-12 step here). The kernel sums the bias gradient in the
+    reference's order, so the step is the same."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((10, 1))
+    y = np.tanh(X @ rng.standard_normal((1, 2)))
+    a, ha, b, hb = _fit_both(lambda: zn.MLP([1, 2], seed=1), X, y,
+                             lambda: zn.optim.Adam(lr=0.005), loss="mae", epochs=1,
+                             batch_size=None, shuffle=False)
+    assert a.params[1][0, 1] != 0.0  # the case: a residual step, not an exact zero
+    np.testing.assert_allclose(b.params[1], a.params[1], rtol=0, atol=1e-16)
+    _assert_same(a, ha, b, hb, TOL["float64"])
