@@ -56,8 +56,10 @@ HUBER_DELTA = 1.0
 LOGE2 = math.log(2.0)
 # Products of at least this many multiply-adds go to BLAS (np.dot, through SciPy's BLAS);
 # below it the plain loops win: a BLAS call costs ~0.3 us (measured on the seed's 2x5 and
-# the small workload's 32x1 products: loops 0.2-0.3 us; 8x32x32: loops 1.95, BLAS 1.67 us).
+# the small workload's 32x1 products: loops 0.2-0.3 us; 8x32x32: loops 1.78, BLAS 1.67 us).
+# In float32 the forward loops keep up longer (8x32x32: loops 0.87, BLAS 1.11 us).
 BLAS_MIN_MACS = 4096
+BLAS_MIN_MACS_F32_FORWARD = 16384
 # Sums compiled with reassociation allowed (numba's fastmath "reassoc" alone: NaN and inf
 # behave as without it): partial sums in vector lanes, a last-bit difference from NumPy's
 # pairwise sums, as BLAS's own blocking is.
@@ -392,7 +394,8 @@ def _dense_forward(x: Any, W: Any, b: Any, has_bias: bool, z: Any, zero: Any) ->
     The callers make the views: loops over arrays passed in this way vectorise (measured
     3x faster than the same loops over views made in this function).
     """
-    if W.shape[0] * W.shape[1] * x.shape[1] >= BLAS_MIN_MACS:
+    least = BLAS_MIN_MACS_F32_FORWARD if W.itemsize == 4 else BLAS_MIN_MACS
+    if W.shape[0] * W.shape[1] * x.shape[1] >= least:
         np.dot(W.T, x, z)
     else:
         _matmul(W, True, x, z, zero)
