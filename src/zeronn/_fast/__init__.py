@@ -48,10 +48,16 @@ def _prepare_cache() -> None:
         os.environ["NUMBA_CACHE_DIR"] = str(folder)
 
 
-def jit(function: F) -> F:
-    """``numba.njit(cache=True, nogil=True)`` of ``function`` (numba imported on first use)."""
+def jit(function: F, *, reassoc: bool = False) -> F:
+    """``numba.njit(cache=True, nogil=True)`` of ``function`` (numba imported on first use).
+
+    ``reassoc=True``: floating-point sums may be reassociated (numba's ``fastmath``
+    ``reassoc`` flag alone, no other fast-math), so LLVM can vectorise a reduction; the
+    kernel's results then differ from the IEEE-ordered loop in the last bits.
+    """
     _prepare_cache()
     import numba
 
-    compiled: Any = numba.njit(cache=True, nogil=True)(function)
+    options: dict[str, Any] = {"fastmath": {"reassoc"}} if reassoc else {}
+    compiled: Any = numba.njit(cache=True, nogil=True, **options)(function)
     return compiled
