@@ -28,6 +28,15 @@ from zeronn._fast.conv import kernels
 EXAMPLES = int(os.environ.get("ZERONN_FAST_EXAMPLES", "40"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _kernels_on() -> Any:
+    """This module tests the kernels: on even when the run has ZERONN_NO_FAST=1 (the
+    parity suite's second pass), which the layers read when they are built."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("ZERONN_NO_FAST", raising=False)
+        yield
+
+
 @st.composite
 def _geometry(draw: Any) -> tuple[tuple[int, ...], tuple[int, int], tuple[int, int],
                                   tuple[int, int]]:
