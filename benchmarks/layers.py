@@ -83,8 +83,11 @@ def main() -> None:
             f, b = min(times[k][(i, "f")]) * 1e3, min(times[k][(i, "b")]) * 1e3
             total[k] += f + b
             cells.append(f"{f:11.3f} {b:11.3f}")
-        print(f"{i}:{type(layer).__name__:12s} " + " ".join(cells))
+        name = type(layer).__name__ + ("*" if getattr(layer, "direct", False) else "")
+        print(f"{i}:{name:12s} " + " ".join(cells))
     print("sum " + "  ".join(f"{k} {v:.3f}" for k, v in total.items()))
+    if any(getattr(layer, "direct", False) for layer in layers):
+        print("* fast: the direct route (no col matrix; see zeronn.layers.conv)")
     for line in gemm_minima(args.rounds):
         print(line)
 

@@ -51,9 +51,22 @@ batch size and reused, and every step writes into them with ``out=``.
 With the extra ``fast`` (numba; ``ZERONN_NO_FAST=1`` switches it off), the steps around the
 GEMMs run as compiled loop nests from ``zeronn._fast.conv`` that give the same numbers:
 im2col reads the padding as zeros (no ``xp`` copy, forward 1-2), forward 4 adds the bias
-(and ReLU, when it is the activation and ``z`` is not kept) as it lays out ``z``, and
+(and ReLU, when it is the activation and ``z`` is not kept) as it lays out ``z``, backward
+1 applies ReLU's derivative as it lays out ``dout.T`` (instead of a pass of its own), and
 backward 4-5 keeps ``dcol``'s columns in im2col's (n, oh, ow) order and adds it straight
 into ``dx`` (N, C, H, W). The GEMMs are the same NumPy calls. This code stays the reference.
+
+The compiled path takes another route for a layer with stride 1 and few inputs per output
+value (``C*KH*KW <= DIRECT_MAX_FAN_IN``, such as LeNet's first layer: 1 channel, 5x5):
+there ``col`` (C*KH*KW values for each of N*OH*OW output pixels: 5 MB a batch for LeNet)
+costs more to write and read back than the few multiplications each of its values feeds.
+The *direct* route computes the same sums without it: ``out[n, f, oh, ow] = b[f] + sum over
+(c, i, j) of W[f, c, i, j] * xp[n, c, oh + i, ow + j]`` and ``dW[f, c, i, j] = sum over
+(n, oh, ow) of dout[n, f, oh, ow] * xp[n, c, oh + i, ow + j]`` straight from the padded
+image, and ``dx`` (only when a layer below needs it) through backward 1 and 4-5 as
+above. Its sums run in another order than BLAS's, so it equals this im2col code to
+rounding (1e-12 relative in float64, 1e-5 in float32; tested), not bit for bit. The
+layer's ``col`` (and ``zn.trace``'s) is then computed from the input when asked for.
 
 Initialisation follows torch's fans for a convolution: ``fan_in = C*KH*KW`` and
 ``fan_out = FN*KH*KW``. An initializer ``(rng, fan_in, fan_out, dtype)`` draws a
