@@ -147,7 +147,7 @@ def test_direct_convolution_equals_the_im2col_reference(geo, dtype, use_bias, re
         xs[..., :(h + 2 * ph) * wp].reshape(n, c, h + 2 * ph, wp),
         np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))))
     assert not xs[..., (h + 2 * ph) * wp:].any()
-    acc = np.full(oh * wp, np.nan, dtype)
+    acc = np.full(3 * oh * wp, np.nan, dtype)
     z = np.full((n, f, oh, ow), np.nan, dtype)
     kernels().conv_direct(xs, W, b, use_bias, relu, wp, acc, z)
     _close(z, want, dtype)

@@ -238,12 +238,14 @@ def conv_direct_grads(xs: NDArray, delta: NDArray, a: NDArray, relu: bool, wp: i
     """dW[f, c, i, j] = sum_{n,oh,ow} dz[n, f, oh, ow] * xpad[n, c, oh + i, ow + j] and
     db[f] = sum dz[n, f], from the planes ``xs`` that :func:`conv_direct` read. dz is
     ``delta`` (N, F, OH, OW), or with ``relu`` ``delta * (a > 0)`` (ReLU's backward, folded
-    in). ``dzp``: scratch of OH*WP values (dz of one (n, f) at the padded width, 0 past OW).
-    Compiled with reassociation allowed: each tap's sum is a vectorised reduction."""
+    in). ``dzp``: scratch of 3*OH*WP values: dz of two filters of one sample at the padded
+    width (0 past OW), and a compact row block. Two filters at a time share each load of
+    the image. Compiled with reassociation allowed: each tap's sum is a vectorised
+    reduction."""
     n_, f_, oh_, ow_ = delta.shape
     c_, kh, kw = dW.shape[1], dW.shape[2], dW.shape[3]
     plane = xs.shape[2]
-    m = oh_ * wp
+    m, p_ = oh_ * wp, oh_ * ow_
     sf, gf, af, wf = xs.ravel(), delta.ravel(), a.ravel(), dW.ravel()
     one, zero = dW.dtype.type(1), dW.dtype.type(0)
     for k in range(wf.size):
@@ -251,54 +253,71 @@ def conv_direct_grads(xs: NDArray, delta: NDArray, a: NDArray, relu: bool, wp: i
     for f in range(f_):
         db[f] = zero
     for n in range(n_):
-        for f in range(f_):
-            total = zero
-            for oh in range(oh_):
-                src, dst = U(((n * f_ + f) * oh_ + oh) * ow_), U(oh * wp)
-                for t in range(ow_):
-                    g = gf[src + U(t)]
+        for f0 in range(0, f_, 2):
+            two = f0 + 1 < f_
+            for e in range(2):
+                # dz of filter f0 + e (f0 again when there is no second) into slot e: first
+                # masked and summed in one long loop, then spread to the padded width
+                f = f0 + e if two else f0
+                src, slot = U((n * f_ + f) * p_), U(e * m)
+                total = zero
+                for q in range(p_):
+                    g = gf[src + U(q)]
                     if relu:
-                        g = g * (one if af[src + U(t)] > 0 else zero)
-                    dzp[dst + U(t)] = g
+                        g = g * (one if af[src + U(q)] > 0 else zero)
+                    dzp[U(2 * m + q)] = g
                     total += g
-                for t in range(ow_, wp):
-                    dzp[dst + U(t)] = zero
-            db[f] += total
+                if e == 0 or two:
+                    db[f] += total
+                for oh in range(oh_):
+                    dst, row = slot + U(oh * wp), U(2 * m + oh * ow_)
+                    for t in range(ow_):
+                        dzp[dst + U(t)] = dzp[row + U(t)]
+                    for t in range(ow_, wp):
+                        dzp[dst + U(t)] = zero
             for c in range(c_):
                 for i in range(kh):
-                    k = ((f * c_ + c) * kh + i) * kw
                     base = (n * c_ + c) * plane + i * wp
+                    k0 = ((f0 * c_ + c) * kh + i) * kw
+                    k1 = (((f0 + 1) * c_ + c) * kh + i) * kw if two else k0
                     j = 0
-                    while j + 4 <= kw:
+                    while j < kw:
                         o = U(base + j)
-                        s0 = s1 = s2 = s3 = zero
-                        for q in range(m):
-                            g, s = dzp[U(q)], o + U(q)
-                            s0 += g * sf[s]
-                            s1 += g * sf[s + U(1)]
-                            s2 += g * sf[s + U(2)]
-                            s3 += g * sf[s + U(3)]
-                        wf[k + j] += s0
-                        wf[k + j + 1] += s1
-                        wf[k + j + 2] += s2
-                        wf[k + j + 3] += s3
-                        j += 4
-                    if j + 2 <= kw:
-                        o = U(base + j)
-                        s0 = s1 = zero
-                        for q in range(m):
-                            g, s = dzp[U(q)], o + U(q)
-                            s0 += g * sf[s]
-                            s1 += g * sf[s + U(1)]
-                        wf[k + j] += s0
-                        wf[k + j + 1] += s1
-                        j += 2
-                    if j < kw:
-                        o = U(base + j)
-                        s0 = zero
-                        for q in range(m):
-                            s0 += dzp[U(q)] * sf[o + U(q)]
-                        wf[k + j] += s0
+                        s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = zero
+                        if j + 4 <= kw:
+                            taps = 4
+                            for q in range(m):
+                                g, h, s = dzp[U(q)], dzp[U(m + q)], o + U(q)
+                                x0, x1, x2, x3 = sf[s], sf[s + U(1)], sf[s + U(2)], sf[s + U(3)]
+                                s0 += g * x0
+                                s1 += g * x1
+                                s2 += g * x2
+                                s3 += g * x3
+                                t0 += h * x0
+                                t1 += h * x1
+                                t2 += h * x2
+                                t3 += h * x3
+                        elif j + 2 <= kw:
+                            taps = 2
+                            for q in range(m):
+                                g, h, s = dzp[U(q)], dzp[U(m + q)], o + U(q)
+                                x0, x1 = sf[s], sf[s + U(1)]
+                                s0 += g * x0
+                                s1 += g * x1
+                                t0 += h * x0
+                                t1 += h * x1
+                        else:
+                            taps = 1
+                            for q in range(m):
+                                x0 = sf[o + U(q)]
+                                s0 += dzp[U(q)] * x0
+                                t0 += dzp[U(m + q)] * x0
+                        for k, v, w in ((0, s0, t0), (1, s1, t1), (2, s2, t2), (3, s3, t3)):
+                            if k < taps:
+                                wf[k0 + j + k] += v
+                                if two:
+                                    wf[k1 + j + k] += w
+                        j += taps
 
 
 # -- max pooling of side-by-side windows (stride = pool size, no padding) ----------------

@@ -252,14 +252,14 @@ class _Buffers:
         self.col: NDArray | None = None
         if not layer.direct:
             self.col = np.empty((c * kh * kw, n * oh * ow), dt)
-        # The direct route: the padded planes (border and slack written once) and a scratch
-        # row block of OH*WP values; ``nob`` stands for db without a bias.
+        # The direct route: the padded planes (border and slack written once) and scratch
+        # row blocks of OH*WP values; ``nob`` stands for db without a bias.
         self.xs: NDArray | None = None
         self.acc: NDArray | None = None
         self.nob: NDArray | None = None
         if layer.direct:
             self.xs = np.zeros((n, c, (h + 2 * ph) * (w + 2 * pw) + kw - 1), dt)
-            self.acc = np.empty(oh * (w + 2 * pw), dt)
+            self.acc = np.empty(3 * oh * (w + 2 * pw), dt)  # conv_direct_grads' 3 blocks
             self.nob = None if layer.use_bias else np.empty(fn, dt)
         self.gemm = np.empty((fn, n * oh * ow), dt)  # out.T, then dout.T
         self.z = np.empty((n, fn, oh, ow), dt)
