@@ -14,6 +14,7 @@ the products ``run.py``'s GEMM bound counts for the two convolutions.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,9 @@ def main() -> None:
     nets: dict[str, Any] = {}
     if args.old is not None:
         nets["old"] = lenet(load_old(args.old), "float32")
+    os.environ["ZERONN_NO_FAST"] = "1"  # read when a layer is built: this net has no kernels
     nets["numpy"] = lenet(zeronn, "float32")
-    for layer in nets["numpy"].layers:
-        if hasattr(layer, "_kernels"):
-            layer._kernels = None
+    del os.environ["ZERONN_NO_FAST"]
     nets["fast"] = lenet(zeronn, "float32")
     x = np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype("float32")
     times: dict[str, dict[tuple[int, str], list[float]]] = {k: {} for k in nets}
@@ -83,8 +83,11 @@ def main() -> None:
             f, b = min(times[k][(i, "f")]) * 1e3, min(times[k][(i, "b")]) * 1e3
             total[k] += f + b
             cells.append(f"{f:11.3f} {b:11.3f}")
-        print(f"{i}:{type(layer).__name__:12s} " + " ".join(cells))
+        name = type(layer).__name__ + ("*" if getattr(layer, "direct", False) else "")
+        print(f"{i}:{name:12s} " + " ".join(cells))
     print("sum " + "  ".join(f"{k} {v:.3f}" for k, v in total.items()))
+    if any(getattr(layer, "direct", False) for layer in layers):
+        print("* fast: the direct route (no col matrix; see zeronn.layers.conv)")
     for line in gemm_minima(args.rounds):
         print(line)
 

@@ -596,7 +596,7 @@ def blas_description() -> str:
 
 
 def fast_description() -> str:
-    """Whether zeronn's compiled kernels (Conv2D's im2col/col2im) are in use, and numba's
+    """Whether zeronn's compiled kernels (Conv2D, MaxPool2D) are in use, and numba's
     version: they change the lenet row."""
     from zeronn._fast import available
 
@@ -604,7 +604,7 @@ def fast_description() -> str:
         return "off (NumPy only: numba absent or ZERONN_NO_FAST=1)"
     import numba
 
-    return f"on (numba {numba.__version__}: Conv2D im2col/col2im)"
+    return f"on (numba {numba.__version__}: Conv2D (im2col/col2im, direct), MaxPool2D)"
 
 
 def run_cells(names: list[str], dtypes: list[str], optimizers: list[str], impls: list[str],

@@ -1,7 +1,10 @@
 """zeronn._fast.conv: every compiled kernel equals the NumPy step it replaces (copies bit
-for bit, col2im's sums too, since they add in the same order), on hypothesis-drawn shapes,
-strides and paddings; and a Conv2D with the kernels equals one without, forward and
-backward. Skipped without numba; ``ZERONN_NO_FAST=1`` switches the layer back to NumPy."""
+for bit, col2im's sums and the max pooling too, since they add and compare in the same
+order), on hypothesis-drawn shapes, strides and paddings; the direct convolution, whose
+sums run in another order than BLAS's, to 1e-12 (float64) and 1e-5 (float32) of the NumPy
+im2col reference; and a Conv2D or MaxPool2D with the kernels equals one without, forward
+and backward. Skipped without numba; ``ZERONN_NO_FAST=1`` switches the layers back to
+NumPy."""
 
 from __future__ import annotations
 
@@ -15,14 +18,23 @@ from hypothesis import strategies as st
 
 import zeronn as zn
 from zeronn._fast import available
-from zeronn.layers import Conv2D
-from zeronn.layers.conv import col2im, im2col
+from zeronn.layers import Conv2D, MaxPool2D
+from zeronn.layers.conv import DIRECT_MAX_FAN_IN, col2im, im2col
 
 pytest.importorskip("numba", reason="the compiled kernels need the extra 'fast' (numba)")
 
 from zeronn._fast.conv import kernels
 
 EXAMPLES = int(os.environ.get("ZERONN_FAST_EXAMPLES", "40"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _kernels_on() -> Any:
+    """This module tests the kernels: on even when the run has ZERONN_NO_FAST=1 (the
+    parity suite's second pass), which the layers read when they are built."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("ZERONN_NO_FAST", raising=False)
+        yield
 
 
 @st.composite
@@ -84,6 +96,126 @@ def test_layout_changes_equal_numpy(n, f, p, use_bias, relu, dtype, seed):
     kernels().nchw_to_gemm(z, dT)
     np.testing.assert_array_equal(dT, z.transpose(1, 0, 2).reshape(f, n * p))
 
+    # ReLU's backward folded in: delta * (a > 0), as the activation computes it
+    delta = rng.standard_normal((n, f, p)).astype(dtype)
+    kernels().nchw_to_gemm_relu(delta, z, dT)
+    np.testing.assert_array_equal(dT, (delta * (z > 0)).transpose(1, 0, 2).reshape(f, n * p))
+
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _close(actual: np.ndarray, want: np.ndarray, dtype: str) -> None:
+    """Equal to ``TOL[dtype]`` of the reference's largest value (a normwise error: the
+    direct sums round differently from BLAS's, by a little of the array's scale)."""
+    scale = max(float(np.max(np.abs(want))), 1.0)
+    np.testing.assert_allclose(actual, want, rtol=0, atol=TOL[dtype] * scale)
+
+
+@st.composite
+def _direct_geometry(draw: Any) -> tuple[tuple[int, ...], int, tuple[int, int],
+                                         tuple[int, int]]:
+    """Stride 1 (the direct route's), kernels 1-6 wide (each of the 4/2/1 tap groups),
+    padding 0-2, filters 1-4."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 8))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w)
+    return shape, draw(st.integers(1, 4)), (kh, kw), (ph, pw)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(geo=_direct_geometry(), dtype=st.sampled_from(["float64", "float32"]),
+       use_bias=st.booleans(), relu=st.booleans(), seed=st.integers(0, 2**16))
+def test_direct_convolution_equals_the_im2col_reference(geo, dtype, use_bias, relu, seed):
+    (n, c, h, w), f, (kh, kw), (ph, pw) = geo
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((f, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    oh, ow, wp = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1, w + 2 * pw
+    col = im2col(np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))), (kh, kw), (1, 1))
+    zr = (col @ W.reshape(f, -1).T).reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
+    if use_bias:
+        zr = zr + b[:, None, None]
+    want = np.maximum(zr, 0) if relu else zr
+
+    xs = np.zeros((n, c, (h + 2 * ph) * wp + kw - 1), dtype)
+    kernels().pad_planes(x, ph, pw, xs)
+    np.testing.assert_array_equal(  # the planes are the padded image, then zeros
+        xs[..., :(h + 2 * ph) * wp].reshape(n, c, h + 2 * ph, wp),
+        np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))))
+    assert not xs[..., (h + 2 * ph) * wp:].any()
+    acc = np.full(3 * oh * wp, np.nan, dtype)
+    z = np.full((n, f, oh, ow), np.nan, dtype)
+    kernels().conv_direct(xs, W, b, use_bias, relu, wp, acc, z)
+    _close(z, want, dtype)
+
+    delta = rng.standard_normal(z.shape).astype(dtype)
+    dz = delta * (z > 0) if relu else delta
+    dW, db = np.full_like(W, np.nan), np.full_like(b, np.nan)
+    kernels().conv_direct_grads(xs, delta, z, relu, wp, acc, dW, db)
+    dz2 = dz.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*OH*OW, F), col's rows
+    _close(dW, (col.T @ dz2).T.reshape(W.shape), dtype)
+    _close(db, dz2.sum(axis=0), dtype)
+
+
+def test_the_direct_route_is_taken_by_few_inputs_per_output_and_stride_1():
+    net = zn.Sequential([Conv2D(6, 5, padding=2, activation="relu"), MaxPool2D(2),
+                         Conv2D(16, 5, activation="relu"), Conv2D(2, 1, stride=2)],
+                        input_shape=(1, 28, 28), dtype="float32", seed=0)
+    lenet1, _, lenet2, strided = net.layers
+    assert lenet1.fan_in == 25 <= DIRECT_MAX_FAN_IN and lenet1.direct
+    assert lenet2.fan_in == 150 and not lenet2.direct  # the GEMMs win there
+    assert strided.fan_in <= DIRECT_MAX_FAN_IN and not strided.direct
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype("float32")
+    net.forward(x, training=True)
+    # trace and the lesson still see col: computed from the input when not built
+    want = im2col(np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2))), (5, 5), (1, 1))
+    assert lenet1._buf.col is None
+    np.testing.assert_array_equal(lenet1.col, want)
+
+
+@st.composite
+def _pool_geometry(draw: Any) -> tuple[tuple[int, ...], tuple[int, int]]:
+    """Side-by-side windows 1-3 each way (2x2 is the unrolled case), sizes that leave
+    rows and columns uncovered or not."""
+    ph, pw = draw(st.sampled_from([(2, 2), (2, 2), (1, 1), (3, 3), (2, 3), (3, 1)]))
+    h, w = draw(st.integers(ph, 3 * ph + 2)), draw(st.integers(pw, 9 * pw + 2))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w), (ph, pw)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(geo=_pool_geometry(), dtype=st.sampled_from(["float64", "float32"]),
+       ties=st.booleans(), nans=st.booleans(), seed=st.integers(0, 2**16))
+def test_tiled_max_pooling_equals_numpy(geo, dtype, ties, nans, seed):
+    shape, pool = geo
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    if ties:  # few distinct values: many windows with two equal maxima
+        x = np.round(x).astype(dtype)
+    if nans:
+        x.flat[rng.integers(0, x.size, 2)] = np.nan
+    with pytest.MonkeyPatch.context() as mp:
+        fast = zn.Sequential([MaxPool2D(pool)], input_shape=shape[1:], dtype=dtype)
+        mp.setenv("ZERONN_NO_FAST", "1")
+        slow = zn.Sequential([MaxPool2D(pool)], input_shape=shape[1:], dtype=dtype)
+    f, s = fast.layers[0], slow.layers[0]  # the layers: a network refuses NaN inputs
+    assert f._kernels is not None and s._kernels is None
+    out = f.forward(x, training=True)
+    np.testing.assert_array_equal(out, s.forward(x, training=True))
+    np.testing.assert_array_equal(f.arg, s.arg)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    f._buf.dx = np.full(shape, np.nan, dtype)  # every value must be written
+    np.testing.assert_array_equal(f.backward(g.copy()), s.backward(g.copy()))
+
+
+def test_overlapping_or_padded_max_pooling_keeps_numpy():
+    net = zn.Sequential([MaxPool2D(3, stride=2), MaxPool2D(2, padding=1)],
+                        input_shape=(1, 9, 9), seed=0)
+    assert all(layer._kernels is None for layer in net.layers)
+
 
 def test_relu_keeps_nan_as_numpy():
     gemm = np.array([[np.nan, -1.0, 2.0]])
@@ -123,7 +255,11 @@ def test_conv2d_with_kernels_equals_numpy(geo, filters, act, use_bias, seed):
         if use_bias:
             net.layers[0].b = np.linspace(-0.5, 0.5, filters)
     out = fast.forward(x, training=True)
-    np.testing.assert_array_equal(out, slow.forward(x, training=True))
+    want = slow.forward(x, training=True)
+    if fast.layers[0].direct or fast.layers[1].direct:  # sums in another order than BLAS
+        _close(out, want, "float64")
+    else:
+        np.testing.assert_array_equal(out, want)
     g = rng.standard_normal(out.shape)
     dx_fast, dx_slow = fast.backward(g), slow.backward(g)
     np.testing.assert_allclose(dx_fast, dx_slow, rtol=1e-12, atol=1e-14)

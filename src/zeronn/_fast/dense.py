@@ -739,6 +739,6 @@ def kernel() -> Callable[..., None]:
         for name in ("_cast", "_logaddexp", "_sigmoid", "_forward_act", "_backward_act",
                      "_clamp", "_sumsq", "_batch_views", "_loss", "_matmul", "_dot_rows",
                      "_sum_samples", "_dense_forward", "_dense_backward", "_sgd", "_adam"):
-            module[name] = jit(module[name], fastmath={"reassoc"} if name in REASSOC else None)
+            module[name] = jit(module[name], reassoc=name in REASSOC)
         _KERNEL.append(jit(train_epochs))
     return _KERNEL[0]

@@ -36,6 +36,7 @@ from zeronn.layers.conv import (
     add_windows,
     check_image_input,
     conv_output_size,
+    fast_kernels,
     int_pair,
     pair_config,
     windows,
@@ -130,12 +131,16 @@ class _Pool(Layer):
 
 
 class _MaxBuffers:
-    __slots__ = ("dcol", "dx", "hit", "out", "taken", "xp")
+    __slots__ = ("arg", "dcol", "dx", "hit", "out", "taken", "tmp", "xp")
 
     def __init__(self, layer: MaxPool2D, n: int) -> None:
         shape = (n, *layer.output_shape)
         self.xp = layer._padded_buffer(n)
         self.out = np.empty(shape, layer.dtype)
+        # The compiled tiled kernels: the arg-max of each window, and a scratch row block.
+        self.arg = np.empty(shape, np.int32) if layer._kernels is not None else None
+        self.tmp = (np.empty(max(4096, layer.output_shape[2] * layer.pool_size[1]),
+                             layer.dtype) if layer._kernels is not None else None)
         self.hit = np.empty(shape, np.bool_)
         self.taken = np.empty(shape, np.bool_)
         self.dcol: NDArray | None = None  # (PH, PW, n, C, OH, OW), for backward
@@ -156,6 +161,12 @@ class MaxPool2D(_Pool):
     other. Backward finds the arg-max the same way, from the input kept by reference (as
     Dense keeps its x): the first slice equal to the max takes the gradient. Every step is
     a whole-array comparison, with no branch on the data.
+
+    With the extra ``fast`` (numba; ``ZERONN_NO_FAST=1`` switches it off) and side-by-side
+    windows (stride = pool size, no padding), compiled loops from ``zeronn._fast.conv`` do
+    the same in one pass each way, with the same numbers: forward keeps each window's
+    arg-max as it takes the max, and backward writes every value of dx once (the routed
+    gradient or 0). This code stays the reference.
     """
 
     kind = "maxpool2d"
@@ -167,6 +178,13 @@ class MaxPool2D(_Pool):
         super().__init__(pool_size, stride, padding)
         self._buf: _MaxBuffers | None = None
         self._view: NDArray | None = None
+        self._kernels: Any = None  # zeronn._fast.conv's kernels, for tiled windows
+        self._went_fast = False  # the last forward pass took them
+
+    def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
+        shape = super().build(input_shape, dtype)
+        self._kernels = fast_kernels() if self.tiled else None
+        return shape
 
     def _make_buffers(self, n: int) -> _MaxBuffers:
         return _MaxBuffers(self, n)
@@ -174,6 +192,7 @@ class MaxPool2D(_Pool):
     def release(self) -> None:
         super().release()
         self._buf = self._view = None
+        self._went_fast = False
 
     def _max(self, view: NDArray, out: NDArray) -> NDArray:
         np.copyto(out, view[..., 0, 0])
@@ -195,7 +214,12 @@ class MaxPool2D(_Pool):
         assert cache is not None, "a MaxPool2D layer computes once built into a network"
         buf: _MaxBuffers = cache.get(x.shape[0]) or cache.make(x.shape[0])
         self._view = windows(self._pad(x, buf.xp), self.pool_size, self.stride)
-        self._out = self._max(self._view, buf.out)
+        self._went_fast = buf.arg is not None and x.flags.c_contiguous
+        if self._went_fast:
+            self._kernels.maxpool_tiled(x, *self.pool_size, buf.out, buf.arg)
+            self._out = buf.out
+        else:
+            self._out = self._max(self._view, buf.out)
         self._buf = buf
         return buf.out
 
@@ -210,6 +234,12 @@ class MaxPool2D(_Pool):
             buf.dx = np.empty((dout.shape[0], *self.input_shape), self.dtype)
             if not self.tiled:
                 buf.dcol = np.empty((*self.pool_size, *dout.shape), self.dtype)
+        if self._went_fast and buf.arg is not None and buf.tmp is not None:
+            if not dout.flags.c_contiguous:
+                dout = np.ascontiguousarray(dout)
+            self._kernels.maxpool_tiled_backward(dout, buf.arg, *self.pool_size, buf.dx,
+                                                 buf.tmp)
+            return buf.dx
         (_, h, w), (oh, ow) = self.input_shape, dout.shape[2:]
         if buf.dcol is None and (h != oh * self.pool_size[0] or w != ow * self.pool_size[1]):
             # Tiled windows that leave rows or columns uncovered (H not a multiple of PH):
