@@ -331,26 +331,36 @@ def _matmul(W: Any, trans: bool, B: Any, C: Any, zero: Any) -> None:
     The network's activations are kept (units, samples) here, so the inner loops run
     along the batch, which is long and contiguous even where the layers are narrow.
     Four terms of each sum at a time (BLAS too sums in blocks): C is read and written a
-    quarter as often."""
+    quarter as often. The first pass writes C instead of adding to zeros (0 + x is x:
+    the same sums, one pass fewer: an outer product is one pass, not two)."""
     r_n, rows = C.shape
     q_n = B.shape[0]
     for r in range(r_n):
-        for i in range(rows):
-            C[r, i] = zero
+        if q_n == 0:
+            for i in range(rows):
+                C[r, i] = zero
         q = 0
         while q + 4 <= q_n:
             if trans:
                 m0, m1, m2, m3 = W[q, r], W[q + 1, r], W[q + 2, r], W[q + 3, r]
             else:
                 m0, m1, m2, m3 = W[r, q], W[r, q + 1], W[r, q + 2], W[r, q + 3]
-            for i in range(rows):
-                C[r, i] += (m0 * B[q, i] + m1 * B[q + 1, i]) + (m2 * B[q + 2, i]
-                                                                + m3 * B[q + 3, i])
+            if q == 0:
+                for i in range(rows):
+                    C[r, i] = (m0 * B[0, i] + m1 * B[1, i]) + (m2 * B[2, i] + m3 * B[3, i])
+            else:
+                for i in range(rows):
+                    C[r, i] += (m0 * B[q, i] + m1 * B[q + 1, i]) + (m2 * B[q + 2, i]
+                                                                    + m3 * B[q + 3, i])
             q += 4
         while q < q_n:
             m0 = W[q, r] if trans else W[r, q]
-            for i in range(rows):
-                C[r, i] += m0 * B[q, i]
+            if q == 0:
+                for i in range(rows):
+                    C[r, i] = m0 * B[0, i]
+            else:
+                for i in range(rows):
+                    C[r, i] += m0 * B[q, i]
             q += 1
 
 
