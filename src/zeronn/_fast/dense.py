@@ -397,6 +397,12 @@ def _sum_samples(D: Any, db: Any) -> None:
         j += 1
 
 
+def _blas_forward(fan_in: int, units: int, rows: int, itemsize: int) -> bool:
+    """Whether a layer's forward product goes to BLAS (``BLAS_MIN_MACS``)."""
+    least = BLAS_MIN_MACS_F32_FORWARD if itemsize == 4 else BLAS_MIN_MACS
+    return fan_in * units * rows >= least
+
+
 def _dense_forward(x: Any, W: Any, b: Any, has_bias: bool, z: Any, zero: Any) -> None:
     """z = x W + b, kept transposed: x (fan_in, samples), W (fan_in, units), b (units,),
     z (units, samples).
@@ -404,8 +410,7 @@ def _dense_forward(x: Any, W: Any, b: Any, has_bias: bool, z: Any, zero: Any) ->
     The callers make the views: loops over arrays passed in this way vectorise (measured
     3x faster than the same loops over views made in this function).
     """
-    least = BLAS_MIN_MACS_F32_FORWARD if W.itemsize == 4 else BLAS_MIN_MACS
-    if W.shape[0] * W.shape[1] * x.shape[1] >= least:
+    if _blas_forward(W.shape[0], W.shape[1], x.shape[1], W.itemsize):
         np.dot(W.T, x, z)
     else:
         _matmul(W, True, x, z, zero)
@@ -534,7 +539,7 @@ def _batch_views(rows: int, sizes: Any, Z: Any, A: Any, D1: Any, D2: Any, DT: An
     per kernel call and batch size (a view costs ~35 ns: ~30 a batch were a tenth of the
     seed's epoch): per layer z and a (units, rows) and the transposed delta (rows,
     units); per width ``sizes[j]`` the two delta buffers (sizes[j], rows); the batch's
-    inputs (n_in, rows) and targets (k_out, rows)."""
+    inputs (n_in, rows), the same memory as (rows, n_in), and targets (k_out, rows)."""
     L = sizes.size - 1
     offs = np.zeros(L + 1, np.int64)
     for ll in range(L):
@@ -545,8 +550,9 @@ def _batch_views(rows: int, sizes: Any, Z: Any, A: Any, D1: Any, D2: Any, DT: An
     d1s = [D1[:rows * sizes[j]].reshape((sizes[j], rows)) for j in range(L + 1)]
     d2s = [D2[:rows * sizes[j]].reshape((sizes[j], rows)) for j in range(L + 1)]
     xt = xb[:sizes[0] * rows].reshape((sizes[0], rows))
+    xr = xb[:sizes[0] * rows].reshape((rows, sizes[0]))
     yt = yb[:k_out * rows].reshape((k_out, rows))
-    return zs, as_, dts, d1s, d2s, xt, yt
+    return zs, as_, dts, d1s, d2s, xt, xr, yt
 
 
 def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: bool,
@@ -613,13 +619,23 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
         for b in range(b_lo, b_hi):
             s = b * bs
             rows = min(s + bs, n) - s
-            zs, as_, dts, d1s, d2s, xt, yt = full if rows == full[5].shape[1] else \
+            zs, as_, dts, d1s, d2s, xt, xr, yt = full if rows == full[5].shape[1] else \
                 _batch_views(rows, sizes, Z, A, D1, D2, DT, xb, yb, k_out)
-            # The batch's rows, transposed: a column at a time (narrow inputs: 2.8x faster on
-            # the seed's 100x2 than a row at a time, whose inner loop is two long)
-            for c in range(n_in):
+            # When BLAS takes both of the first layer's products (forward and dW: the
+            # same size), it reads the batch as rows (its transpose is free there), and
+            # the gather copies whole rows; else the batch's rows are laid out transposed,
+            # a column at a time (narrow inputs: 2.8x faster on the seed's 100x2 than a
+            # row at a time, whose inner loop is two long).
+            rowx = _blas_forward(n_in, sizes[1], rows, X.itemsize)
+            if rowx:
                 for r in range(rows):
-                    xt[c, r] = X[perm[s + r], c]
+                    src = perm[s + r]
+                    for c in range(n_in):
+                        xr[r, c] = X[src, c]
+            else:
+                for c in range(n_in):
+                    for r in range(rows):
+                        xt[c, r] = X[perm[s + r], c]
             for c in range(k_out):
                 for r in range(rows):
                     yt[c, r] = Y[perm[s + r], c]
@@ -642,8 +658,12 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
                 z = zs[ll]
                 a = as_[ll]
                 bias = p[boffs[ll]:boffs[ll] + fo] if boffs[ll] >= 0 else p[:0]
-                _dense_forward(xt if ll == 0 else as_[ll - 1], Ws[ll], bias, boffs[ll] >= 0,
-                               z, zero)
+                if ll > 0:
+                    _dense_forward(as_[ll - 1], Ws[ll], bias, boffs[ll] >= 0, z, zero)
+                elif rowx:
+                    _dense_forward(xr.T, Ws[0], bias, boffs[0] >= 0, z, zero)
+                else:
+                    _dense_forward(xt, Ws[0], bias, boffs[0] >= 0, z, zero)
                 _forward_act(acts[ll], z, a, fo, rows, cst)
                 if dead[ll]:
                     base = 0
@@ -676,9 +696,12 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
                 d = d1s[ll + 1] if cur == 1 else d2s[ll + 1]
                 nxt = d2s[ll] if cur == 1 else d1s[ll]
                 db = g[boffs[ll]:boffs[ll] + fo] if boffs[ll] >= 0 else g[:0]
-                if ll == 0:
-                    _dense_backward(xt, Ws[ll], dWs[ll], db, boffs[ll] >= 0, d, nxt, False,
-                                    dts[ll], zero)
+                if ll == 0 and rowx:
+                    _dense_backward(xr.T, Ws[0], dWs[0], db, boffs[0] >= 0, d, nxt, False,
+                                    dts[0], zero)
+                elif ll == 0:
+                    _dense_backward(xt, Ws[0], dWs[0], db, boffs[0] >= 0, d, nxt, False,
+                                    dts[0], zero)
                 else:
                     pa = as_[ll - 1]
                     _dense_backward(pa, Ws[ll], dWs[ll], db, boffs[ll] >= 0, d, nxt, True,
@@ -747,8 +770,9 @@ def kernel() -> Callable[..., None]:
 
         module = globals()
         for name in ("_cast", "_logaddexp", "_sigmoid", "_forward_act", "_backward_act",
-                     "_clamp", "_sumsq", "_batch_views", "_loss", "_matmul", "_dot_rows",
-                     "_sum_samples", "_dense_forward", "_dense_backward", "_sgd", "_adam"):
+                     "_clamp", "_sumsq", "_batch_views", "_blas_forward", "_loss", "_matmul",
+                     "_dot_rows", "_sum_samples", "_dense_forward", "_dense_backward", "_sgd",
+                     "_adam"):
             module[name] = jit(module[name], reassoc=name in REASSOC)
         _KERNEL.append(jit(train_epochs))
     return _KERNEL[0]
