@@ -117,7 +117,7 @@ def _direct_geometry(draw: Any) -> tuple[tuple[int, ...], int, tuple[int, int],
                                          tuple[int, int]]:
     """Stride 1 (the direct route's), kernels 1-6 wide (each of the 4/2/1 tap groups),
     padding 0-2, filters 1-4."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 9))  # 5 and 9: a 5-tap pass
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     h = draw(st.integers(max(1, kh - 2 * ph), 8))
     w = draw(st.integers(max(1, kw - 2 * pw), 9))
@@ -209,6 +209,26 @@ def test_tiled_max_pooling_equals_numpy(geo, dtype, ties, nans, seed):
     g = rng.standard_normal(out.shape).astype(dtype)
     f._buf.dx = np.full(shape, np.nan, dtype)  # every value must be written
     np.testing.assert_array_equal(f.backward(g.copy()), s.backward(g.copy()))
+
+
+def test_max_pooling_arg_max_fits_its_window():
+    """2x2 windows keep their arg-max in one byte; windows of more than 127 positions in
+    int32 (their last positions, 127 and beyond, come out right)."""
+    rng = np.random.default_rng(0)
+    for pool, shape in (((2, 2), (2, 3, 6, 8)), ((12, 11), (2, 1, 24, 23))):
+        x = rng.standard_normal(shape).astype("float32")
+        x[..., pool[0] - 1, pool[1] - 1] = 9  # the window's last position holds the max
+        with pytest.MonkeyPatch.context() as mp:
+            fast = zn.Sequential([MaxPool2D(pool)], input_shape=shape[1:], dtype="float32")
+            mp.setenv("ZERONN_NO_FAST", "1")
+            slow = zn.Sequential([MaxPool2D(pool)], input_shape=shape[1:], dtype="float32")
+        f, s = fast.layers[0], slow.layers[0]
+        out = f.forward(x, training=True)
+        assert f._buf.arg.dtype == (np.int8 if pool == (2, 2) else np.int32)
+        np.testing.assert_array_equal(out, s.forward(x, training=True))
+        np.testing.assert_array_equal(f.arg, s.arg)
+        g = rng.standard_normal(out.shape).astype("float32")
+        np.testing.assert_array_equal(f.backward(g.copy()), s.backward(g.copy()))
 
 
 def test_overlapping_or_padded_max_pooling_keeps_numpy():

@@ -167,7 +167,10 @@ def nchw_to_gemm_relu(delta: NDArray, a: NDArray, dT: NDArray) -> None:
 # correlation of the plane: out[q] = sum over taps (c, i, j) of W[f, c, i, j] *
 # plane_c[q + i*WP + j], one long contiguous loop per tap that LLVM vectorises. The taps of
 # a kernel row are taken 4 (then 2, then 1) at a time, so each pass over the output row
-# block loads and stores it once for several taps.
+# block loads and stores it once for several taps. The last 5 taps of a row go in one pass
+# instead of 4 + 1 (LeNet's 5-wide kernels, first layer, batch 64, float32: forward
+# 0.45-0.51 -> 0.41-0.44 ms, dW 0.43-0.51 -> 0.38-0.39 ms): every pass reloads the row
+# block (forward) or the image (dW), so fewer passes pay.
 
 def pad_planes(x: NDArray, ph: int, pw: int, xs: NDArray) -> None:
     """xs[n, c, (r + PH)*WP + PW + t] = x[n, c, r, t]: x inside the zero border of the
@@ -205,6 +208,17 @@ def conv_direct(xs: NDArray, W: NDArray, b: NDArray, use_bias: bool, relu: bool,
                     base = (n * c_ + c) * plane + i * wp
                     j = 0
                     while j + 4 <= kw:
+                        if kw - j == 5:  # 5 taps left (LeNet's rows): one pass, not 4 + 1
+                            w0, w1, w2 = wf[k + j], wf[k + j + 1], wf[k + j + 2]
+                            w3, w4 = wf[k + j + 3], wf[k + j + 4]
+                            o = U(base + j)
+                            for q in range(m):
+                                s = o + U(q)
+                                acc[U(q)] += ((w0 * sf[s] + w1 * sf[s + U(1)])
+                                              + (w2 * sf[s + U(2)] + w3 * sf[s + U(3)])
+                                              + w4 * sf[s + U(4)])
+                            j += 5
+                            break
                         w0, w1, w2, w3 = wf[k + j], wf[k + j + 1], wf[k + j + 2], wf[k + j + 3]
                         o = U(base + j)
                         for q in range(m):
@@ -283,8 +297,24 @@ def conv_direct_grads(xs: NDArray, delta: NDArray, a: NDArray, relu: bool, wp: i
                     j = 0
                     while j < kw:
                         o = U(base + j)
-                        s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = zero
-                        if j + 4 <= kw:
+                        s0 = s1 = s2 = s3 = s4 = t0 = t1 = t2 = t3 = t4 = zero
+                        if kw - j == 5:  # 5 taps left: one pass, not 4 + 1
+                            taps = 5
+                            for q in range(m):
+                                g, h, s = dzp[U(q)], dzp[U(m + q)], o + U(q)
+                                x0, x1, x2, x3 = sf[s], sf[s + U(1)], sf[s + U(2)], sf[s + U(3)]
+                                x4 = sf[s + U(4)]
+                                s0 += g * x0
+                                s1 += g * x1
+                                s2 += g * x2
+                                s3 += g * x3
+                                s4 += g * x4
+                                t0 += h * x0
+                                t1 += h * x1
+                                t2 += h * x2
+                                t3 += h * x3
+                                t4 += h * x4
+                        elif j + 4 <= kw:
                             taps = 4
                             for q in range(m):
                                 g, h, s = dzp[U(q)], dzp[U(m + q)], o + U(q)
@@ -312,7 +342,8 @@ def conv_direct_grads(xs: NDArray, delta: NDArray, a: NDArray, relu: bool, wp: i
                                 x0 = sf[o + U(q)]
                                 s0 += dzp[U(q)] * x0
                                 t0 += dzp[U(m + q)] * x0
-                        for k, v, w in ((0, s0, t0), (1, s1, t1), (2, s2, t2), (3, s3, t3)):
+                        for k, v, w in ((0, s0, t0), (1, s1, t1), (2, s2, t2), (3, s3, t3),
+                                        (4, s4, t4)):
                             if k < taps:
                                 wf[k0 + j + k] += v
                                 if two:
