@@ -597,7 +597,8 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
         (sizes[ll], sizes[ll + 1])) for ll in range(L)]
     dWs = [g[woffs[ll]:woffs[ll] + sizes[ll] * sizes[ll + 1]].reshape(
         (sizes[ll], sizes[ll + 1])) for ll in range(L)]
-    full = _batch_views(min(bs, n), sizes, Z, A, D1, D2, DT, xb, yb, k_out)
+    full_rows = min(bs, n)
+    full = _batch_views(full_rows, sizes, Z, A, D1, D2, DT, xb, yb, k_out)
     for e in range(n_epochs):
         lr = lrs[e]
         # Plain SGD folds -lr into the output delta (zeronn.training: the gradient buffer
@@ -619,7 +620,7 @@ def train_epochs(X: Any, Y: Any, SW: Any, weighted: bool, perms: Any, shuffled: 
         for b in range(b_lo, b_hi):
             s = b * bs
             rows = min(s + bs, n) - s
-            zs, as_, dts, d1s, d2s, xt, xr, yt = full if rows == full[5].shape[1] else \
+            zs, as_, dts, d1s, d2s, xt, xr, yt = full if rows == full_rows else \
                 _batch_views(rows, sizes, Z, A, D1, D2, DT, xb, yb, k_out)
             # When BLAS takes both of the first layer's products (forward and dW: the
             # same size), it reads the batch as rows (its transpose is free there), and
