@@ -352,6 +352,24 @@ def test_a_bad_upload_shows_a_message(open_page: Any, tmp_path: Path) -> None:
     pg.wait("() => document.querySelector('[data-testid=message]').textContent.includes('2 MB')")
 
 
+def test_out_of_range_whole_numbers_are_put_back_with_a_message(open_page: Any) -> None:
+    pg = open_page()
+    for testid, key, bad, says in (("batch-size", "batch_size", "0", "batch size"),
+                                   ("seed", "seed", "-3", "seed"),
+                                   ("seed", "seed", "1.5", "seed")):
+        before = pg.js(f"window.zeronnPlayground.config.{key}")
+        pg.tid(testid).fill(bad)
+        pg.tid(testid).dispatch_event("change")
+        pg.wait("s => document.querySelector('[data-testid=message]').textContent"
+                ".includes(s)", f"The {says} is a whole number")
+        assert "error" in str(pg.tid("message").get_attribute("class"))
+        assert pg.tid(testid).input_value() == str(before)
+        assert pg.js(f"window.zeronnPlayground.config.{key}") == before
+    pg.tid("batch-size").fill("25")
+    pg.tid("batch-size").dispatch_event("change")
+    pg.wait("() => window.zeronnPlayground.config.batch_size === 25")
+
+
 def test_a_good_upload_picks_columns_and_trains(open_page: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     xy = rng.normal(size=(120, 3))

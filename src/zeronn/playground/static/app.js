@@ -331,24 +331,22 @@
     });
     $("train-share").addEventListener("change", (e) => change({ train_share: Number(e.target.value) / 100 }));
     $("n-points").addEventListener("change", (e) => change({ n_points: Number(e.target.value) }));
-    $("batch-size").addEventListener("change", (e) => {
-      const v = Number(e.target.value);
-      if (!Number.isInteger(v) || v < 1 || v > 500) {
-        showMessage("The batch size is a whole number from 1 to 500.", "error");
-        e.target.value = state.config.batch_size;
-        return;
-      }
-      change({ batch_size: v });
-    });
-    $("seed").addEventListener("change", (e) => {
-      const v = Number(e.target.value);
-      if (!Number.isInteger(v) || v < 0 || v > 2147483647) {
-        showMessage("The seed is a whole number from 0 to 2147483647, such as 0 or 42.", "error");
-        e.target.value = state.config.seed;
-        return;
-      }
-      change({ seed: v });
-    });
+    // A whole-number field: out of [lo, hi] it is put back and the message says why.
+    const wholeNumber = (id, key, lo, hi, message) => {
+      $(id).addEventListener("change", (e) => {
+        const v = Number(e.target.value);
+        if (!Number.isInteger(v) || v < lo || v > hi) {
+          showMessage(message, "error");
+          e.target.value = state.config[key];
+          return;
+        }
+        change({ [key]: v });
+      });
+    };
+    wholeNumber("batch-size", "batch_size", 1, 500,
+                "The batch size is a whole number from 1 to 500.");
+    wholeNumber("seed", "seed", 0, 2147483647,
+                "The seed is a whole number from 0 to 2147483647, such as 0 or 42.");
     $("learning-rate").addEventListener("change", (e) => change({ learning_rate: Number(e.target.value) }));
     $("optimizer").addEventListener("change", (e) => change({ optimizer: e.target.value }));
     $("regularization").addEventListener("change", (e) => change({ regularization: e.target.value }));
