@@ -62,9 +62,14 @@ def _loss_code(loss: Loss) -> int | None:
 # "auto" picks the compiled path for batches whose matrix products stay below this many
 # multiply-adds (per row of the batch, summed over the layers): there the NumPy path's
 # cost is its ~20 library calls a step, not arithmetic. Above it BLAS's blocked products
-# win. Measured (one BLAS thread, process time): 5440 per row (20 -> 64 -> 64 -> 1) 0.67x
-# the NumPy path's time, 11000 (100 -> 100 -> 10) 0.74x, 19072 (20 -> 128 -> 128 -> 1)
-# 0.93x, 70912 (20 -> 256 -> 256 -> 1) 1.13x: the bound leaves a margin.
+# win. Measured when the kernel's products were all plain loops (one BLAS thread,
+# process time): 5440 per row (20 -> 64 -> 64 -> 1) 0.67x the NumPy path's time, 11000
+# (100 -> 100 -> 10) 0.74x, 19072 (20 -> 128 -> 128 -> 1) 0.93x, 70912 (20 -> 256 -> 256
+# -> 1) 1.13x. Since its larger products call BLAS (5000 rows, batch 64, SGD, the same
+# clock): 0.58x, 0.75x, 0.79x, 0.87x, and 0.86x at 82176 (64 -> 256 -> 256 -> 1); but the
+# medium benchmark (that network, batch 256, two threads, wall time) took 1.19-1.29x on
+# the compiled path. The bound stays until a rule covering batch size and threads is
+# measured.
 AUTO_MAX_MACS_PER_ROW = 12000
 # "auto" starts compiling (in a background thread, training on NumPy meanwhile) only for
 # a fit whose NumPy run is estimated to take at least this long: a shorter one could not
