@@ -162,3 +162,13 @@ def test_relu_backward_bool_mask_path_equals_the_float_mask(dtype):
     RELU.backward(got, None, a, work)
     np.testing.assert_array_equal(got, expected)
     assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+def test_softmax_acts_on_the_last_axis(rng):
+    """A sequence (n, T, K): a distribution per step, the same as its (n*T, K) rows."""
+    act = get_activation("softmax")
+    z = rng.normal(size=(2, 3, 4))
+    a = act.forward(z, np.empty_like(z))
+    np.testing.assert_allclose(a.sum(axis=-1), 1.0, rtol=1e-15)
+    np.testing.assert_array_equal(a.reshape(-1, 4), act.forward(z.reshape(-1, 4),
+                                                                np.empty((6, 4))))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import zeronn as zn
 from zeronn.layers import Activation, Dense
@@ -113,3 +115,29 @@ def test_activation_layer_equals_dense_with_activation(name):
         np.testing.assert_allclose(g1, g2, rtol=1e-14, atol=1e-15)
     assert repr(split.layers[1]) == f"Activation({name!r})"
     np.testing.assert_array_equal(fused.predict(X), split.predict(X))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 4), steps=st.integers(1, 6), fan_in=st.integers(1, 5),
+       units=st.integers(1, 5), act=st.sampled_from(["identity", "tanh", "relu", "softmax"]),
+       seed=st.integers(0, 2**16))
+def test_sequence_input_is_steps_as_rows(n, steps, fan_in, units, act, seed):
+    """(n, T, fan_in) -> (n, T, units): each step as torch.nn.Linear, the gradients those of
+    the n*T rows stacked (the same arithmetic: equal to the last bit in one process)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, steps, fan_in))
+    g = rng.normal(size=(n, steps, units))
+    seq = zn.Sequential([zn.Dense(units, activation=act)], input_shape=(steps, fan_in), seed=0)
+    flat = zn.Sequential([zn.Dense(units, activation=act)], input_dim=fan_in, seed=0)
+    out = seq.forward(x, training=True)
+    assert out.shape == (n, steps, units)
+    np.testing.assert_array_equal(out.reshape(-1, units),
+                                  flat.forward(x.reshape(-1, fan_in), training=True))
+    dx = seq.backward(g)
+    np.testing.assert_array_equal(dx.reshape(-1, fan_in), flat.backward(g.reshape(-1, units)))
+    for a, b in zip(seq.grads, flat.grads):
+        np.testing.assert_array_equal(a, b)
+    # Prediction's product may take another summation order (np.dot of a 3-D array).
+    np.testing.assert_allclose(seq.predict(x), out, rtol=1e-12, atol=1e-14)
+    # Prediction takes a shorter sequence: the steps are independent.
+    np.testing.assert_allclose(seq.predict(x[:, :1]), out[:, :1], rtol=1e-12, atol=1e-14)

@@ -254,3 +254,24 @@ def test_batchnorm_refuses_a_negative_running_variance_or_count():
     np.testing.assert_array_equal(bn.running_var, good["running_var"])  # left as it was
     bn.set_state({**good, "running_var": np.array([0.0, 0.5, 2.0])})
     np.testing.assert_array_equal(bn.running_var, [0.0, 0.5, 2.0])
+
+
+def test_layernorm_on_a_sequence_normalizes_each_step(rng):
+    """(n, T, D): each step over its own D features, gamma and beta (D,) (torch's
+    LayerNorm(D)); equal to the (n*T, D) rows through a LayerNorm of D features."""
+    x = rng.normal(size=(3, 5, 4)) * 3 + 1
+    g = rng.normal(size=(3, 5, 4))
+    seq = zn.Sequential([zn.LayerNorm()], input_shape=(5, 4))
+    rows = zn.Sequential([zn.LayerNorm()], input_dim=4)
+    assert [p.shape for p in seq.params] == [(4,), (4,)]
+    seq.layers[0].gamma = rows.layers[0].gamma = rng.normal(size=4)
+    seq.layers[0].beta = rows.layers[0].beta = rng.normal(size=4)
+    out = seq.forward(x, training=True)
+    np.testing.assert_allclose(out.reshape(-1, 4), rows.forward(x.reshape(-1, 4), True),
+                               rtol=1e-13, atol=1e-13)
+    dx = seq.backward(g)
+    np.testing.assert_allclose(dx.reshape(-1, 4), rows.backward(g.reshape(-1, 4)),
+                               rtol=1e-12, atol=1e-13)
+    for a, b in zip(seq.grads, rows.grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(seq.predict(x[:, :2]), out[:, :2], rtol=1e-13, atol=1e-13)

@@ -163,9 +163,42 @@ def test_predict_refuses_bad_X(X, match):
 
 
 def test_multi_output_y_hint():
-    net = zn.MLP([2, 3, 3], output_activation="softmax")
+    net = zn.MLP([2, 3, 3])
     with pytest.raises(ValueError, match="one-hot encode class labels"):
-        net.loss_and_gradients(GOOD_X, np.array([0, 1, 2, 1]), "categorical_crossentropy")
+        net.loss_and_gradients(GOOD_X, np.array([0, 1, 2, 1]), "mse")
+
+
+def test_class_indices_equal_one_hot_rows():
+    net = zn.MLP([2, 3, 3], output_activation="softmax", seed=0)
+    ids = np.array([0, 1, 2, 1])
+    sparse, g_sparse = net.loss_and_gradients(GOOD_X, ids, "categorical_crossentropy")
+    dense, g_dense = net.loss_and_gradients(GOOD_X, np.eye(3)[ids], "categorical_crossentropy")
+    # Two formulas for one sum (picked logit vs dot with a one-hot row): rounding apart.
+    assert sparse == pytest.approx(dense, rel=1e-12)
+    for a, b in zip(g_sparse, g_dense):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_ignored_class_indices_do_not_count():
+    net = zn.MLP([2, 3, 3], output_activation="softmax", seed=0)
+    ids = np.array([0, -100, 2, -100])
+    value, grads = net.loss_and_gradients(GOOD_X, ids, "categorical_crossentropy")
+    kept, kept_grads = net.loss_and_gradients(GOOD_X[[0, 2]], ids[[0, 2]],
+                                              "categorical_crossentropy")
+    assert value == pytest.approx(kept, rel=1e-12)
+    for a, b in zip(grads, kept_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(("y", "match"), [
+    (np.array([0, 1, 3, 1]), r"class index 3, outside \[0, 3\)"),
+    (np.array([0, 1, -1, 1]), r"class index -1, outside"),
+    (np.array([0.0, 1.5, 2.0, 1.0]), "whole numbers"),
+])
+def test_bad_class_indices_are_refused(y, match):
+    net = zn.MLP([2, 3, 3], output_activation="softmax")
+    with pytest.raises(ValueError, match=match):
+        net.loss_and_gradients(GOOD_X, y, "categorical_crossentropy")
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -282,9 +315,10 @@ def _mixed(dtype: str = "float64", seed: int = 0, out: str = "identity") -> zn.S
     (lambda: zn.Sequential([zn.Dense(2)], input_shape=(2, -1)), "each input_shape entry"),
     (lambda: zn.Sequential([zn.Dense(2)], input_shape="ab"), "input_shape"),
     (lambda: zn.Sequential([zn.Dense(2)], input_shape=(2, 3, 3)),
-     r"Dense takes \(n, features\) inputs, but its input has shape \(n, 2, 3, 3\)"),
+     r"Dense takes \(n, features\) or \(n, time, features\) inputs, but its input has "
+     r"shape \(n, 2, 3, 3\)"),
     (lambda: zn.Sequential([zn.BatchNorm(), zn.Dense(2)], input_shape=(2, 3, 3)),
-     r"Dense takes \(n, features\) inputs"),
+     r"Dense takes \(n, features\) or \(n, time, features\) inputs"),
     (lambda: zn.Sequential([zn.Dense(2)], input_dim=2, dtype="int32"),
      "dtype must be 'float64' or 'float32'"),
 ])
@@ -433,3 +467,63 @@ def test_loss_and_output_pairing_errors_name_the_pair_to_use(out, loss, match):
                  lambda: net.fit(X, y, loss, epochs=1), lambda: zn.trace(net, X, y, loss)):
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def _sequence_net(**kw):
+    return zn.Sequential([zn.Dense(6, activation="tanh"), zn.Dense(4, activation="softmax")],
+                         input_shape=(5, 3), seed=0, **kw)
+
+
+def test_sequence_loss_is_the_mean_over_every_step(rng):
+    """(n, T, K) outputs: the loss of the n*T steps as rows (torch's default mean)."""
+    net = _sequence_net()
+    X = rng.normal(size=(3, 5, 3))
+    ids = rng.integers(0, 4, size=(3, 5))
+    seq_value, seq_grads = net.loss_and_gradients(X, ids, "categorical_crossentropy")
+    one_hot_value, one_hot_grads = net.loss_and_gradients(X, np.eye(4)[ids],
+                                                          "categorical_crossentropy")
+    probs = net.predict(X).reshape(-1, 4)
+    # Computed three ways (picked logit, one-hot dot, log of probabilities): to rounding.
+    expected = -np.mean(np.log(probs[np.arange(15), ids.reshape(-1)]))
+    assert seq_value == pytest.approx(expected, rel=1e-12)
+    assert one_hot_value == pytest.approx(expected, rel=1e-12)
+    for a, b in zip(seq_grads, one_hot_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+
+
+def test_sequence_regression_targets_per_step(rng):
+    net = zn.Sequential([zn.Dense(2)], input_shape=(4, 3), seed=0)
+    X, y = rng.normal(size=(5, 4, 3)), rng.normal(size=(5, 4, 2))
+    value, _ = net.loss_and_gradients(X, y, "mse")
+    assert value == pytest.approx(np.mean((net.predict(X) - y) ** 2), rel=1e-12)
+    one = zn.Sequential([zn.Dense(1)], input_shape=(4, 3), seed=0)
+    value, _ = one.loss_and_gradients(X, y[..., 0], "mse")  # (n, T) for one output
+    assert value == pytest.approx(np.mean((one.predict(X)[..., 0] - y[..., 0]) ** 2),
+                                  rel=1e-12)
+    with pytest.raises(ValueError, match=r"y has shape \(5, 4, 3\), expected \(5, 4, 2\)"):
+        net.loss_and_gradients(X, rng.normal(size=(5, 4, 3)), "mse")
+
+
+def test_sequence_prediction_takes_shorter_sequences(rng):
+    net = _sequence_net()
+    X = rng.normal(size=(2, 5, 3))
+    np.testing.assert_allclose(net.predict(X[:, :2]), net.predict(X)[:, :2], rtol=1e-13)
+    with pytest.raises(ValueError, match=r"prediction takes 1 to 5 steps"):
+        net.predict(rng.normal(size=(2, 6, 3)))
+    with pytest.raises(ValueError, match=r"X has shape \(2, 4, 3\), expected"):
+        net.loss_and_gradients(X[:, :4], np.zeros((2, 4), int), "categorical_crossentropy")
+    flat = zn.Sequential([zn.Dense(2), zn.Flatten(), zn.Dense(1)], input_shape=(5, 3))
+    with pytest.raises(ValueError, match=r"expected \(n_samples, 5, 3\)$"):
+        flat.predict(X[:, :2])  # Flatten needs every step
+
+
+def test_sequence_fit_with_class_indices_padding_and_clipping(rng):
+    net = _sequence_net()
+    X = rng.normal(size=(12, 5, 3))
+    ids = rng.integers(0, 4, size=(12, 5))
+    ids[:, :2] = -100  # padding: not learned from
+    hist = net.fit(X, ids, loss="categorical_crossentropy", optimizer=zn.optim.SGD(0.5),
+                   epochs=5, batch_size=4, validation_split=0.25, clip_grad_norm=0.1)
+    assert len(hist["loss"]) == len(hist["val_loss"]) == 5
+    assert all(isinstance(v, float) for v in hist["val_loss"])
+    assert hist["loss"][-1] < hist["loss"][0]

@@ -221,18 +221,19 @@ def _softplus_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray)
 
 
 def _softmax(z: NDArray, out: NDArray) -> NDArray:
-    # Subtracting the row maximum keeps exp from overflowing; the result is unchanged.
-    m = z.max(axis=1, keepdims=True)
+    # Over the last axis (a sequence's steps each get their own distribution). Subtracting
+    # the row maximum keeps exp from overflowing; the result is unchanged.
+    m = z.max(axis=-1, keepdims=True)
     np.subtract(z, m, out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    out /= out.sum(axis=-1, keepdims=True)
     return out
 
 
 def _softmax_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> None:
-    # Jacobian-vector product: dL/dz = a * (dL/da - sum(dL/da * a, axis=1)).
+    # Jacobian-vector product: dL/dz = a * (dL/da - sum(dL/da * a, axis=-1)).
     np.multiply(delta, a, out=work)
-    s = work.sum(axis=1, keepdims=True)
+    s = work.sum(axis=-1, keepdims=True)
     delta -= s
     delta *= a
 

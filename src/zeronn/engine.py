@@ -94,7 +94,7 @@ def _stages(net: Network) -> list[tuple[Dense, ActivationFunction]] | str:
     """The network as dense stages (layer, activation), or why it is not covered."""
     out: list[tuple[Dense, ActivationFunction]] = []
     for layer in net.layers:
-        if type(layer) is Dense:
+        if type(layer) is Dense and len(layer.input_shape) == 1:
             out.append((layer, layer.activation))
         elif type(layer) is Activation and out and _act_code(out[-1][1]) == kernels.IDENTITY \
                 and out[-1][1] is out[-1][0].activation:

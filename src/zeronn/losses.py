@@ -4,6 +4,11 @@ Regression losses (``mse``, ``mae``, ``huber``) are means over *all elements* of
 (n_samples, n_outputs). Cross-entropies are means over *samples* (summed over outputs).
 
 ``value_and_grad(a, y, grad, work) -> float`` writes ``dL/da`` into ``grad``.
+
+The categorical cross-entropy also takes class indices (N,) for its targets
+(``sparse``, torch's ``cross_entropy`` with integer targets): the mean over the targets
+that are not ``IGNORE_INDEX`` (-100, torch's default ``ignore_index``: padding).
+Sequence outputs (n, T, K) reach every loss as n*T rows: the mean over every step.
 The cross-entropies are only defined on their output activation, and there they use
 the fused step ``dL/dz = (p - y) / N`` straight from the logits ``z`` (as scikit-learn's
 ``delta = y_pred - y``; valid for sigmoid + binary cross-entropy and softmax +
@@ -22,7 +27,10 @@ from numpy.typing import NDArray
 
 from zeronn._registry import Registry
 
-__all__ = ["LOSSES", "Loss", "get_loss", "register_loss"]
+__all__ = ["IGNORE_INDEX", "LOSSES", "Loss", "get_loss", "register_loss"]
+
+#: A class index that marks a target to skip (torch's default ``ignore_index``).
+IGNORE_INDEX = -100
 
 ValueAndGrad = Callable[[NDArray, NDArray, NDArray, NDArray, "NDArray | None"], float]
 FusedValueAndGrad = Callable[[NDArray, NDArray, NDArray, NDArray, "NDArray | None"], float]
@@ -37,12 +45,14 @@ class Loss:
     names the only output activation they accept, and ``fused(z, p, y, grad, w)`` returns
     the loss from logits ``z`` and writes ``dL/dz`` into ``grad``. ``w`` is None or sample
     weights (N, 1) scaled to sum to N, making every mean a weighted mean.
+    ``sparse(z, p, ids, grad, w)``: the same with class indices ``ids`` (N,) as targets.
     """
 
     name: str
     value_and_grad: ValueAndGrad | None
     output_activation: str | None = None
     fused: FusedValueAndGrad | None = None
+    sparse: FusedValueAndGrad | None = None
 
     def __call__(self, y_pred: NDArray, y: NDArray) -> float:
         """The loss value of outputs ``y_pred`` against targets ``y`` (both (N, K))."""
@@ -151,6 +161,31 @@ def _cce_fused(z: NDArray, p: NDArray, y: NDArray, grad: NDArray, w: NDArray | N
     return value
 
 
+def _cce_sparse(z: NDArray, p: NDArray, ids: NDArray, grad: NDArray,
+                w: NDArray | None) -> float:
+    # With class indices: -log softmax(z)[id] = logsumexp(z - m) - (z_id - m), and
+    # dL/dz = (p - onehot(id)) / count, averaged over the targets that count (not
+    # IGNORE_INDEX), as torch's cross_entropy(reduction="mean"). All ignored: 0 and no
+    # gradient (torch gives NaN).
+    keep = ids != IGNORE_INDEX
+    rows = np.arange(ids.shape[0])
+    safe = np.where(keep, ids, 0)
+    m = z.max(axis=1, keepdims=True)
+    np.subtract(z, m, out=grad)
+    picked = grad[rows, safe]
+    np.exp(grad, out=grad)
+    per_row = np.log(grad.sum(axis=1)) - picked
+    weight = keep.astype(z.dtype) if w is None else keep * w[:, 0]
+    count = float(weight.sum())
+    np.copyto(grad, p)
+    grad[rows, safe] -= 1
+    if count <= 0:
+        grad.fill(0)
+        return 0.0
+    grad *= (weight / count)[:, None]
+    return float(np.dot(weight, per_row)) / count
+
+
 def _ce_from_probabilities(name: str, p: NDArray, y: NDArray) -> float:
     """Cross-entropy from probabilities (evaluation only); logs clipped to stay finite."""
     eps = np.finfo(p.dtype).eps
@@ -167,7 +202,7 @@ LOSSES: Registry[Loss] = Registry("loss", {
         Loss("mae", _mae),
         Loss("huber", _huber),
         Loss("binary_crossentropy", None, "sigmoid", _bce_fused),
-        Loss("categorical_crossentropy", None, "softmax", _cce_fused),
+        Loss("categorical_crossentropy", None, "softmax", _cce_fused, _cce_sparse),
     )
 }, aliases={
     "squared_error": "mse",

@@ -51,6 +51,7 @@ class Sequential(Network):
         seed: int | None = None,
         sample_weight: Any = None,
         engine: str = "auto",
+        clip_grad_norm: float | None = None,
     ) -> History:
         """Trains in place on X (n_samples, *input_shape) and y (n_samples, n_outputs).
 
@@ -65,6 +66,8 @@ class Sequential(Network):
         epoch). ``seed``: the generator of shuffling and dropout (default: the network's
         own, so fits continue one stream). ``sample_weight`` (n_samples,). ``engine``:
         ``"auto"``, ``"numpy"`` or ``"compiled"`` (the extra ``fast``): which path trains.
+        ``clip_grad_norm``: the largest global gradient norm of a step (torch's
+        ``clip_grad_norm_``). Sequences: y per step (n, T, k) or class indices (n, T).
         Returns this fit's :class:`History`; see :func:`zeronn.training.fit` for details.
         """
         return train(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
@@ -72,7 +75,8 @@ class Sequential(Network):
                             validation_split=validation_split,
                             validation_data=validation_data, early_stopping=early_stopping,
                             callbacks=callbacks, lr_schedule=lr_schedule, verbose=verbose,
-                            seed=seed, sample_weight=sample_weight, engine=engine)
+                            seed=seed, sample_weight=sample_weight, engine=engine,
+                            clip_grad_norm=clip_grad_norm)
 
     def copy(self, dtype: DTypeLike | None = None) -> Sequential:
         """An independent copy (optionally converted to ``dtype``) without work buffers,

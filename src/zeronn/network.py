@@ -31,7 +31,7 @@ from zeronn._validation import (
 from zeronn.activations import IDENTITY
 from zeronn.layers.base import BufferCache, Layer, Shape
 from zeronn.layers.dense import Dense
-from zeronn.losses import Loss, get_loss
+from zeronn.losses import IGNORE_INDEX, Loss, get_loss
 
 if TYPE_CHECKING:
     from zeronn.history import History
@@ -180,6 +180,11 @@ class Network:
         for text in out:
             print_fn(text)
 
+    def reset_states(self) -> None:
+        """Forgets every stateful recurrent layer's carried state (``Layer.reset_state``)."""
+        for layer in self.layers:
+            layer.reset_state()
+
     def release_buffers(self) -> None:
         """Frees every layer's work buffers (rebuilt on demand)."""
         for layer in self.layers:
@@ -190,10 +195,10 @@ class Network:
     def check_loss(self, loss: str | Loss) -> Loss:
         """The loss object, after checking it fits this network's output activation."""
         loss_obj = get_loss(loss)
-        if len(self.output_shape) != 1:
+        if len(self.output_shape) > 2:
             raise ValueError(f"this network outputs {_shape_text(self.output_shape)}, but a "
-                             f"loss compares (n, n_outputs) arrays: end it in Flatten() (and "
-                             f"a Dense head) to train it")
+                             f"loss compares (n, n_outputs) or (n, time, n_outputs) arrays: "
+                             f"end it in Flatten() (and a Dense head) to train it")
         want, have = loss_obj.output_activation, self.output_activation
         if want is not None and have != want:
             raise ValueError(f"loss {loss_obj.name!r} needs output_activation={want!r}, but this "
@@ -208,25 +213,104 @@ class Network:
                              f"output_activation='identity' for {loss_obj.name!r}")
         return loss_obj
 
-    def check_X(self, X: Any) -> NDArray:
-        """X checked and converted to this network's dtype: (n, *input_shape)."""
+    def check_X(self, X: Any, any_length: bool = False) -> NDArray:
+        """X checked and converted: (n, *input_shape) in this network's dtype, or integer
+        ids (n, T) for a network that starts with an Embedding.
+
+        ``any_length`` (prediction): a sequence may be shorter than the T the network was
+        built for (1 to T steps), when every layer works step by step (``time_flexible``).
+        """
+        first = self.layers[0]
+        if first.input_kind == "ids":
+            return self._check_ids(X, any_length)
         if len(self.input_shape) == 1:
             return check_X(X, self.input_shape[0], self.dtype)
         arr = as_float_array("X", X, self.dtype)
-        if arr.ndim != len(self.input_shape) + 1 or arr.shape[1:] != self.input_shape:
-            raise ValueError(f"X has shape {arr.shape}, expected (n_samples, "
-                             f"{', '.join(map(str, self.input_shape))})")
-        if arr.shape[0] == 0:
-            raise ValueError("X has 0 samples")
+        self._check_shape("X", arr, any_length)
         check_finite("X", arr)
         return arr
 
+    def _check_shape(self, name: str, arr: NDArray, any_length: bool) -> None:
+        want = self.input_shape
+        ok = arr.ndim == len(want) + 1 and arr.shape[2:] == want[1:] and (
+            arr.shape[1] == want[0] or (any_length and self.time_flexible
+                                        and 1 <= arr.shape[1] <= want[0]))
+        if not ok:
+            dims = ", ".join(map(str, want))
+            hint = ""
+            if self.time_flexible and arr.ndim == len(want) + 1:
+                hint = f" (prediction takes 1 to {want[0]} steps)"
+            elif arr.ndim == len(want):
+                hint = f": for a single sample use {name}[None]"
+            raise ValueError(f"{name} has shape {arr.shape}, expected (n_samples, {dims})"
+                             f"{hint}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name} has 0 samples")
+
+    def _check_ids(self, X: Any, any_length: bool) -> NDArray:
+        """Token ids (n, T): whole numbers in [0, vocab_size), as an index array."""
+        arr = np.asarray(X)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold integer token ids, got dtype {arr.dtype}: encode "
+                             f"the text first (e.g. zeronn.text.CharVocab.encode)")
+        self._check_shape("X", arr, any_length)
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+                raise ValueError("X holds token ids, which must be whole numbers: found a "
+                                 "fractional or non-finite value")
+        vocab = int(self.layers[0].vocab_size)  # type: ignore[attr-defined]
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= vocab:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"X holds token id {bad:g}, outside [0, {vocab}): the "
+                             f"Embedding has vocab_size={vocab}; encode with the vocabulary "
+                             f"the model was built for")
+        return arr.astype(np.intp, copy=False)
+
+    @property
+    def time_flexible(self) -> bool:
+        """Whether prediction takes sequences shorter than the built T (every layer works
+        step by step: Embedding, recurrent, Dense, LayerNorm, ...)."""
+        return len(self.input_shape) >= 1 and all(layer.time_flexible for layer in self.layers)
+
+    @property
+    def sparse_targets(self) -> bool:
+        """Whether y may be class indices: a softmax output, whose one-hot rows they stand for."""
+        return self.output_activation == "softmax"
+
     def check_data(self, X: Any, y: Any = None) -> tuple[NDArray, NDArray | None]:
-        """X (and y (n, n_outputs)) checked and converted to this network's dtype."""
+        """X (and y) checked and converted.
+
+        y: (n, *output_shape) in this network's dtype (a single-output network also takes
+        it without the last axis), or, for a softmax output, class indices (n, *output_shape
+        without its last axis) as int64, ``IGNORE_INDEX`` (-100) marking targets to skip
+        (padding), as torch's ``cross_entropy``.
+        """
         Xc = self.check_X(X)
         if y is None:
             return Xc, None
-        return Xc, check_y(y, Xc.shape[0], self.n_outputs, self.dtype)
+        return Xc, self.check_y(y, Xc.shape[0])
+
+    def check_y(self, y: Any, n: int) -> NDArray:
+        """Targets for n samples (see ``check_data``)."""
+        out = self.output_shape
+        arr = np.asarray(y)
+        if self.sparse_targets and arr.ndim == len(out) and arr.shape == (n, *out[:-1]) \
+                and arr.dtype.kind in "iu" + ("f" if len(out) > 1 or out[-1] > 1 else ""):
+            return _class_indices(arr, out[-1])
+        if len(out) == 1:
+            return check_y(y, n, self.n_outputs, self.dtype)
+        arr = as_float_array("y", y, self.dtype)
+        if arr.shape == (n, *out[:-1]) and out[-1] == 1:
+            arr = arr[..., None]
+        if arr.shape != (n, *out):
+            dims = ", ".join(map(str, out))
+            hint = (f" or class indices ({n}, {', '.join(map(str, out[:-1]))})"
+                    if self.sparse_targets else "")
+            raise ValueError(f"y has shape {arr.shape}, expected ({n}, {dims}){hint}: one "
+                             f"target per output step")
+        check_finite("y", arr)
+        return arr
 
     # -- forward / backward ----------------------------------------------------------
     def forward(self, X: Any, training: bool = False) -> NDArray:
@@ -271,6 +355,8 @@ class Network:
         out = self.layers[-1]
         bufs = self._loss_bufs
         delta, work = bufs.get(x.shape[0]) or bufs.make(x.shape[0])
+        if a.ndim > 2 or y.ndim != a.ndim:  # a sequence's steps (or class indices): as rows
+            return self._rows_loss(out, a, y, loss, w, delta, work), delta
         if loss.fused is not None:
             return loss.fused(out.logits, a, y, delta, w), delta
         assert loss.value_and_grad is not None
@@ -280,6 +366,34 @@ class Network:
             act.backward(delta, out.logits if getattr(out, "keep_z", True) else None, a,
                          work)
         return value, delta
+
+    @staticmethod
+    def _rows_loss(out: Layer, a: NDArray, y: NDArray, loss: Loss, w: NDArray | None,
+                   delta: NDArray, work: NDArray) -> float:
+        """``batch_loss`` for sequence outputs (n, T, K) and class-index targets: the loss
+        over n*T rows of K (the mean over every step, as torch's default), dL/dz in
+        ``delta``'s place."""
+        k = a.shape[-1]
+        steps = a.size // (a.shape[0] * k)
+
+        def rows(arr: NDArray) -> NDArray:
+            return arr.reshape(-1, k)  # a view: the buffers are contiguous
+
+        # A sample's weight is each of its steps' weight.
+        wr = w if w is None or steps == 1 else np.repeat(w, steps, axis=0)
+        if y.dtype.kind != "f":
+            if loss.sparse is None:
+                raise ValueError(f"loss {loss.name!r} takes one-hot or float targets, not "
+                                 f"class indices: use 'categorical_crossentropy'")
+            return loss.sparse(rows(out.logits), rows(a), y.reshape(-1), rows(delta), wr)
+        if loss.fused is not None:
+            return loss.fused(rows(out.logits), rows(a), rows(y), rows(delta), wr)
+        assert loss.value_and_grad is not None
+        value = loss.value_and_grad(rows(a), rows(y), rows(delta), rows(work), wr)
+        act = out.activation
+        if act is not None and act is not IDENTITY:
+            act.backward(delta, out.logits if getattr(out, "keep_z", True) else None, a, work)
+        return value
 
     def loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
                   scale: float = 1.0, training: bool = True) -> float:
@@ -319,15 +433,18 @@ class Network:
 
     def eval_loss(self, X: NDArray, y: NDArray, loss: Loss, chunk: int = PREDICT_CHUNK) -> float:
         """The mean loss over checked (X, y) in evaluation mode, in chunks of ``chunk`` rows."""
-        total = 0.0
+        total = count = 0.0
         n = X.shape[0]
         for s in range(0, n, chunk):
             xb, yb = X[s:s + chunk], y[s:s + chunk]
             v, _ = self.batch_loss(xb, yb, loss, None, training=False)
             # Regression losses are means over elements, cross-entropies over samples: both
-            # combine over chunks as a row-weighted mean.
-            total += v * xb.shape[0]
-        return total / n
+            # combine over chunks as a row-weighted mean; class indices as a mean over the
+            # targets that count (not IGNORE_INDEX).
+            c = xb.shape[0] if yb.dtype.kind == "f" else int(np.count_nonzero(yb != IGNORE_INDEX))
+            total += v * c
+            count += c
+        return float(total / count) if count else 0.0
 
     # -- prediction ------------------------------------------------------------------
     def infer(self, x: NDArray, logits: bool = False) -> NDArray:
@@ -347,8 +464,12 @@ class Network:
     def predict_checked(self, X: NDArray, chunk: int = PREDICT_CHUNK) -> NDArray:
         """``infer`` over a checked X, ``chunk`` rows at a time (bounded memory)."""
         n = X.shape[0]
-        out = np.empty((n, *self.output_shape), self.dtype)
-        for s in range(0, n, chunk):
+        first = self.infer(X[:chunk])  # its shape: a shorter sequence gives fewer steps
+        if n <= chunk:  # fresh, unless a layer passed the input through (Dropout)
+            return first.copy() if np.may_share_memory(first, X) else first
+        out = np.empty((n, *first.shape[1:]), self.dtype)
+        out[:chunk] = first
+        for s in range(chunk, n, chunk):
             out[s:s + chunk] = self.infer(X[s:s + chunk])
         return out
 
@@ -359,7 +480,7 @@ class Network:
         Regression: the values; classification: the probabilities (sigmoid or softmax).
         Processes at most ``PREDICT_CHUNK`` rows at a time, so memory stays bounded.
         """
-        return self.predict_checked(self.check_X(X))
+        return self.predict_checked(self.check_X(X, any_length=True))
 
     def copy_network(self, dtype: DTypeLike | None = None) -> Network:
         """An independent copy (optionally converted to ``dtype``): layers, parameters,
@@ -390,6 +511,20 @@ class Network:
         self.set_params(params)
         for layer, st in zip(self.layers, states):
             layer.set_state(st)
+
+
+def _class_indices(y: NDArray, n_classes: int) -> NDArray:
+    """Class indices checked: whole numbers in [0, n_classes), or IGNORE_INDEX; int64."""
+    if y.dtype.kind == "f" and (not np.isfinite(y).all() or (y != np.round(y)).any()):
+        raise ValueError("y holds class indices, which must be whole numbers: found a "
+                         "fractional or non-finite value (or pass one-hot rows)")
+    ids = y.astype(np.int64, copy=False)
+    bad = (ids != IGNORE_INDEX) & ((ids < 0) | (ids >= n_classes))
+    if bad.any():
+        raise ValueError(f"y holds class index {ids[bad].flat[0]}, outside [0, {n_classes}) "
+                         f"for this network's {n_classes} outputs (use {IGNORE_INDEX} to "
+                         f"skip a target, such as padding)")
+    return ids
 
 
 def _shape_text(shape: Shape) -> str:

@@ -171,7 +171,7 @@ class _Batches:
             self.order = np.arange(n)
             self.idx = np.empty_like(self.order)
             self.xbufs = {m: np.empty((m, *X.shape[1:]), X.dtype) for m in self.rows}
-            self.ybufs = {m: np.empty((m, y.shape[1]), y.dtype) for m in self.rows}
+            self.ybufs = {m: np.empty((m, *y.shape[1:]), y.dtype) for m in self.rows}
         else:
             self.views = [(X[s:e], y[s:e]) for _, s, e in self.spans]
 
@@ -232,6 +232,11 @@ class _Stopper:
 
 
 def _check_targets(loss: Loss, y: NDArray) -> None:
+    if y.dtype.kind != "f":  # class indices: checked by the network
+        if loss.sparse is None:
+            raise ValueError(f"loss {loss.name!r} takes one-hot or float targets, not class "
+                             f"indices: use 'categorical_crossentropy'")
+        return
     if loss.output_activation is not None and (y.min() < 0 or (
             loss.name == "binary_crossentropy" and y.max() > 1)):
         want = "[0, 1]" if loss.name == "binary_crossentropy" else ">= 0 (one-hot rows)"
@@ -257,8 +262,13 @@ def fit(
     seed: int | None = None,
     sample_weight: Any = None,
     engine: str = "auto",
+    clip_grad_norm: float | None = None,
 ) -> History:
     """Trains ``net`` on X (n_samples, *input_shape) and y (n_samples, n_outputs) in place.
+
+    Sequences: X (n, T, features), or token ids (n, T) for a network starting with an
+    Embedding; y (n, T, n_outputs) per step, or class indices (n, T) (or (n,)) for a
+    softmax output, -100 marking targets to skip (see ``Network.check_data``).
 
     ``loss``: a name or :class:`~zeronn.losses.Loss` that fits the output (a sigmoid
     output takes ``binary_crossentropy``, softmax ``categorical_crossentropy``, others a
@@ -283,6 +293,11 @@ def fit(
     they were (all finite) and the optimizer's state is reset. Ctrl-C stops at the end
     of the current batch, keeps weights and history, and warns :class:`TrainingInterrupted`.
 
+    ``clip_grad_norm``: rescales each batch's gradient so that its global L2 norm is at
+    most this value, as ``torch.nn.utils.clip_grad_norm_`` (the factor
+    ``max_norm / (norm + 1e-6)`` when below 1); ``History["grad_norm"]`` records the norms
+    before clipping. Stateful recurrent layers start each epoch from a zero state.
+
     ``engine``: ``"auto"`` (default) trains small dense networks with the compiled epoch
     (the extra ``fast``, numba) where it is faster, ``"numpy"`` always with the NumPy
     reference loop, ``"compiled"`` with the compiled epoch or a ``ValueError`` saying why
@@ -292,7 +307,7 @@ def fit(
     """
     trainer = _Trainer(net, X, y, loss, optimizer, epochs, batch_size, shuffle,
                        validation_split, validation_data, early_stopping, callbacks,
-                       lr_schedule, verbose, seed, sample_weight, engine)
+                       lr_schedule, verbose, seed, sample_weight, engine, clip_grad_norm)
     return trainer.run()
 
 
@@ -304,13 +319,16 @@ class _Trainer:
                  shuffle: bool, validation_split: float, validation_data: Any,
                  early_stopping: Any, callbacks: Sequence[Callback],
                  lr_schedule: str | Schedule | None, verbose: int, seed: int | None,
-                 sample_weight: Any, engine: str = "auto") -> None:
+                 sample_weight: Any, engine: str = "auto",
+                 clip_grad_norm: float | None = None) -> None:
         # -- check everything before touching the network --------------------------------
         self.net, self.loss = net, net.check_loss(loss)
         Xc, yc = net.check_data(X, y)
         assert yc is not None
         _check_targets(self.loss, yc)
         self.epochs = positive_number("epochs", epochs, integer=True)
+        self.clip = None if clip_grad_norm is None else float(
+            positive_number("clip_grad_norm", clip_grad_norm))
         self.engine = engines.check_engine(engine)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
@@ -385,6 +403,10 @@ class _Trainer:
         if self.engine == "numpy":
             return
         reason = engines.coverage(self.net, self.loss, self.opt)
+        if reason is None and self.clip is not None:
+            reason = "clip_grad_norm is not compiled"
+        if reason is None and y.dtype.kind != "f":
+            reason = "class-index targets are not compiled (one-hot rows are)"
         if reason is not None:
             if self.engine == "compiled":
                 raise ValueError(f"engine='compiled' cannot train this fit: {reason}; use "
@@ -612,7 +634,8 @@ class _Trainer:
         # checked first (_apply_checked). The limit keeps ||p||^2 finite too.
         limit = self.limit
         pnorm = math.sqrt(float(np.dot(flat_p, flat_p)))  # exact again each epoch
-        loss_grad, loss_obj, dead = self.net.loss_grad, self.loss, self.dead
+        loss_grad, loss_obj, dead, clip = self.net.loss_grad, self.loss, self.dead, self.clip
+        self.net.reset_states()  # stateful layers: each epoch reads the series from its start
         updates, dot, isfinite = opt.updates_prepared, np.dot, math.isfinite
         params, grads = [flat_p], [flat_g]
         total = wtotal = 0.0
@@ -640,6 +663,12 @@ class _Trainer:
                 what = f"loss became {value}" if not isfinite(value) else \
                     "the gradient became non-finite"
                 _fail(opt, what, epoch, b, lr)
+            if clip is not None:
+                # torch.nn.utils.clip_grad_norm_: the factor max_norm / (norm + 1e-6), if < 1.
+                coef = clip / (math.sqrt(gsq * unscale) + 1e-6)
+                if coef < 1.0:
+                    flat_g *= coef
+                    gsq *= coef * coef
             if folded:  # the buffer holds the update already
                 opt.t += 1
                 usq = gsq

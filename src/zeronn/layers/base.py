@@ -118,6 +118,13 @@ class Layer:
     state_names: ClassVar[tuple[str, ...]] = ()
     #: a short name for summaries and traces ("dense", "dropout", ...)
     kind: ClassVar[str] = "layer"
+    #: what the layer takes as the network's first layer: "values" (floats in the network's
+    #: dtype), or "ids" (integer token ids in [0, vocab_size): Embedding, which has
+    #: ``vocab_size``); the network checks and converts X accordingly.
+    input_kind: ClassVar[str] = "values"
+    #: whether ``infer`` works step by step on a sequence of any length up to the built
+    #: one (Dense, LayerNorm, recurrent layers, ...): prediction then takes shorter ones.
+    time_flexible: ClassVar[bool] = False
 
     input_shape: Shape
     output_shape: Shape
@@ -233,6 +240,9 @@ class Layer:
 
     def release(self) -> None:
         """Frees the work buffers (rebuilt on the next forward pass)."""
+
+    def reset_state(self) -> None:
+        """Forgets a carried recurrent state (``stateful`` layers); default: nothing to do."""
 
     # -- description -----------------------------------------------------------------
     def __repr__(self) -> str:

@@ -48,6 +48,7 @@ class Dense(AffineLayer):
     """
 
     kind = "dense"
+    time_flexible = True
     W = Param()
     b = Param()
     activation: ActivationFunction
@@ -69,24 +70,28 @@ class Dense(AffineLayer):
     # -- structure -------------------------------------------------------------------
     @property
     def fan_in(self) -> int:
-        return self.input_shape[0]
+        return self.input_shape[-1]
 
     @property
     def fan_out(self) -> int:
         return self.units
 
     def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense takes (n, features) inputs, but its input has shape "
-                             f"(n, {', '.join(map(str, input_shape))}): put Flatten() before it")
+        if len(input_shape) > 2:
+            raise ValueError(f"Dense takes (n, features) or (n, time, features) inputs, but "
+                             f"its input has shape (n, {', '.join(map(str, input_shape))}): "
+                             f"put Flatten() before it")
         super().build(input_shape, dtype)
-        self.output_shape = (self.units,)
+        self.output_shape = (*self.input_shape[:-1], self.units)
+        # A sequence (n, T, features) is n*T rows of one matrix product (torch.nn.Linear).
+        self._steps = int(np.prod(self.input_shape[:-1], dtype=np.int64))
+        self._sequence = len(self.input_shape) == 2
         self.keep_z = self.activation.uses_input or self.keep_logits
         self._cache = BufferCache(self._make_buffers)
         return self.output_shape
 
     def _make_buffers(self, n: int) -> _Buffers:
-        return _Buffers(n, self.units, self.dtype, self.keep_z)
+        return _Buffers(n * self._steps, self.units, self.dtype, self.keep_z)
 
     def param_shapes(self) -> list[Shape]:
         shapes: list[Shape] = [(self.fan_in, self.units)]
@@ -120,10 +125,15 @@ class Dense(AffineLayer):
 
     # -- computation -----------------------------------------------------------------
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
-        """x (n, fan_in) -> a (n, units). Returns a work buffer, valid until the next call."""
+        """x (n, fan_in) -> a (n, units); (n, T, fan_in) -> (n, T, units), step by step.
+
+        Returns a work buffer, valid until the next call.
+        """
         cache = self._cache
         assert cache is not None, "a Dense layer computes once built into a network"
         buf = cache.get(x.shape[0]) or cache.make(x.shape[0])  # one C call when cached
+        if self._sequence:
+            return self._forward_steps(x, buf)
         z = buf.z
         np.dot(x, self._W, out=z)
         if self.use_bias:
@@ -138,11 +148,38 @@ class Dense(AffineLayer):
         self._x, self._buf = x, buf
         return buf.a
 
+    def _forward_steps(self, x: NDArray, buf: _Buffers) -> NDArray:
+        """A sequence's steps as the rows of one product: x (n, T, fan_in) -> (n, T, units)."""
+        rows = x.reshape(-1, self.fan_in)  # a view of a contiguous input
+        np.dot(rows, self._W, out=buf.z)
+        if self.use_bias:
+            np.add(buf.z, self._b, out=buf.z)
+        if buf.z is not buf.a or self.activation is not IDENTITY:
+            self.activation.forward(buf.z, buf.a)
+        self._x, self._buf = rows, buf
+        return buf.a.reshape(x.shape[0], *self.output_shape)
+
     def backward_from_logits(self, delta: NDArray, need_dx: bool = True) -> NDArray | None:
-        """dL/dz (n, units) -> dL/dx (n, fan_in); sets dW = x.T·delta, db = sum(delta)."""
+        """dL/dz (n, units) -> dL/dx (n, fan_in); sets dW = x.T·delta, db = sum(delta).
+
+        A sequence's (n, T, units) is taken as its n*T rows.
+        """
         buf, x = self._buf, self._x
         if buf is None or x is None:
             raise ValueError("backward() needs a forward() first")
+        if self._sequence:
+            dx = self._backward_rows(delta.reshape(-1, self.units), buf, x, need_dx)
+            return None if dx is None else dx.reshape(-1, *self.input_shape)
+        return self._backward_rows(delta, buf, x, need_dx)
+
+    def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:
+        """dL/da -> dL/dx (a sequence's steps as rows, as in forward)."""
+        if self._sequence:
+            dout = dout.reshape(-1, self.units)
+        return super().backward(dout, need_dx)
+
+    def _backward_rows(self, delta: NDArray, buf: _Buffers, x: NDArray,
+                       need_dx: bool) -> NDArray | None:
         np.dot(x.T, delta, out=self.dW)
         if self._db_flat is not None:
             _add_reduce(delta, axis=0, out=self._db_flat)  # np.sum without its Python wrapper
@@ -158,7 +195,22 @@ class Dense(AffineLayer):
         assert self._buf is not None
         return self._buf.work
 
+    @property
+    def logits(self) -> NDArray:
+        return self._shaped(super().logits)
+
+    @property
+    def output(self) -> NDArray:
+        return self._shaped(super().output)
+
+    def _shaped(self, rows: NDArray) -> NDArray:
+        """A buffer of rows as the layer's output shape (sequences: (n, T, units))."""
+        if not self._sequence:
+            return rows
+        return rows.reshape(-1, *self.output_shape)
+
     def infer(self, x: NDArray, logits: bool = False) -> NDArray:
+        """Evaluation outputs in fresh arrays; a sequence may be shorter than the built T."""
         z = np.dot(x, self._W)
         if self.use_bias:
             z += self._b
@@ -185,6 +237,7 @@ class Activation(Layer):
     """
 
     kind = "activation"
+    time_flexible = True
     activation: ActivationFunction
 
     def __init__(self, activation: str | ActivationFunction) -> None:

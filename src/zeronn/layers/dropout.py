@@ -26,6 +26,7 @@ class Dropout(Layer):
     """
 
     kind = "dropout"
+    time_flexible = True
 
     def __init__(self, rate: float = 0.5) -> None:
         if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating))

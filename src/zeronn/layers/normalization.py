@@ -224,22 +224,32 @@ class LayerNorm(_Norm):
     """Layer normalization over each sample's features: (n, ...) -> the same.
 
     ``gamma``, ``beta`` have the input's shape without the batch axis (torch's
-    ``LayerNorm(normalized_shape=input_shape)``).
+    ``LayerNorm(normalized_shape=input_shape)``), except for a sequence (n, T, D): each
+    step is normalized over its own D features, with ``gamma``, ``beta`` of shape (D,)
+    (torch's ``LayerNorm(D)``, as in a transformer).
     """
 
     kind = "layernorm"
+    time_flexible = True
 
     def __init__(self, eps: float = 1e-5) -> None:
         super().__init__(eps)
 
     def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
         super().build(input_shape, dtype)
-        self._axes = tuple(range(1, len(self.input_shape) + 1))
-        self._bshape = (1, *self.input_shape)
+        self._sequence = len(self.input_shape) == 2
+        if self._sequence:  # (n, T, D): per step, over D; gamma and beta shared by the steps
+            self._axes: tuple[int, ...] = (2,)
+            self._bshape: Shape = (1, 1, self.input_shape[1])
+            self._batch_axes: tuple[int, ...] = (0, 1)
+        else:
+            self._axes = tuple(range(1, len(self.input_shape) + 1))
+            self._bshape = (1, *self.input_shape)
+            self._batch_axes = (0,)
         return self.output_shape
 
     def param_shape(self) -> Shape:
-        return self.input_shape
+        return self.input_shape[-1:] if self._sequence else self.input_shape
 
     def config(self) -> dict[str, Any]:
         return {"eps": self.eps}
@@ -264,7 +274,7 @@ class LayerNorm(_Norm):
         if xhat is None or inv_std is None or self._out is None:
             raise ValueError("backward() needs a forward() first")
         work = self._out
-        self._param_grads(dout, xhat, (0,), work)
+        self._param_grads(dout, xhat, self._batch_axes, work)
         if not need_dx:
             return None
         dout *= self._gamma.reshape(self._bshape)
