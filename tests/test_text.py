@@ -440,6 +440,8 @@ def test_generate_seeded_runs_repeat():
     assert a != generate(model, VOCAB4, "ab", 200, seed=6)
     assert len(a) == 202 and a.startswith("ab")
     assert generate(model, VOCAB4, "ab", 0, seed=5) == "ab"
+    # a Generator is used as it is: the same draws as the seed it was made from
+    assert generate(model, VOCAB4, "ab", 200, seed=np.random.default_rng(5)) == a
 
 
 def test_generate_crops_the_context_to_the_model_block_size():
@@ -539,6 +541,8 @@ def test_generate_model_errors():
     model.input_shape = ()
     with pytest.raises(ValueError, match="input_shape must be a non-empty tuple"):
         generate(model, VOCAB4, "a", 2)
+    with pytest.raises(ValueError, match=r"must have a predict\(ids\) method, got str"):
+        generate("model", VOCAB4, "a", 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="gives 3 scores per step but the vocabulary has 4"):
         generate(FixedModel([0.2, 0.3, 0.5]), VOCAB4, "a", 2)
     model = FixedModel(P4)

@@ -347,15 +347,18 @@ class LanguageModel(Protocol):
     to ``(1, t, vocab)`` scores for every step, or ``(1, vocab)`` for the last step only.
     """
 
-    input_shape: tuple[Any, ...]
-    output_activation: str
+    @property
+    def input_shape(self) -> tuple[Any, ...]: ...
+
+    @property
+    def output_activation(self) -> str: ...
 
     def predict(self, X: Any) -> Any: ...
 
 
 def _context_length(model: Any) -> int | None:
     shape = getattr(model, "input_shape", None)
-    if not isinstance(shape, tuple) or not shape:
+    if not isinstance(shape, (tuple, list)) or not shape:
         raise ValueError(f"model.input_shape must be a non-empty tuple whose first entry "
                          f"is the longest context (block_size), got {shape!r}")
     t = shape[0]
@@ -427,6 +430,9 @@ def generate(model: LanguageModel, vocab: CharVocab, prompt: str, length: int,
     temp = non_negative_number("temperature", temperature)
     k = None if top_k is None else int(number_in("top_k", top_k, 1, len(vocab),
                                                  integer=True))
+    if not callable(getattr(model, "predict", None)):
+        raise ValueError(f"model must have a predict(ids) method, got "
+                         f"{type(model).__name__}: pass a trained network")
     kind = getattr(model, "output_activation", None)
     if kind not in ("softmax", "identity"):
         raise ValueError(f"model.output_activation must be 'softmax' (predict gives "
