@@ -6,7 +6,7 @@ The seed lesson (``zeronn.classic``) kept exact, and a general MLP engine grown 
 import importlib
 from typing import Any
 
-from zeronn import datasets, layers, optim
+from zeronn import datasets, layers, optim, text
 from zeronn._version import __version__
 from zeronn.activations import ACTIVATIONS, get_activation, register_activation
 from zeronn.activations import Activation as ActivationFunction
@@ -84,5 +84,6 @@ __all__ = [
     "relu",
     "relu_deriv",
     "save",
+    "text",
     "trace",
 ]

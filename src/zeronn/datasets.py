@@ -1,4 +1,6 @@
-"""Image data a user has on disk: the MNIST handwritten digits in their IDX files.
+"""Data a user has on disk: the MNIST handwritten digits in their IDX files, and plain
+text for a character-level language model (``load_text``, defined in ``zeronn.text``
+beside the vocabulary and the batches it feeds, and named here too).
 
 Nothing here downloads anything: ``load_mnist(folder)`` reads the four files of the
 MNIST database that a user fetched once (from yann.lecun.com/exdb/mnist or a mirror),
@@ -26,8 +28,9 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from zeronn._validation import resolve_dtype
+from zeronn.text import load_text
 
-__all__ = ["load_mnist"]
+__all__ = ["load_mnist", "load_text"]
 
 _PREFIX = {"train": "train", "test": "t10k"}
 _UBYTE = 0x08
