@@ -18,6 +18,7 @@ from zeronn.layers import (
     Activation,
     AvgPool2D,
     BatchNorm,
+    Composite,
     Conv2D,
     Dense,
     Dropout,
@@ -25,6 +26,7 @@ from zeronn.layers import (
     Layer,
     LayerNorm,
     MaxPool2D,
+    Residual,
 )
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
 from zeronn.models import MLP, Sequential
@@ -52,6 +54,7 @@ __all__ = [
     "AvgPool2D",
     "BatchNorm",
     "Callback",
+    "Composite",
     "Conv2D",
     "Dense",
     "Dropout",
@@ -64,6 +67,7 @@ __all__ = [
     "Loss",
     "MaxPool2D",
     "Network",
+    "Residual",
     "Sequential",
     "Trace",
     "TrainingInterrupted",

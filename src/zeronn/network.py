@@ -144,12 +144,14 @@ class Network:
     def set_params(self, params: Sequence[NDArray]) -> None:
         """Copies arrays into ``params`` (same order and shapes)."""
         params = list(params)
-        names = [(layer, name) for layer in self.layers for name in layer.param_names]
-        if len(params) != len(names):
-            raise ValueError(f"expected {len(names)} arrays (one per entry of params), "
+        counts = [len(layer.param_names) for layer in self.layers]
+        if len(params) != sum(counts):
+            raise ValueError(f"expected {sum(counts)} arrays (one per entry of params), "
                              f"got {len(params)}")
-        for (layer, name), value in zip(names, params):
-            setattr(layer, name, value)
+        start = 0
+        for layer, k in zip(self.layers, counts):
+            layer.set_params(params[start:start + k])
+            start += k
 
     def states(self) -> list[dict[str, NDArray]]:
         """Each layer's state arrays (BatchNorm's running statistics), live."""
@@ -166,8 +168,7 @@ class Network:
         rows = [("#", "layer", "output shape", "params")]
         rows.append(("", "input", _shape_text(self.input_shape), ""))
         for i, layer in enumerate(self.layers, 1):
-            rows.append((str(i), repr(layer), _shape_text(layer.output_shape),
-                         f"{layer.n_params:,}"))
+            rows += _summary_rows(str(i), layer, "")
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
         out = [f"{type(self).__name__} ({self.dtype.name})", line]
@@ -527,6 +528,18 @@ def _class_indices(y: NDArray, n_classes: int) -> NDArray:
     return ids
 
 
+def _summary_rows(number: str, layer: Layer, indent: str) -> list[tuple[str, str, str, str]]:
+    """A layer's summary row; a composite's sublayers follow, indented (``2.1``, ``2.2``)."""
+    if not layer.composite:
+        return [(number, indent + repr(layer), _shape_text(layer.output_shape),
+                 f"{layer.n_params:,}")]
+    rows = [(number, indent + type(layer).__name__, _shape_text(layer.output_shape),
+             f"{layer.n_params:,}")]
+    for j, sub in enumerate(getattr(layer, "layers", []), 1):
+        rows += _summary_rows(f"{number}.{j}", sub, indent + "  ")
+    return rows
+
+
 def _shape_text(shape: Shape) -> str:
     return "(n, " + ", ".join(map(str, shape)) + ")"
 
@@ -545,9 +558,16 @@ def _check_layers(layers: Any) -> list[Layer]:
         if layer.built:
             raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
                              "for each network")
-    if len({id(layer) for layer in out}) != len(out):
+    every = [sub for layer in out for sub in _with_sublayers(layer)]
+    if len({id(layer) for layer in every}) != len(every):
         raise ValueError("the same layer object appears twice: make a new layer for each place")
     return out
+
+
+def _with_sublayers(layer: Layer) -> list[Layer]:
+    """The layer and, for a composite, every layer inside it."""
+    subs: list[Layer] = getattr(layer, "layers", []) if layer.composite else []
+    return [layer, *(s for sub in subs for s in _with_sublayers(sub))]
 
 
 def _input_shape(input_dim: Any, input_shape: Any) -> Shape:

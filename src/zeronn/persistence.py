@@ -240,13 +240,46 @@ class _Writer:
         self.manifest[member] = {"dtype": a.dtype.name, "shape": list(a.shape)}
 
 
+def _check_savable(what: str, layer: Layer) -> None:
+    """A layer a model file can name (in ``LAYERS``), else the user's ``ValueError``."""
+    cls = type(layer)
+    if LAYERS.get(cls.__name__) is not cls:
+        raise ValueError(f"{what} is a {cls.__name__}, which model files cannot hold: "
+                         f"they hold zeronn.layers.LAYERS ({', '.join(LAYERS)}); add a new "
+                         "layer class to that table")
+
+
+def _rebuild(cls: type[Layer], config: dict[str, Any], where: str, depth: int = 0) -> Layer:
+    """``cls(**config)``; a composite's ``layers`` entries are rebuilt first (each a type
+    from ``LAYERS`` and its config, checked the same way, nested at most 8 deep)."""
+    if not cls.composite:
+        return cls(**config)
+    entries = config.get("layers")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= _MAX_LAYERS or depth >= 8:
+        raise _Bad(f"{where} ({cls.__name__}) must list 1 to {_MAX_LAYERS} layers, nested at "
+                   f"most 8 deep")
+    subs = []
+    for j, entry in enumerate(entries):
+        sub_where = f"{where}'s layer {j}"
+        name = _get(entry, "type", str, sub_where)
+        sub_cls = LAYERS.get(name)
+        if sub_cls is None:
+            raise _Bad(f"{sub_where} has type {name!r}, not a zeronn layer")
+        sub_config = _get(entry, "config", dict, sub_where)
+        if isinstance(sub_config.get("activation"), str):
+            _known_activation(sub_config["activation"])
+        try:
+            subs.append(_rebuild(sub_cls, sub_config, sub_where, depth + 1))
+        except (TypeError, ValueError) as exc:
+            raise _Bad(f"{sub_where} ({name}) has an invalid config {sub_config!r}: "
+                       f"{exc}") from None
+    return cls(**{**config, "layers": subs})
+
+
 def _layer_entry(i: int, layer: Layer, w: _Writer) -> dict[str, Any]:
     """The header entry of layer ``i`` (1-based); its arrays go to ``network/<i>/``."""
     cls = type(layer)
-    if LAYERS.get(cls.__name__) is not cls:
-        raise ValueError(f"layer {i} is a {cls.__name__}, which model files cannot hold: "
-                         f"they hold zeronn.layers.LAYERS ({', '.join(LAYERS)}); add a new "
-                         "layer class to that table")
+    _check_savable(f"layer {i}", layer)
     act = layer.activation
     if act is not None:
         try:
@@ -257,10 +290,12 @@ def _layer_entry(i: int, layer: Layer, w: _Writer) -> dict[str, Any]:
             raise ValueError(f"activation {act.name!r} is not the registered one of that name, "
                              "so loading could not find it: use "
                              "zeronn.register_activation to make it known by name")
+    for _, sub in getattr(layer, "walk", list)():  # a composite's layers: the same rules
+        _check_savable(f"layer {i}'s sublayer {sub!r}", sub)
     config = _json_safe(f"layer {i}'s config()", layer.config())
     try:  # what load will do: a layer that cannot be rebuilt would make a useless file
-        cls(**config)
-    except (TypeError, ValueError) as exc:
+        _rebuild(cls, config, f"layer {i}")
+    except (TypeError, ValueError, _Bad) as exc:
         raise ValueError(f"layer {i} ({layer!r}) cannot be rebuilt from its config() "
                          f"{config!r} ({exc})") from None
     for name, value in zip(layer.param_names, layer.params):
@@ -664,7 +699,7 @@ def _make_layer(i: int, entry: Any) -> Layer:
     if isinstance(act, str):
         _known_activation(act)
     try:
-        layer = cls(**config)
+        layer = _rebuild(cls, config, f"layer {i}")
     except (TypeError, ValueError) as exc:
         raise _Bad(f"layer {i} ({name}) has an invalid config {config!r}: {exc}") from None
     for key, names in (("params", layer.param_names), ("state", layer.state_names)):

@@ -5,6 +5,7 @@ file may name (a new layer file adds its class here, and model files can hold it
 """
 
 from zeronn.layers.base import Layer, Param
+from zeronn.layers.composite import Composite, Residual
 from zeronn.layers.conv import Conv2D
 from zeronn.layers.dense import Activation, Dense
 from zeronn.layers.dropout import Dropout
@@ -13,7 +14,8 @@ from zeronn.layers.pooling import AvgPool2D, MaxPool2D
 from zeronn.layers.reshape import Flatten
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LayerNorm, MaxPool2D)}
+    Activation, AvgPool2D, BatchNorm, Composite, Conv2D, Dense, Dropout, Flatten, LayerNorm,
+    MaxPool2D, Residual)}
 
-__all__ = ["LAYERS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
-           "Flatten", "Layer", "LayerNorm", "MaxPool2D", "Param"]
+__all__ = ["LAYERS", "Activation", "AvgPool2D", "BatchNorm", "Composite", "Conv2D", "Dense",
+           "Dropout", "Flatten", "Layer", "LayerNorm", "MaxPool2D", "Param", "Residual"]

@@ -125,6 +125,9 @@ class Layer:
     #: whether ``infer`` works step by step on a sequence of any length up to the built
     #: one (Dense, LayerNorm, recurrent layers, ...): prediction then takes shorter ones.
     time_flexible: ClassVar[bool] = False
+    #: whether the layer holds layers (``zeronn.layers.composite``): its ``config()`` then
+    #: lists them as ``{"layers": [{"type": ..., "config": ...}, ...]}``.
+    composite: ClassVar[bool] = False
 
     input_shape: Shape
     output_shape: Shape
@@ -178,6 +181,11 @@ class Layer:
     def grads(self) -> list[NDArray]:
         """The gradient arrays of the last backward pass, aligned with ``params``."""
         return [getattr(self, "d" + name) for name in self.param_names]
+
+    def set_params(self, values: list[Any]) -> None:
+        """Copies arrays into ``params`` (in ``param_names`` order; shapes checked)."""
+        for name, value in zip(self.param_names, values):
+            setattr(self, name, value)
 
     @property
     def state(self) -> dict[str, NDArray]:
