@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import zeronn as zn
 from zeronn import optim
 
 P0 = np.array([[0.5, -1.0], [2.0, 0.25]])
@@ -198,3 +199,32 @@ def test_init_state_is_the_state_the_first_step_creates(opt):
     opt.step([p], [np.ones(3)])
     assert set(fresh) == set(opt.state_dict()["state"][0])
     assert all(a.shape == p.shape for a in fresh.values())
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+def test_decay_weights_leaves_biases_and_gains_alone(cls):
+    """decay="weights": the update of a bias or a norm gain is the one without decay; a
+    weight matrix's is the one with it (nanoGPT's two AdamW groups)."""
+    net = zn.Sequential([zn.Dense(3), zn.LayerNorm(), zn.Dense(2)], input_dim=2, seed=0)
+    names = [n for layer in net.layers for n in layer.param_names]
+    assert [layer.decayed() for layer in net.layers] == [[True, False], [False, False],
+                                                          [True, False]]
+    masks = np.split(net.decay_mask(), np.cumsum([p.size for p in net.params])[:-1])
+    grads = [np.full(p.shape, 0.1) for p in net.params]
+    results = {}
+    for decay, wd in (("weights", 0.5), ("all", 0.5), ("all", 0.0)):
+        opt = cls(lr=0.1, weight_decay=wd, decay=decay)
+        params = [p.copy() for p in net.params]
+        opt.prepare(params, grads)
+        opt.decay_mask = masks
+        opt.step(params, grads)
+        results[decay, wd] = params
+    for name, masked, full, plain in zip(names, results["weights", 0.5],
+                                         results["all", 0.5], results["all", 0.0]):
+        # The same arithmetic as one of the two references: equal in one process.
+        np.testing.assert_array_equal(masked, full if name == "W" else plain)
+    assert not np.array_equal(results["all", 0.5][0], results["all", 0.0][0])
+    assert cls(decay="weights").hyperparameters()["decay"] == "weights"
+    assert "decay" not in cls().hyperparameters()  # files of before keep their form
+    with pytest.raises(ValueError, match="decay must be one of 'all', 'weights'"):
+        cls(decay="bias")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from zeronn import optim, schedules
+from zeronn.schedules import WarmupCosine, get_schedule
 
 
 @pytest.mark.parametrize(("factory", "match"), [
@@ -57,3 +60,22 @@ def test_plateau_follows_torch_semantics():
     s.observe(0.6)
     s.observe(0.6)
     assert s.lr(11, 1.0) == 0.2
+
+
+def test_warmup_cosine_is_nanogpts_get_lr():
+    """nanoGPT's train.py get_lr(it) with learning_rate 1e-3, warmup_iters 100,
+    lr_decay_iters 2000, min_lr 1e-4, written out again here."""
+    def get_lr(it):
+        if it < 100:
+            return 1e-3 * (it + 1) / (100 + 1)
+        if it > 2000:
+            return 1e-4
+        decay_ratio = (it - 100) / (2000 - 100)
+        coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
+        return 1e-4 + coeff * (1e-3 - 1e-4)
+    sched = WarmupCosine(100, 2000, min_lr=1e-4)
+    for it in (0, 1, 50, 99, 100, 101, 1000, 1999, 2000, 2001, 5000):
+        assert sched.lr(it, 1e-3) == pytest.approx(get_lr(it), rel=1e-15)
+    assert get_schedule("warmup_cosine").lr(0, 1.0) == pytest.approx(1 / 101)
+    with pytest.raises(ValueError, match="must be larger than warmup"):
+        WarmupCosine(100, 100)

@@ -712,3 +712,49 @@ def test_plain_sgd_fast_path_equals_the_general_step(dtype):
     for key in ("loss", "grad_norm", "dead_relu_fraction"):
         np.testing.assert_allclose(hists[0][key], hists[1][key], rtol=rtol)
     assert nets[0].optimizer is not None and nets[0].optimizer.t == 30
+
+
+def test_trainer_steps_equal_full_batch_fit(rng):
+    """Trainer.step on the same full batch each time is fit's full-batch epoch: the same
+    forward, backward, schedule and update, so the same weights (one process: equal)."""
+    X, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 2))
+    a = zn.MLP([3, 5, 2], seed=0)
+    b = a.copy()
+    hist = a.fit(X, y, optimizer=zn.optim.AdamW(0.01, weight_decay=0.1, decay="weights"),
+                 epochs=5, batch_size=None, shuffle=False, clip_grad_norm=0.5,
+                 lr_schedule=zn.optim.WarmupCosine(2, 4, min_lr=1e-3), engine="numpy")
+    trainer = zn.Trainer(b, optimizer=zn.optim.AdamW(0.01, weight_decay=0.1, decay="weights"),
+                         lr_schedule=zn.optim.WarmupCosine(2, 4, min_lr=1e-3),
+                         clip_grad_norm=0.5)
+    losses = [trainer.step(X, y) for _ in range(5)]
+    np.testing.assert_allclose(losses, hist["loss"], rtol=1e-13)
+    np.testing.assert_allclose(trainer.history["lr"], hist["lr"], rtol=1e-15)
+    np.testing.assert_allclose(b.flat_params, a.flat_params, rtol=1e-12, atol=1e-15)
+    assert trainer.t == 5 and b.optimizer is trainer.opt
+    assert trainer.evaluate(X, y) == pytest.approx(float(np.mean((b.predict(X) - y) ** 2)))
+
+
+def test_clip_grad_norm_rescales_the_step_as_torch():
+    """SGD with clipping: the step is -lr * g * max_norm / (|g| + 1e-6) when |g| > max_norm."""
+    X, y = np.ones((4, 2)), np.full((4, 1), 10.0)
+    net = zn.MLP([2, 1], seed=0)
+    _, (gW, gb) = net.loss_and_gradients(X, y)
+    norm = math.sqrt(float((gW ** 2).sum() + (gb ** 2).sum()))
+    before = [p.copy() for p in net.params]
+    hist = net.fit(X, y, optimizer=zn.optim.SGD(0.1), epochs=1, batch_size=None,
+                   clip_grad_norm=0.5)
+    coef = 0.5 / (norm + 1e-6)
+    assert coef < 1 and hist["grad_norm"][0] == pytest.approx(norm, rel=1e-12)
+    for p, p0, g in zip(net.params, before, (gW, gb)):
+        np.testing.assert_allclose(p, p0 - 0.1 * coef * g, rtol=1e-12)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        net.fit(X, y, epochs=1, clip_grad_norm=0)
+
+
+def test_trainer_refuses_a_diverging_step_and_keeps_weights():
+    net = zn.MLP([1, 1], seed=0)
+    trainer = zn.Trainer(net, optimizer=zn.optim.SGD(1e300))
+    before = net.flat_params.copy()
+    with pytest.raises(ValueError, match=r"at step 1 with lr=1e\+300"):
+        trainer.step(np.array([[1e10]]), np.array([[-1e10]]))
+    np.testing.assert_array_equal(net.flat_params, before)

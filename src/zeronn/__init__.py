@@ -34,7 +34,7 @@ from zeronn.network import Network
 from zeronn.onnx_export import export_onnx
 from zeronn.persistence import load, save
 from zeronn.trace import Trace, trace
-from zeronn.training import fit
+from zeronn.training import Trainer, fit
 
 
 def __getattr__(name: str) -> Any:
@@ -70,6 +70,7 @@ __all__ = [
     "Residual",
     "Sequential",
     "Trace",
+    "Trainer",
     "TrainingInterrupted",
     "__version__",
     "check_gradients",

@@ -128,6 +128,8 @@ def coverage(net: Network, loss: Loss, opt: Optimizer) -> str | None:
         return f"loss {loss.name!r} is not a built-in one"
     if type(opt) not in (SGD, Adam, AdamW):
         return (f"optimizer {type(opt).__name__} is not covered (SGD, Adam and AdamW are)")
+    if opt.decay != "all" and opt.weight_decay:
+        return "weight decay of the weights only (decay='weights') is not compiled"
     return None
 
 

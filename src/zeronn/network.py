@@ -153,6 +153,19 @@ class Network:
             layer.set_params(params[start:start + k])
             start += k
 
+    def decay_mask(self) -> NDArray:
+        """(n_params,) of this dtype: 1 where weight decay applies when an optimizer decays
+        only the weights (``decay="weights"``: matrices and embeddings), 0 elsewhere
+        (biases, normalization gains)."""
+        mask = np.zeros_like(self._flat_params)
+        for layer, sl in zip(self.layers, self.slices):
+            start = sl.start
+            for p, decayed in zip(layer.params, layer.decayed()):
+                if decayed:
+                    mask[start:start + p.size] = 1
+                start += p.size
+        return mask
+
     def states(self) -> list[dict[str, NDArray]]:
         """Each layer's state arrays (BatchNorm's running statistics), live."""
         return [layer.state for layer in self.layers]

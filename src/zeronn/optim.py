@@ -31,6 +31,7 @@ from zeronn.schedules import (
     ReduceLROnPlateau,
     Schedule,
     StepLR,
+    WarmupCosine,
     get_schedule,
 )
 
@@ -49,11 +50,17 @@ __all__ = [
     "ReduceLROnPlateau",
     "Schedule",
     "StepLR",
+    "WarmupCosine",
     "get_optimizer",
     "get_schedule",
 ]
 
 State = dict[str, NDArray]
+
+#: What weight decay applies to: every parameter (torch's one parameter group), or only
+#: the weights ("weights": matrices and embeddings, not biases nor normalization gains,
+#: as nanoGPT's AdamW groups them).
+DECAY_CHOICES = ("all", "weights")
 
 # Elements per chunk of the chunked updates (flat buffers over twice this size): the
 # slices of the four arrays stay in the L2 cache across the elementwise passes. Measured
@@ -77,17 +84,27 @@ class Optimizer:
     name = "optimizer"
     _state_keys: tuple[str, ...] = ()
 
-    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float, weight_decay: float = 0.0, decay: str = "all") -> None:
         self.lr = positive_number("lr", lr)
         self.initial_lr = self.lr
         self.weight_decay = non_negative_number("weight_decay", weight_decay)
+        if decay not in DECAY_CHOICES:
+            raise ValueError(f"decay must be one of {', '.join(map(repr, DECAY_CHOICES))}, "
+                             f"got {decay!r}")
+        self.decay = decay
+        #: With ``decay="weights"``: one array per parameter (1 where weight decay applies,
+        #: 0 elsewhere), set by the training loop from the network (``Network.decay_mask``).
+        self.decay_mask: list[NDArray] | None = None
         self.t = 0
         self.state: list[State] = []
         self._scratch: NDArray | None = None  # work space of one piece, made on first use
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor arguments, to rebuild an equal optimizer."""
-        return {"lr": self.initial_lr, "weight_decay": self.weight_decay}
+        hp: dict[str, Any] = {"lr": self.initial_lr, "weight_decay": self.weight_decay}
+        if self.decay != "all":  # files of optimizers without the choice stay the same
+            hp["decay"] = self.decay
+        return hp
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -143,8 +160,11 @@ class Optimizer:
         self.t += 1
         self._begin_step()
         total = 0.0
-        for p, g, s in zip(params, grads, self.state):
+        masks = self.decay_mask if self.decay != "all" and self.weight_decay else None
+        for i, (p, g, s) in enumerate(zip(params, grads, self.state)):
             n = p.size
+            if masks is not None:  # rides along with the state's pieces (not saved)
+                s = {**s, "decay_mask": masks[i].reshape(p.shape)}
             if not (p.flags.c_contiguous and g.flags.c_contiguous):  # rare: no flat views
                 self._update(p, g, s, np.empty_like(p))
                 total += float(np.vdot(g, g))
@@ -180,11 +200,18 @@ class Optimizer:
     def _init_state(self, p: NDArray) -> State:
         return {k: np.zeros_like(p) for k in self._state_keys}
 
-    def _decay(self, p: NDArray, g: NDArray, scratch: NDArray) -> None:
+    def _decay(self, p: NDArray, g: NDArray, scratch: NDArray, s: State) -> None:
         # L2 penalty folded into the gradient (torch: grad = grad.add(param, alpha=wd)).
         if self.weight_decay:
             np.multiply(p, self.weight_decay, out=scratch)
+            _mask(scratch, s)
             g += scratch
+
+    def prepare_decay(self, mask: NDArray) -> None:
+        """Sets ``decay_mask`` to ``[mask]`` for a flat parameter buffer (the training loop's),
+        when this optimizer decays only the weights."""
+        if self.decay != "all":
+            self.decay_mask = [mask]
 
     def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         raise NotImplementedError
@@ -207,6 +234,13 @@ class Optimizer:
         self.state = [{k: np.array(v) for k, v in s.items()} for s in d["state"]]
 
 
+def _mask(update: NDArray, s: State) -> None:
+    """Zeroes the decay term where ``decay="weights"`` leaves parameters alone."""
+    mask = s.get("decay_mask")
+    if mask is not None:
+        update *= mask
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, torch.optim.SGD: momentum buffer ``b = m b + (1 - dampening) g``
     (``b = g`` on the first step); ``nesterov`` steps along ``g + m b``."""
@@ -214,8 +248,8 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0, dampening: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, dampening: float = 0.0, decay: str = "all") -> None:
+        super().__init__(lr, weight_decay, decay)
         self.momentum = non_negative_number("momentum", momentum)
         self.dampening = non_negative_number("dampening", dampening)
         self.nesterov = bool(nesterov)
@@ -230,7 +264,7 @@ class SGD(Optimizer):
         return {"momentum_buffer": np.zeros_like(p)} if self.momentum else {}
 
     def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
-        self._decay(p, g, scratch)
+        self._decay(p, g, scratch, s)
         if self.momentum:
             buf = s["momentum_buffer"]
             if self.t == 1:
@@ -257,8 +291,8 @@ class AdaGrad(Optimizer):
     _state_keys = ("sum",)
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 initial_accumulator_value: float = 0.0, decay: str = "all") -> None:
+        super().__init__(lr, weight_decay, decay)
         self.eps = positive_number("eps", eps)
         self.initial_accumulator_value = non_negative_number(
             "initial_accumulator_value", initial_accumulator_value)
@@ -271,7 +305,7 @@ class AdaGrad(Optimizer):
         return {"sum": np.full_like(p, self.initial_accumulator_value)}
 
     def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
-        self._decay(p, g, scratch)
+        self._decay(p, g, scratch, s)
         acc = s["sum"]
         np.multiply(g, g, out=scratch)
         acc += scratch
@@ -288,8 +322,9 @@ class RMSProp(Optimizer):
     name = "rmsprop"
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
-                 momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False) -> None:
-        super().__init__(lr, weight_decay)
+                 momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False,
+                 decay: str = "all") -> None:
+        super().__init__(lr, weight_decay, decay)
         self.alpha = non_negative_number("alpha", alpha)
         self.eps = positive_number("eps", eps)
         self.momentum = non_negative_number("momentum", momentum)
@@ -308,7 +343,7 @@ class RMSProp(Optimizer):
         return s
 
     def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
-        self._decay(p, g, scratch)
+        self._decay(p, g, scratch, s)
         v = s["square_avg"]
         v *= self.alpha
         np.multiply(g, g, out=scratch)
@@ -345,8 +380,9 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
-        super().__init__(lr, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+                 decay: str = "all") -> None:
+        super().__init__(lr, weight_decay, decay)
         b1, b2 = betas
         for name, b in (("betas[0]", b1), ("betas[1]", b2)):
             if not (isinstance(b, (int, float)) and 0.0 <= b < 1.0):
@@ -376,12 +412,13 @@ class Adam(Optimizer):
 
     def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         if not self._decoupled:
-            self._decay(p, g, scratch)
+            self._decay(p, g, scratch, s)
         _adam_pass(g, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq"), *self._coefs)
         if self._decoupled and self.weight_decay:
             # torch multiplies p by (1 - lr wd) before adding the Adam step: the same update
             # written as one increment, -lr wd p + step (equal up to rounding).
             np.multiply(p, -self.lr * self.weight_decay, out=scratch)
+            _mask(scratch, s)
             g += scratch
 
 
@@ -409,14 +446,20 @@ def _adam_pass(g: NDArray, m: NDArray, v: NDArray, vmax: NDArray | None,
 
 
 class AdamW(Adam):
-    """torch.optim.AdamW: Adam with decoupled weight decay ``p *= 1 - lr * wd`` (default 0.01)."""
+    """torch.optim.AdamW: Adam with decoupled weight decay ``p *= 1 - lr * wd`` (default 0.01).
+
+    ``decay="weights"`` decays only the weight matrices and embeddings, not biases nor
+    normalization gains (nanoGPT's two parameter groups); ``"all"`` (torch's default, one
+    group) decays every parameter. Every optimizer takes ``decay``.
+    """
 
     name = "adamw"
     _decoupled = True
 
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:
-        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False,
+                 decay: str = "all") -> None:
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, decay)
 
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", {

@@ -21,6 +21,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "Schedule",
     "StepLR",
+    "WarmupCosine",
     "get_schedule",
 ]
 
@@ -97,6 +98,34 @@ class CosineAnnealingLR(Schedule):
             1 + math.cos(math.pi * epoch / self.T_max)) / 2
 
 
+class WarmupCosine(Schedule):
+    """A linear warm-up, then a cosine decay to ``min_lr`` (nanoGPT's ``get_lr``), per step:
+
+    ``base_lr (t + 1) / (warmup + 1)`` for ``t < warmup``; then
+    ``min_lr + (base_lr - min_lr) (1 + cos(pi (t - warmup) / (total - warmup))) / 2`` up to
+    ``t = total``; ``min_lr`` after. ``t`` counts epochs in ``fit`` and optimizer steps in
+    :class:`~zeronn.training.Trainer` (nanoGPT's iterations).
+    """
+
+    name = "warmup_cosine"
+
+    def __init__(self, warmup: int = 100, total: int = 2000, min_lr: float = 0.0) -> None:
+        self.warmup = int(non_negative_number("warmup", warmup))
+        self.total = positive_number("total", total, integer=True)
+        if self.total <= self.warmup:
+            raise ValueError(f"total ({total}) must be larger than warmup ({warmup}): the "
+                             "decay runs from the end of the warm-up to total")
+        self.min_lr = non_negative_number("min_lr", min_lr)
+
+    def lr(self, epoch: int, base_lr: float) -> float:
+        if epoch < self.warmup:
+            return base_lr * (epoch + 1) / (self.warmup + 1)
+        if epoch > self.total:
+            return self.min_lr
+        ratio = (epoch - self.warmup) / (self.total - self.warmup)
+        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (base_lr - self.min_lr)
+
+
 class ReduceLROnPlateau(Schedule):
     """Multiplies the lr by ``factor`` once the monitored loss has not improved by a relative
     ``threshold`` for more than ``patience`` epochs (torch's ReduceLROnPlateau, mode "min").
@@ -143,7 +172,8 @@ class ReduceLROnPlateau(Schedule):
 
 
 SCHEDULES: Registry[type[Schedule]] = Registry("learning-rate schedule", {
-    c.name: c for c in (Constant, StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau)
+    c.name: c for c in (Constant, StepLR, ExponentialLR, CosineAnnealingLR, WarmupCosine,
+                        ReduceLROnPlateau)
 })
 
 

@@ -50,7 +50,7 @@ from zeronn.optim import (
     get_schedule,
 )
 
-__all__ = ["EarlyStopping", "History", "TrainingInterrupted", "fit"]
+__all__ = ["EarlyStopping", "History", "Trainer", "TrainingInterrupted", "fit"]
 
 PROGRESS_CHECKS = 100  # per epoch at most: where the bar may move within an epoch
 PROGRESS_SECONDS = 0.2  # and only when this long has passed since it last moved
@@ -367,6 +367,7 @@ class _Trainer:
         # each parameterised layer's gradient, for its norm
         self.gviews = [self.flat_g[sl] for sl in net.slices if sl.stop > sl.start]
         self.opt.prepare([self.flat_p], [self.flat_g])  # checked once; then unchecked steps
+        self.opt.prepare_decay(net.decay_mask())
         # Plain SGD (no momentum, no weight decay): the backward pass computes the update
         # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is
         # one pass over the parameters, p += g. The diagnostics divide the lr back out.
@@ -570,7 +571,7 @@ class _Trainer:
             what = "the gradient became non-finite"
         else:
             what = "the weights became non-finite"
-        _fail(self.opt, what, epoch + failed, batch, lr)
+        _fail(self.opt, what, _place(epoch + failed, batch), lr)
 
     def run(self) -> History:
         net, history = self.net, self.history
@@ -662,13 +663,9 @@ class _Trainer:
             if not (isfinite(value) and isfinite(gsq)):
                 what = f"loss became {value}" if not isfinite(value) else \
                     "the gradient became non-finite"
-                _fail(opt, what, epoch, b, lr)
+                _fail(opt, what, _place(epoch, b), lr)
             if clip is not None:
-                # torch.nn.utils.clip_grad_norm_: the factor max_norm / (norm + 1e-6), if < 1.
-                coef = clip / (math.sqrt(gsq * unscale) + 1e-6)
-                if coef < 1.0:
-                    flat_g *= coef
-                    gsq *= coef * coef
+                gsq = _clip(flat_g, gsq, unscale, clip)
             if folded:  # the buffer holds the update already
                 opt.t += 1
                 usq = gsq
@@ -679,7 +676,7 @@ class _Trainer:
                 flat_p += flat_g
                 pnorm += unorm
             else:
-                pnorm = _apply_checked(flat_p, flat_g, opt, epoch, b, lr)
+                pnorm = _apply_checked(flat_p, flat_g, opt, _place(epoch, b), lr)
             total += value * bw
             wtotal += bw
             used += 1
@@ -754,6 +751,92 @@ class _Trainer:
         return stop
 
 
+def _clip(flat_g: NDArray, gsq: float, unscale: float, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_ on the gradient buffer: scaled by
+    ``max_norm / (norm + 1e-6)`` when that is below 1. ``gsq``: the buffer's squared norm,
+    ``unscale`` turns it into the gradient's (the buffer may hold -lr * gradient); returns
+    the buffer's new squared norm."""
+    coef = max_norm / (math.sqrt(gsq * unscale) + 1e-6)
+    if coef >= 1.0:
+        return gsq
+    flat_g *= coef
+    return gsq * coef * coef
+
+
+class Trainer:
+    """Training one step at a time on batches the caller draws: nanoGPT's loop.
+
+    ``fit`` walks a data set in epochs; a language model is trained instead for a number
+    of iterations, each on a random batch (``zeronn.text.random_blocks``)::
+
+        trainer = zn.Trainer(gpt, loss="categorical_crossentropy",
+                             optimizer=zn.optim.AdamW(1e-3, betas=(0.9, 0.99),
+                                                      weight_decay=0.1, decay="weights"),
+                             lr_schedule=zn.optim.WarmupCosine(100, 2000, min_lr=1e-4),
+                             clip_grad_norm=1.0, seed=0)
+        for it in range(2000):
+            x, y = zn.text.random_blocks(train, 64, 12, rng)
+            loss = trainer.step(x, y)
+
+    Each ``step`` is one forward and backward pass, the gradient clipped (as ``fit``'s
+    ``clip_grad_norm``), the learning rate of step ``t`` from the schedule (``t`` counts
+    from 0), and one optimizer update; ``history`` records ``loss``, ``lr`` and
+    ``grad_norm`` (before clipping) per step. As in ``fit``, a non-finite loss, gradient or
+    update raises ``ValueError`` with the weights left as they were. ``evaluate(x, y)`` is
+    the evaluation-mode loss. ``seed``: the generator of Dropout's masks (default: the
+    network's). The optimizer becomes the network's (saved with it).
+    """
+
+    def __init__(self, net: Network, loss: str | Loss = "mse",
+                 optimizer: str | Optimizer | None = None,
+                 lr_schedule: str | Schedule | None = None,
+                 clip_grad_norm: float | None = None, seed: int | None = None) -> None:
+        self.net, self.loss = net, net.check_loss(loss)
+        self.opt = (net.optimizer if optimizer is None and net.optimizer is not None
+                    else Adam(lr=1e-3) if optimizer is None else get_optimizer(optimizer))
+        self.schedule = get_schedule(lr_schedule)
+        self.clip = None if clip_grad_norm is None else float(
+            positive_number("clip_grad_norm", clip_grad_norm))
+        self.flat_p, self.flat_g = net.flat_params, net.flat_grads
+        self.opt.prepare([self.flat_p], [self.flat_g])
+        self.opt.prepare_decay(net.decay_mask())
+        net.optimizer = self.opt
+        if seed is not None:
+            net.set_rng(np.random.default_rng(seed))
+        self.limit = _norm_limit(net.dtype)
+        self.t = 0  # steps taken
+        self.history = History()
+
+    def step(self, x: Any, y: Any) -> float:
+        """One optimizer step on the batch (x, y); returns its loss (before the step)."""
+        net, opt, flat_p, flat_g = self.net, self.opt, self.flat_p, self.flat_g
+        xb, yb = net.check_data(x, y)
+        assert yb is not None
+        _check_targets(self.loss, yb)
+        opt.lr = lr = self.schedule.lr(self.t, opt.initial_lr)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = net.loss_grad(xb, yb, self.loss)
+            gsq = float(np.dot(flat_g, flat_g))
+            if not (math.isfinite(value) and math.isfinite(gsq)):
+                what = f"loss became {value}" if not math.isfinite(value) else \
+                    "the gradient became non-finite"
+                _fail(opt, what, f"step {self.t + 1}", lr)
+            grad_norm = math.sqrt(gsq)
+            if self.clip is not None:
+                _clip(flat_g, gsq, 1.0, self.clip)
+            opt.updates_prepared([flat_p], [flat_g])
+            _apply_checked(flat_p, flat_g, opt, f"step {self.t + 1}", lr)
+        self.t += 1
+        self.history.append(loss=value, lr=lr, grad_norm=grad_norm)
+        return value
+
+    def evaluate(self, x: Any, y: Any) -> float:
+        """The loss on (x, y) in evaluation mode (no dropout), no gradient kept."""
+        xb, yb = self.net.check_data(x, y)
+        assert yb is not None
+        return self.net.eval_loss(xb, yb, self.loss)
+
+
 def _check_batch_norm(net: Network, n: int, bs: int) -> None:
     """A BatchNorm cannot train on a batch of 1 row: say so before the first epoch."""
     if any(isinstance(layer, BatchNorm) and len(layer.input_shape) == 1
@@ -769,7 +852,7 @@ def _norm_limit(dtype: np.dtype) -> float:
     return 0.5 * math.sqrt(float(np.finfo(dtype).max))
 
 
-def _apply_checked(flat_p: NDArray, flat_g: NDArray, opt: Optimizer, epoch: int, batch: int,
+def _apply_checked(flat_p: NDArray, flat_g: NDArray, opt: Optimizer, place: str,
                    lr: float) -> float:
     """``flat_p += flat_g`` only if every new weight is finite; returns the new ``||p||``.
 
@@ -779,12 +862,17 @@ def _apply_checked(flat_p: NDArray, flat_g: NDArray, opt: Optimizer, epoch: int,
     np.add(flat_p, flat_g, out=flat_g)
     sq = float(np.dot(flat_g, flat_g))
     if not math.isfinite(sq):
-        _fail(opt, "the weights became non-finite", epoch, batch, lr)
+        _fail(opt, "the weights became non-finite", place, lr)
     np.copyto(flat_p, flat_g)
     return math.sqrt(sq)
 
 
-def _fail(opt: Optimizer, what: str, epoch: int, batch: int, lr: float) -> NoReturn:
+def _place(epoch: int, batch: int) -> str:
+    """Where a fit failed, for its message (both counted from 0)."""
+    return f"epoch {epoch + 1} (batch {batch + 1})"
+
+
+def _fail(opt: Optimizer, what: str, place: str, lr: float) -> NoReturn:
     """Resets the optimizer and raises the user's error; the weights were not touched.
 
     The optimizer's moments already took the failed step, so they are reset (its lr back
@@ -792,7 +880,7 @@ def _fail(opt: Optimizer, what: str, epoch: int, batch: int, lr: float) -> NoRet
     """
     opt.reset()
     raise ValueError(
-        f"{what} at epoch {epoch + 1} (batch {batch + 1}) with lr={lr:g}: the learning rate "
+        f"{what} at {place} with lr={lr:g}: the learning rate "
         f"is probably too large, try a smaller one (e.g. {lr / 10:g}); the weights are kept "
         f"as they were before this step (all finite) and the optimizer state was reset")
 

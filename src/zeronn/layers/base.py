@@ -125,6 +125,9 @@ class Layer:
     #: whether ``infer`` works step by step on a sequence of any length up to the built
     #: one (Dense, LayerNorm, recurrent layers, ...): prediction then takes shorter ones.
     time_flexible: ClassVar[bool] = False
+    #: the parameters weight decay leaves alone with ``decay="weights"`` (biases,
+    #: normalization gains), as nanoGPT's AdamW groups them
+    no_decay: ClassVar[tuple[str, ...]] = ()
     #: whether the layer holds layers (``zeronn.layers.composite``): its ``config()`` then
     #: lists them as ``{"layers": [{"type": ..., "config": ...}, ...]}``.
     composite: ClassVar[bool] = False
@@ -181,6 +184,11 @@ class Layer:
     def grads(self) -> list[NDArray]:
         """The gradient arrays of the last backward pass, aligned with ``params``."""
         return [getattr(self, "d" + name) for name in self.param_names]
+
+    def decayed(self) -> list[bool]:
+        """For each parameter (``param_names`` order): whether weight decay applies to it
+        when an optimizer decays only the weights."""
+        return [name not in self.no_decay for name in self.param_names]
 
     def set_params(self, values: list[Any]) -> None:
         """Copies arrays into ``params`` (in ``param_names`` order; shapes checked)."""
@@ -280,6 +288,7 @@ class AffineLayer(Layer):
         get_initializer(init)
         self.use_bias = bool(use_bias)
         self.param_names = ("W", "b") if self.use_bias else ("W",)  # type: ignore[misc]
+        self.no_decay = ("b",)  # type: ignore[misc]
         self.keep_logits = False
 
     def backward(self, dout: NDArray, need_dx: bool = True) -> NDArray | None:

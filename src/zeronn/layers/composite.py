@@ -118,6 +118,9 @@ class Composite(Layer):
     def grads(self) -> list[NDArray]:
         return [g for layer in self.layers for g in layer.grads]
 
+    def decayed(self) -> list[bool]:
+        return [d for layer in self.layers for d in layer.decayed()]
+
     def set_params(self, values: list[Any]) -> None:
         start = 0
         for layer in self.layers:

@@ -42,6 +42,7 @@ class _Norm(Layer):
     """What BatchNorm and LayerNorm share: gamma/beta, x_hat buffers, the affine backward."""
 
     param_names = ("gamma", "beta")
+    no_decay = ("gamma", "beta")
     gamma = Param()
     beta = Param()
     _gamma: NDArray  # the live views (set by bind)
