@@ -829,7 +829,9 @@ _V2_EDITS = [
     (lambda h: h["network"].update(input_shape="3"), ["input_shape"]),
     (lambda h: h["network"].update(input_shape=[2**40]), ["input_shape", "per sample"]),
     (lambda h: h["network"].update(input_shape=[4]), ["network/1/W.npy"]),
-    (lambda h: h["network"].update(input_shape=[3, 1]), ["layer 1", "Flatten"]),
+    # (3, 1) is a sequence of 3 steps of 1 feature: Dense reads it, with other weights.
+    (lambda h: h["network"].update(input_shape=[3, 1]), ["network/1/W.npy", "needs (1, 5)"]),
+    (lambda h: h["network"].update(input_shape=[3, 1, 1]), ["layer 1", "Flatten"]),
     (lambda h: h["network"].update(init=5), ["network.init"]),
     # the layer list
     (lambda h: h["network"].update(layers=[]), ["network.layers"]),
