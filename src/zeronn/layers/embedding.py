@@ -90,22 +90,20 @@ class Embedding(Layer):
     def ids(self, x: Any) -> NDArray:
         """``x`` as an integer array of ids, checked against ``[0, vocab_size)``."""
         arr = np.asarray(x)
-        if arr.dtype.kind == "f":
-            ids = arr.astype(np.intp)
-            if not np.array_equal(ids, arr):
-                bad = arr.flat[int(np.flatnonzero(ids.ravel() != arr.ravel())[0])]
-                raise ValueError(f"Embedding takes integer token ids, got {bad!r}: pass "
-                                 "whole numbers (e.g. ids.astype(int))")
-        elif arr.dtype.kind in "iub":
-            ids = arr.astype(np.intp, copy=False)
-        else:
+        if arr.dtype.kind not in "iubf":
             raise ValueError(f"Embedding takes integer token ids, got an array of "
                              f"{arr.dtype}: encode tokens as integers first")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            bad_id = int(ids.min()) if ids.min() < 0 else int(ids.max())
+        if arr.dtype.kind == "f":
+            whole = np.isfinite(arr) & (arr == np.trunc(arr))
+            if not whole.all():
+                raise ValueError(f"Embedding takes integer token ids, got "
+                                 f"{float(arr[~whole][0])}: pass whole numbers")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
+            bad_id = int(arr.min()) if arr.min() < 0 else int(arr.max())
             raise ValueError(f"token id {bad_id} is outside the vocabulary [0, "
                              f"{self.vocab_size}): build Embedding with a vocab_size above "
                              f"the largest id, or map unknown tokens to an id of their own")
+        ids: NDArray = arr.astype(np.intp, copy=False)
         return ids
 
     def forward(self, x: NDArray, training: bool = False) -> NDArray:
