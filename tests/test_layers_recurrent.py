@@ -78,11 +78,12 @@ def test_forward_is_the_formulas(kind, H, T, D, n, use_bias, seed) -> None:
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_float32_is_kept_and_close_to_float64(kind) -> None:
-    _, n64 = _net(kind, 4, 5, 3, seed=1, return_sequences=True)
-    _, n32 = _net(kind, 4, 5, 3, "float32", seed=1, return_sequences=True)
+@pytest.mark.parametrize("units", [4, 1])  # 1: gates are (n, 1) views with strided rows
+def test_float32_is_kept_and_close_to_float64(kind, units) -> None:
+    _, n64 = _net(kind, units, 5, 3, seed=1, return_sequences=True)
+    _, n32 = _net(kind, units, 5, 3, "float32", seed=1, return_sequences=True)
     n32.set_params(n64.params)
-    x = np.random.default_rng(0).standard_normal((3, 5, 3))
+    x = np.random.default_rng(0).standard_normal((6, 5, 3))
     out = n32.forward(x.astype(np.float32), training=True)
     assert out.dtype == np.float32 and all(p.dtype == np.float32 for p in n32.params)
     g = np.random.default_rng(1).standard_normal(out.shape)
