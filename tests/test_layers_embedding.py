@@ -143,3 +143,14 @@ def test_release_frees_buffers() -> None:
     layer.release()
     with pytest.raises(ValueError, match="forward"):
         layer.backward(np.zeros((1, 2, 3)), need_dx=False)
+
+
+def test_in_front_of_recurrent_layers_gradients_and_fit() -> None:
+    net = zn.Sequential([Embedding(10, 4), zn.LSTM(5, return_sequences=True), zn.GRU(3)],
+                        input_shape=(6,), seed=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 10, (8, 6)), rng.standard_normal((8, 3))
+    assert zn.check_gradients(net, X, y, loss="mse").max_relative_error < 1e-6
+    hist = net.fit(X, y, loss="mse", optimizer=zn.optim.Adam(0.05), epochs=20, batch_size=4,
+                   shuffle=False, verbose=0)
+    assert hist["loss"][-1] < 0.5 * hist["loss"][0]
