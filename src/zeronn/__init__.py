@@ -15,6 +15,9 @@ from zeronn.gradcheck import GradCheckReport, check_gradients
 from zeronn.history import Callback, EarlyStopping, History, TrainingInterrupted
 from zeronn.initializers import INITIALIZERS
 from zeronn.layers import (
+    GRU,
+    LSTM,
+    RNN,
     Activation,
     AvgPool2D,
     BatchNorm,
@@ -22,6 +25,7 @@ from zeronn.layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     Layer,
     LayerNorm,
@@ -46,9 +50,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVATIONS",
+    "GRU",
     "INITIALIZERS",
     "LOSSES",
+    "LSTM",
     "MLP",
+    "RNN",
     "Activation",
     "ActivationFunction",
     "AvgPool2D",
@@ -59,6 +66,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "EarlyStopping",
+    "Embedding",
     "Flatten",
     "GradCheckReport",
     "History",

@@ -340,7 +340,8 @@ class Network:
     def backward(self, grad_output: Any) -> NDArray:
         """dL/d(output) (n, *output_shape) -> dL/dX (n, *input_shape), after ``forward``.
 
-        Fills ``grads`` (aligned with ``params``) and returns dL/dX as a new array.
+        Fills ``grads`` (aligned with ``params``) and returns dL/dX as a new array (an
+        empty one for a network that takes token ids, which have no gradient).
         """
         out = self.layers[-1].output
         g = as_float_array("grad_output", grad_output, self.dtype)
@@ -348,9 +349,12 @@ class Network:
             raise ValueError(f"grad_output has shape {g.shape}, but the last forward pass "
                              f"output {out.shape}")
         d: NDArray | None = g.copy()  # the layers overwrite what they are given
-        for layer in reversed(self.layers):
+        ids = self.layers[0].input_kind == "ids"  # token ids have no gradient
+        for i in range(len(self.layers) - 1, -1, -1):
             assert d is not None
-            d = layer.backward(d)
+            d = self.layers[i].backward(d, i > 0 or not ids)
+        if ids:
+            return np.zeros(0, self.dtype)
         assert d is not None
         return np.array(d, copy=True)
 
