@@ -163,8 +163,10 @@ class Recurrent(Layer):
         """The carried hidden state (n, H) of a stateful layer (None: zeros)."""
         return None if self._state is None else self._state["h"]
 
-    def _make_buffers(self, n: int) -> _Work:
+    def _make_buffers(self, n: int, steps: int | None = None) -> _Work:
+        """The work arrays of n sequences of ``steps`` steps (default: the built T)."""
         T, D = self.input_shape
+        T = T if steps is None else steps
         H, gh, dt = self.units, self.gates * self.units, self.dtype
         w = _Work()
         w.xs = np.empty((T, n, D), dt)
@@ -175,7 +177,7 @@ class Recurrent(Layer):
         w.tmp2 = np.empty((n, H), dt)
         w.out = np.empty((n, T, H), dt) if self.return_sequences else None
         w.back = False
-        self._extra_buffers(w, n)
+        self._extra_buffers(w, n, T)
         return w
 
     def _make_back_buffers(self, w: _Work, n: int) -> None:
@@ -189,8 +191,8 @@ class Recurrent(Layer):
         w.back = True
         self._extra_back_buffers(w, n)
 
-    def _extra_buffers(self, w: _Work, n: int) -> None:
-        """The subclass's own forward caches."""
+    def _extra_buffers(self, w: _Work, n: int, T: int) -> None:
+        """The subclass's own forward caches (for T steps)."""
 
     def _extra_back_buffers(self, w: _Work, n: int) -> None:
         """The subclass's own backward arrays."""
@@ -200,9 +202,10 @@ class Recurrent(Layer):
         return self._bias_ih + self._bias_hh
 
     # -- computation -----------------------------------------------------------------
-    def _check_input(self, x: NDArray) -> None:
-        if x.ndim != 3 or x.shape[1:] != self.input_shape:
-            T, D = self.input_shape
+    def _check_input(self, x: NDArray, any_length: bool = False) -> None:
+        T, D = self.input_shape
+        if x.ndim != 3 or x.shape[2] != D or not (
+                x.shape[1] == T or (any_length and 1 <= x.shape[1] <= T)):
             raise ValueError(f"{type(self).__name__} input has shape {x.shape}, expected "
                              f"(n, {T}, {D}) (batch, time, features)")
 
@@ -274,10 +277,11 @@ class Recurrent(Layer):
         raise NotImplementedError
 
     def infer(self, x: NDArray) -> NDArray:
-        """Evaluation from a zero state, in fresh arrays (the layer's buffers untouched)."""
-        self._check_input(x)
-        w = self._make_buffers(x.shape[0])
+        """Evaluation from a zero state, in fresh arrays (the layer's buffers untouched);
+        the sequence may be shorter than the built T (prediction on a shorter context)."""
+        self._check_input(x, any_length=True)
         n, T, D = x.shape
+        w = self._make_buffers(n, T)
         np.copyto(w.xs, x.transpose(1, 0, 2))
         np.dot(w.xs.reshape(T * n, D), self._weight_ih.T, out=w.a.reshape(T * n, -1))
         if self.use_bias:
@@ -352,8 +356,8 @@ class LSTM(Recurrent):
         """The carried cell state (n, H) of a stateful layer (None: zeros)."""
         return None if self._state is None else self._state["c"]
 
-    def _extra_buffers(self, w: _Work, n: int) -> None:
-        T, H = self.input_shape[0], self.units
+    def _extra_buffers(self, w: _Work, n: int, T: int) -> None:
+        H = self.units
         w.cs = np.empty((T + 1, n, H), self.dtype)
         w.tanh_c = np.empty((T, n, H), self.dtype)
 
@@ -438,8 +442,8 @@ class GRU(Recurrent):
     def _input_bias(self) -> NDArray:
         return self._bias_ih
 
-    def _extra_buffers(self, w: _Work, n: int) -> None:
-        T, H = self.input_shape[0], self.units
+    def _extra_buffers(self, w: _Work, n: int, T: int) -> None:
+        H = self.units
         w.hh = np.empty((T, n, 3 * H), self.dtype)
 
     def _extra_back_buffers(self, w: _Work, n: int) -> None:
