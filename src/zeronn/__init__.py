@@ -25,6 +25,8 @@ from zeronn.layers import (
     Layer,
     LayerNorm,
     MaxPool2D,
+    MultiHeadAttention,
+    PositionalEmbedding,
 )
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
 from zeronn.models import MLP, Sequential
@@ -63,7 +65,9 @@ __all__ = [
     "LayerNorm",
     "Loss",
     "MaxPool2D",
+    "MultiHeadAttention",
     "Network",
+    "PositionalEmbedding",
     "Sequential",
     "Trace",
     "TrainingInterrupted",

@@ -4,16 +4,20 @@
 file may name (a new layer file adds its class here, and model files can hold it).
 """
 
+from zeronn.layers.attention import MultiHeadAttention
 from zeronn.layers.base import Layer, Param
 from zeronn.layers.conv import Conv2D
 from zeronn.layers.dense import Activation, Dense
 from zeronn.layers.dropout import Dropout
 from zeronn.layers.normalization import BatchNorm, LayerNorm
 from zeronn.layers.pooling import AvgPool2D, MaxPool2D
+from zeronn.layers.positional import PositionalEmbedding
 from zeronn.layers.reshape import Flatten
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LayerNorm, MaxPool2D)}
+    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LayerNorm, MaxPool2D,
+    MultiHeadAttention, PositionalEmbedding)}
 
 __all__ = ["LAYERS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
-           "Flatten", "Layer", "LayerNorm", "MaxPool2D", "Param"]
+           "Flatten", "Layer", "LayerNorm", "MaxPool2D", "MultiHeadAttention", "Param",
+           "PositionalEmbedding"]
