@@ -96,7 +96,7 @@ def main() -> None:
     steps = {"zeronn": zeronn_step, "torch eager": torch_step(CausalSelfAttention(False)),
              "torch sdpa": torch_step(CausalSelfAttention(True))}
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for name, step in steps.items():  # warm-up: buffers, thread pools
+    for step in steps.values():  # warm-up: buffers, thread pools
         for _ in range(3):
             step()
     for _ in range(args.rounds):

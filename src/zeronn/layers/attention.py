@@ -75,7 +75,7 @@ blocks, so ``proj_scale`` multiplies ``W_out``'s initial values; pass
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,7 @@ class _Buffers:
     dheads: NDArray   # (3, n, h, T, D): dq, dk, dv
     dx: NDArray | None = None     # (n*T, C), made when a gradient flows further back
     mask: NDArray | None = None   # (n, h, T, T) dropout multipliers, made on first use
-    keep: NDArray | None = field(default=None)  # (n, h, T, T) bool: which weights are kept
+    keep: NDArray | None = None   # (n, h, T, T) bool: which weights are kept
 
 
 class MultiHeadAttention(Layer):
