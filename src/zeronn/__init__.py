@@ -30,6 +30,8 @@ from zeronn.layers import (
     Layer,
     LayerNorm,
     MaxPool2D,
+    MultiHeadAttention,
+    PositionalEmbedding,
     Residual,
 )
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
@@ -74,7 +76,9 @@ __all__ = [
     "LayerNorm",
     "Loss",
     "MaxPool2D",
+    "MultiHeadAttention",
     "Network",
+    "PositionalEmbedding",
     "Residual",
     "Sequential",
     "Trace",

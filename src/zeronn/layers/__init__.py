@@ -4,6 +4,7 @@
 file may name (a new layer file adds its class here, and model files can hold it).
 """
 
+from zeronn.layers.attention import MultiHeadAttention
 from zeronn.layers.base import Layer, Param
 from zeronn.layers.composite import Composite, Residual
 from zeronn.layers.conv import Conv2D
@@ -12,13 +13,14 @@ from zeronn.layers.dropout import Dropout
 from zeronn.layers.embedding import Embedding
 from zeronn.layers.normalization import BatchNorm, LayerNorm
 from zeronn.layers.pooling import AvgPool2D, MaxPool2D
+from zeronn.layers.positional import PositionalEmbedding
 from zeronn.layers.recurrent import GRU, LSTM, RNN
 from zeronn.layers.reshape import Flatten
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, AvgPool2D, BatchNorm, Composite, Conv2D, Dense, Dropout, Embedding, Flatten,
-    GRU, LSTM, LayerNorm, MaxPool2D, RNN, Residual)}
+    GRU, LSTM, LayerNorm, MaxPool2D, MultiHeadAttention, PositionalEmbedding, RNN, Residual)}
 
 __all__ = ["GRU", "LAYERS", "LSTM", "RNN", "Activation", "AvgPool2D", "BatchNorm", "Composite",
            "Conv2D", "Dense", "Dropout", "Embedding", "Flatten", "Layer", "LayerNorm",
-           "MaxPool2D", "Param", "Residual"]
+           "MaxPool2D", "MultiHeadAttention", "Param", "PositionalEmbedding", "Residual"]
