@@ -35,7 +35,7 @@ from zeronn.layers import (
     Residual,
 )
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
-from zeronn.models import MLP, Sequential
+from zeronn.models import MLP, Sequential, gpt
 from zeronn.network import Network
 from zeronn.onnx_export import export_onnx
 from zeronn.persistence import load, save
@@ -91,6 +91,7 @@ __all__ = [
     "fit",
     "get_activation",
     "get_loss",
+    "gpt",
     "layers",
     "load",
     "mse_loss",

@@ -50,8 +50,14 @@ def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype: n
     return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(dtype, copy=False)
 
 
+def gpt_normal(rng: np.random.Generator, fan_in: int, fan_out: int, dtype: np.dtype) -> NDArray:
+    """N(0, 0.02^2): GPT-2's (and nanoGPT's) weights and embeddings, whatever the size."""
+    return (rng.standard_normal((fan_in, fan_out)) * 0.02).astype(dtype, copy=False)
+
+
 INITIALIZERS: Registry[Initializer] = Registry("initializer", {
-    f.__name__: f for f in (standard_normal, he_normal, he_uniform, glorot_normal, glorot_uniform)
+    f.__name__: f for f in (standard_normal, he_normal, he_uniform, glorot_normal, glorot_uniform,
+                            gpt_normal)
 }, aliases={"xavier_normal": "glorot_normal", "xavier_uniform": "glorot_uniform",
             "kaiming_normal": "he_normal", "kaiming_uniform": "he_uniform"})
 

@@ -16,13 +16,22 @@ from zeronn.activations import Activation as ActivationFunction
 from zeronn.activations import get_activation
 from zeronn.history import Callback, EarlyStopping, History
 from zeronn.initializers import Initializer, get_initializer
-from zeronn.layers import Dense, Layer
+from zeronn.layers import (
+    Dense,
+    Dropout,
+    Embedding,
+    Layer,
+    LayerNorm,
+    MultiHeadAttention,
+    PositionalEmbedding,
+    Residual,
+)
 from zeronn.losses import Loss
 from zeronn.network import Network
 from zeronn.optim import Optimizer, Schedule
 from zeronn.training import fit as train
 
-__all__ = ["MLP", "Sequential"]
+__all__ = ["MLP", "Sequential", "gpt"]
 
 
 class Sequential(Network):
@@ -178,3 +187,50 @@ class MLP(Sequential):
         i, h = nn.W1.shape
         o = nn.W2.shape[1]
         return cls([i, h, o], "relu", "identity", init=[nn.W1, nn.b1, nn.W2, nn.b2])
+
+
+def gpt(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
+        dropout: float = 0.0, bias: bool = False, dtype: DTypeLike = "float32",
+        seed: int | None = None) -> Sequential:
+    """A character-level GPT, nanoGPT's ``model.py`` as a Sequential of zeronn layers.
+
+    ids (n, T <= block_size) -> next-token probabilities (n, T, vocab_size)::
+
+        Embedding(vocab, C), PositionalEmbedding(block_size)  (wte, wpe)  [Dropout]
+        n_layer x [ Residual([LayerNorm(), MultiHeadAttention(n_head, causal=True), [Dropout]]),
+                    Residual([LayerNorm(), Dense(4C, gelu), Dense(C), [Dropout]]) ]
+        LayerNorm(), Dense(vocab, softmax)                    (ln_f, lm_head)
+
+    As nanoGPT: weights and embeddings N(0, 0.02^2), the blocks' output projections
+    scaled by (2 n_layer)^-1/2, no biases in the projections with ``bias=False`` (nanoGPT's
+    default; LayerNorm keeps its beta), ``dropout`` after the embeddings, inside the
+    attention and after each block's projection. Two differences: GELU is the tanh form
+    (zeronn's ``gelu``; nanoGPT's ``nn.GELU()`` uses erf), and lm_head has its own weights
+    (nanoGPT ties them to wte). Train it with ``loss="categorical_crossentropy"`` on class
+    indices (n, T) (:class:`~zeronn.training.Trainer` for nanoGPT's loop).
+    """
+    for name, value in (("vocab_size", vocab_size), ("block_size", block_size),
+                        ("n_layer", n_layer), ("n_head", n_head), ("n_embd", n_embd)):
+        positive_number(name, value, integer=True)
+    scale = (2 * n_layer) ** -0.5
+
+    def dropped(layers: list[Layer]) -> list[Layer]:
+        return [*layers, Dropout(dropout)] if dropout else layers
+
+    layers: list[Layer] = dropped([Embedding(vocab_size, n_embd, init="gpt_normal"),
+                                   PositionalEmbedding(block_size)])
+    projections: list[Dense] = []
+    for _ in range(n_layer):
+        attention = MultiHeadAttention(n_head, causal=True, dropout=dropout, use_bias=bias,
+                                       proj_scale=scale)
+        fc, proj = (Dense(4 * n_embd, activation="gelu", init="gpt_normal", use_bias=bias),
+                    Dense(n_embd, init="gpt_normal", use_bias=bias))
+        projections.append(proj)
+        layers += [Residual(dropped([LayerNorm(), attention])),
+                   Residual(dropped([LayerNorm(), fc, proj]))]
+    layers += [LayerNorm(), Dense(vocab_size, activation="softmax", init="gpt_normal",
+                                  use_bias=False)]
+    net = Sequential(layers, input_shape=(block_size,), dtype=dtype, seed=seed)
+    for proj in projections:  # nanoGPT: c_proj.weight ~ N(0, (0.02 / sqrt(2 n_layer))^2)
+        proj.W = proj.W * proj.W.dtype.type(scale)
+    return net

@@ -1,0 +1,235 @@
+"""nanoGPT's character-level GPT step: zeronn beside PyTorch eager on the same threads.
+
+``TorchGPT`` is nanoGPT's ``model.py`` written as the zeronn model ``zn.gpt`` is built
+(tanh GELU, lm_head not tied to wte, LayerNorm with its bias), so the same weights copy
+across (``copy_weights``): the parity suite proves the two equal, and this script times
+one training step of each (forward, backward, gradient clipping, AdamW) on the same
+random batches, in interleaved rounds::
+
+    python benchmarks/gpt.py [--rounds 20] [--threads 2] [--dtype float32]
+
+It prints the median time per step of each, their ratio (zeronn / torch) with its range
+over rounds, the BLAS library, kernel and thread count. PyTorch is the ``parity`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import zeronn as zn
+
+# nanoGPT's CPU run: --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
+CONFIG = {"block_size": 64, "batch_size": 12, "n_layer": 4, "n_head": 4, "n_embd": 128}
+VOCAB = 65  # tiny Shakespeare's characters
+
+
+def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
+              bias: bool = False) -> Any:
+    """nanoGPT's GPT (dropout 0) as zn.gpt builds it, in PyTorch."""
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):  # nanoGPT's CausalSelfAttention
+        def __init__(self) -> None:
+            super().__init__()
+            self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+            self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+
+        def forward(self, x: Any) -> Any:
+            B, T, C = x.size()
+            q, k, v = self.c_attn(x).split(n_embd, dim=2)
+            q, k, v = (a.view(B, T, n_head, C // n_head).transpose(1, 2) for a in (q, k, v))
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+            att = att.masked_fill(mask, float("-inf")).softmax(dim=-1)
+            y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+            return self.c_proj(y)
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln_1, self.attn = nn.LayerNorm(n_embd), Attention()
+            self.ln_2 = nn.LayerNorm(n_embd)
+            self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+            self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+            self.gelu = nn.GELU(approximate="tanh")
+
+        def forward(self, x: Any) -> Any:
+            x = x + self.attn(self.ln_1(x))
+            return x + self.c_proj(self.gelu(self.c_fc(self.ln_2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wte = nn.Embedding(vocab_size, n_embd)
+            self.wpe = nn.Embedding(block_size, n_embd)
+            self.h = nn.ModuleList([Block() for _ in range(n_layer)])
+            self.ln_f = nn.LayerNorm(n_embd)
+            self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+
+        def forward(self, idx: Any) -> Any:
+            pos = torch.arange(idx.size(1))
+            x = self.wte(idx) + self.wpe(pos)
+            for block in self.h:
+                x = block(x)
+            return self.lm_head(self.ln_f(x))  # logits (B, T, vocab)
+
+    return GPT()
+
+
+def parameter_map(net: zn.Sequential) -> dict[str, tuple[Any, str, bool]]:
+    """torch_gpt's parameter names -> (zeronn layer, parameter name, transposed?).
+
+    Dense and attention matrices are (fan_in, fan_out) in zeronn, torch's weight.T.
+    """
+    layers = net.layers
+    out: dict[str, tuple[Any, str, bool]] = {
+        "wte.weight": (layers[0], "W", False), "wpe.weight": (layers[1], "W", False)}
+    for i in range((len(layers) - 4) // 2):
+        attn, mlp = layers[2 + 2 * i], layers[3 + 2 * i]
+        ln1, mha = attn.layers[0], attn.layers[1]
+        ln2, fc, proj = mlp.layers[0], mlp.layers[1], mlp.layers[2]
+        entries = {"ln_1.weight": (ln1, "gamma", False), "ln_1.bias": (ln1, "beta", False),
+                   "attn.c_attn.weight": (mha, "W_qkv", True),
+                   "attn.c_proj.weight": (mha, "W_out", True),
+                   "ln_2.weight": (ln2, "gamma", False), "ln_2.bias": (ln2, "beta", False),
+                   "c_fc.weight": (fc, "W", True), "c_proj.weight": (proj, "W", True)}
+        if mha.use_bias:
+            entries |= {"attn.c_attn.bias": (mha, "b_qkv", False),
+                        "attn.c_proj.bias": (mha, "b_out", False),
+                        "c_fc.bias": (fc, "b", False), "c_proj.bias": (proj, "b", False)}
+        out |= {f"h.{i}.{k}": v for k, v in entries.items()}
+    ln_f, head = layers[-2], layers[-1]
+    out |= {"ln_f.weight": (ln_f, "gamma", False), "ln_f.bias": (ln_f, "beta", False),
+            "lm_head.weight": (head, "W", True)}
+    return out
+
+
+def in_torch_layout(value: np.ndarray, transposed: bool, shape: tuple[int, ...]) -> np.ndarray:
+    return value.T if transposed else value.reshape(shape)
+
+
+def copy_weights(net: zn.Sequential, model: Any) -> None:
+    """zn.gpt's weights into ``torch_gpt``'s parameters."""
+    import torch
+
+    names = parameter_map(net)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            layer, pname, transposed = names[name]
+            value = in_torch_layout(getattr(layer, pname), transposed, tuple(param.shape))
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def zeronn_grads(net: zn.Sequential, model: Any) -> dict[str, np.ndarray]:
+    """zeronn's last gradients, by torch parameter name, in torch's layout."""
+    names = parameter_map(net)
+    out = {}
+    for name, param in model.named_parameters():
+        layer, pname, transposed = names[name]
+        out[name] = in_torch_layout(getattr(layer, "d" + pname), transposed,
+                                    tuple(param.shape))
+    return out
+
+
+def blas() -> str:
+    info = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+    return ", ".join(f"{d['internal_api']} {d.get('version', '')} {d.get('architecture', '')} "
+                     f"({d['num_threads']} threads)" for d in info)
+
+
+def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float32",
+        seed: int = 0, printer: Any = print) -> dict[str, Any]:
+    """Interleaved rounds of ``steps`` training steps each; returns the medians and ratios."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    tdtype = torch.float32 if dtype == "float32" else torch.float64
+    c = CONFIG
+    net = zn.gpt(VOCAB, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"], dtype=dtype,
+                 seed=seed)
+    model = torch_gpt(VOCAB, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"]).to(tdtype)
+    copy_weights(net, model)
+    trainer = zn.Trainer(net, loss="categorical_crossentropy",
+                         optimizer=zn.optim.AdamW(1e-3, betas=(0.9, 0.99), weight_decay=0.1,
+                                                  decay="weights"),
+                         lr_schedule=zn.optim.WarmupCosine(100, 2000, min_lr=1e-4),
+                         clip_grad_norm=1.0)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-3,
+                            betas=(0.9, 0.99))
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, VOCAB, 100_000)
+
+    def torch_step(x: np.ndarray, y: np.ndarray) -> float:
+        logits = model(torch.from_numpy(x))
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, VOCAB),
+                                                 torch.from_numpy(y).view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    def batch() -> tuple[np.ndarray, np.ndarray]:
+        return zn.text.random_blocks(data, c["block_size"], c["batch_size"], rng)
+
+    times: dict[str, list[float]] = {"zeronn": [], "torch": []}
+    with threadpool_limits(limits=threads):
+        for _ in range(2):  # warm-up: buffers, first-call costs
+            x, y = batch()
+            trainer.step(x, y)
+            torch_step(x, y)
+        for r in range(rounds):
+            xs = [batch() for _ in range(steps)]
+            order = (("zeronn", trainer.step), ("torch", torch_step))
+            for name, step in order if r % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                for x, y in xs:
+                    step(x, y)
+                times[name].append((time.perf_counter() - t0) / steps)
+        kernel = blas()
+    ratios = [a / b for a, b in zip(times["zeronn"], times["torch"])]
+    result = {
+        "zeronn_ms": 1000 * statistics.median(times["zeronn"]),
+        "torch_ms": 1000 * statistics.median(times["torch"]),
+        "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "threads": threads, "blas": kernel, "dtype": dtype, "rounds": rounds, "steps": steps,
+    }
+    printer(f"gpt step ({dtype}, {threads} threads, {kernel}): zeronn "
+            f"{result['zeronn_ms']:.1f} ms, torch {result['torch_ms']:.1f} ms, ratio "
+            f"{result['ratio']:.2f} (range {result['ratio_min']:.2f}-{result['ratio_max']:.2f} "
+            f"over {rounds} interleaved rounds of {steps} steps)")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    args = p.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch is not installed (pip install 'zeronn[parity]'): nothing to compare",
+              file=sys.stderr)
+        return 1
+    run(args.rounds, args.steps, args.threads, args.dtype)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

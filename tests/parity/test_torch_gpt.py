@@ -1,0 +1,106 @@
+"""A whole GPT (``zn.gpt``) against the same model in PyTorch: logits, loss, every
+gradient, then 20 training steps of nanoGPT's recipe (AdamW with decay on the weights
+only, warm-up + cosine learning rate, gradient clipping at 1.0).
+
+The torch model is ``benchmarks/gpt.py``'s ``torch_gpt`` (nanoGPT's ``model.py`` as zn.gpt
+builds it), the weights copied from zeronn's. Compared with the parity suite's metric
+(``conftest.relative_error``) to ``F64_TOL`` in float64 and ``F32_TOL`` in float32;
+gradients are floored at the mean size of their summands over the batch's n*T rows, as
+the layers suite does (a weight's gradient sums n*T outer products).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip(
+    "torch", reason="PyTorch is the oracle of the parity tests: pip install -e '.[parity]'")
+
+import zeronn as zn  # noqa: E402
+
+from conftest import load_benchmark  # noqa: E402
+from .test_torch_gradients import F32_TOL, F64_TOL  # noqa: E402
+
+gpt_bench = load_benchmark("gpt")
+VOCAB, BLOCK = 13, 16
+DTYPES = [("float64", F64_TOL), ("float32", F32_TOL)]
+
+
+def _pair(dtype: str, bias: bool, seed: int = 0) -> tuple[zn.Sequential, Any]:
+    net = zn.gpt(VOCAB, BLOCK, n_layer=2, n_head=2, n_embd=8, bias=bias, dtype=dtype, seed=seed)
+    model = gpt_bench.torch_gpt(VOCAB, BLOCK, 2, 2, 8, bias=bias).to(getattr(torch, dtype))
+    gpt_bench.copy_weights(net, model)
+    return net, model
+
+
+def _batch(seed: int, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, VOCAB, (n, BLOCK)), rng.integers(0, VOCAB, (n, BLOCK))
+
+
+def _torch_loss(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    logits = model(torch.from_numpy(x))
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB),
+                                             torch.from_numpy(y).reshape(-1))
+    return logits, loss
+
+
+@pytest.mark.parametrize(("dtype", "tol"), DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_gpt_logits_loss_and_gradients(parity: Any, dtype: str, tol: float, bias: bool) -> None:
+    net, model = _pair(dtype, bias)
+    x, y = _batch(1)
+    y[0, :3] = -100  # ignored targets: both skip them
+    logits, loss = _torch_loss(model, x, y)
+    loss.backward()
+    value, _ = net.loss_and_gradients(x, y, loss="categorical_crossentropy")
+    probs = net.predict(x)
+    what = f"gpt {dtype} bias={bias}"
+    parity.check(f"gpt {dtype} probabilities", probs,
+                 torch.softmax(logits, -1).detach().numpy(), tol, what)
+    parity.check(f"gpt {dtype} loss", value, loss.item(), tol, what)
+    grads = gpt_bench.zeronn_grads(net, model)
+    rows = x.size
+    for name, param in model.named_parameters():
+        expected = param.grad.numpy()
+        floor = float(np.abs(expected).sum()) / max(rows, 1) / expected.size
+        parity.check(f"gpt {dtype} gradients", grads[name], expected, tol,
+                     f"{name} of {what}", floor=floor)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), DTYPES)
+def test_gpt_training_equals_torch(parity: Any, dtype: str, tol: float) -> None:
+    """20 steps of nanoGPT's recipe: the same losses and weights after each."""
+    net, model = _pair(dtype, bias=False, seed=3)
+    trainer = zn.Trainer(net, loss="categorical_crossentropy",
+                         optimizer=zn.optim.AdamW(1e-2, betas=(0.9, 0.99), weight_decay=0.1,
+                                                  decay="weights"),
+                         lr_schedule=zn.optim.WarmupCosine(5, 20, min_lr=1e-3),
+                         clip_grad_norm=1.0)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": rest, "weight_decay": 0.0}], lr=1e-2,
+                            betas=(0.9, 0.99))
+    schedule = zn.optim.WarmupCosine(5, 20, min_lr=1e-3)
+    names = gpt_bench.parameter_map(net)
+    step_tol = tol  # the same tolerance as one pass: measured 2e-6 after 20 float32 steps
+    for it in range(20):
+        x, y = _batch(100 + it)
+        for group in opt.param_groups:
+            group["lr"] = schedule.lr(it, 1e-2)
+        _, loss = _torch_loss(model, x, y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        value = trainer.step(x, y)
+        parity.check(f"gpt {dtype} training loss", value, loss.item(), step_tol, f"step {it}")
+    for name, param in model.named_parameters():
+        layer, pname, transposed = names[name]
+        ours = gpt_bench.in_torch_layout(getattr(layer, pname), transposed, tuple(param.shape))
+        parity.check(f"gpt {dtype} weights after 20 steps", ours, param.detach().numpy(),
+                     step_tol, name)
