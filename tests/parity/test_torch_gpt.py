@@ -20,8 +20,8 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch is the oracle of the parity tests: pip install -e '.[parity]'")
 
 import zeronn as zn  # noqa: E402
-
 from conftest import load_benchmark  # noqa: E402
+
 from .test_torch_gradients import F32_TOL, F64_TOL  # noqa: E402
 
 gpt_bench = load_benchmark("gpt")
