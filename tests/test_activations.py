@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import zeronn as zn
+from conftest import examples
 from zeronn.activations import ACTIVATIONS, get_activation
 
 NAMES = sorted(ACTIVATIONS)
@@ -34,7 +35,7 @@ moderate = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(z=moderate)
 def test_forward_matches_definition(name, z):
     act = get_activation(name)
@@ -42,7 +43,7 @@ def test_forward_matches_definition(name, z):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(z=moderate, g=st.floats(-2, 2))
 def test_backward_matches_finite_differences(name, z, g, central_differences):
     """delta -> delta * f'(z), checked as a vector-Jacobian product with a random upstream."""

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn import engine as engines
 from zeronn.classic import mse_loss
 from zeronn.training import TrainingInterrupted
@@ -83,7 +84,7 @@ _OPTIMIZERS = st.sampled_from([
 
 
 # ZERONN_ENGINE_EXAMPLES=400 for a deeper run
-@settings(max_examples=int(os.environ.get("ZERONN_ENGINE_EXAMPLES", "30")), deadline=None,
+@settings(max_examples=examples(30, "ZERONN_ENGINE_EXAMPLES"), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_compiled_equals_numpy_on_drawn_networks(data):

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn import persistence
 from zeronn.optim import SGD, AdaGrad, Adam, AdamW, RMSProp
 
@@ -210,7 +211,7 @@ def test_resume_needs_the_saved_rng_state(tmp_path):
 
 # -- any stack of layers -----------------------------------------------------------------
 # Examples per run; raise it for a deeper search, e.g. ZERONN_PERSISTENCE_EXAMPLES=300.
-EXAMPLES = int(os.environ.get("ZERONN_PERSISTENCE_EXAMPLES", "12"))
+EXAMPLES = examples(12, "ZERONN_PERSISTENCE_EXAMPLES")
 _HIDDEN_ACTS = ["relu", "tanh", "gelu", "elu", "sigmoid", "identity", "leaky_relu"]
 
 
@@ -1063,7 +1064,7 @@ def _load_or_value_error(path: Path, X: np.ndarray, cls: type, k: int) -> None:
 
 
 # Examples per file and test; raise it for a deeper search, e.g. ZERONN_FUZZ_EXAMPLES=5000.
-_fuzz = settings(max_examples=int(os.environ.get("ZERONN_FUZZ_EXAMPLES", "200")), deadline=None,
+_fuzz = settings(max_examples=examples(200, "ZERONN_FUZZ_EXAMPLES"), deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
