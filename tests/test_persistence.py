@@ -1270,7 +1270,7 @@ def test_v01_tabular_files_load_and_predict_the_same_up_to_rounding() -> None:
     clf = zn.load(V01 / "tabular_classification.zeronn")
     # Labels, not floats: every probability is at least 0.0028 from the 0.5 threshold,
     # far beyond rounding, so the labels must be the same ones.
-    np.testing.assert_array_equal(np.asarray(clf.predict(df)).astype(str),
+    np.testing.assert_array_equal(np.asarray(clf.predict(df)).astype(str),  # exact: labels
                                   np.load(V01 / "tabular_classification_pred.npy"))
 
 
