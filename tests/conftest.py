@@ -63,9 +63,24 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+# One knob for a deeper search of every property test: ZERONN_HYPOTHESIS_EXAMPLES=N gives
+# each N examples (a test that takes a share of its suite's count gets that share of N).
+# Unset, a suite's own variable (ZERONN_PARITY_EXAMPLES, ...) still sets that suite alone.
+HYPOTHESIS_EXAMPLES = "ZERONN_HYPOTHESIS_EXAMPLES"
+
+
+def examples(default: int, suite: str | None = None) -> int:
+    """``max_examples`` for a property test: ZERONN_HYPOTHESIS_EXAMPLES, else the variable
+    ``suite`` names, else ``default``."""
+    value = os.environ.get(HYPOTHESIS_EXAMPLES) or (os.environ.get(suite) if suite else None)
+    return int(value) if value else default
+
+
 # CI runs derandomized so a green run stays green; locally hypothesis explores freely.
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", deadline=None)
+# Tests without their own count take hypothesis's default of 100, or the knob's N.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          max_examples=examples(100))
+settings.register_profile("dev", deadline=None, max_examples=examples(100))
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 

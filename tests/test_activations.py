@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import zeronn as zn
+from conftest import examples
 from zeronn.activations import ACTIVATIONS, get_activation
 
 NAMES = sorted(ACTIVATIONS)
@@ -34,7 +35,7 @@ moderate = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(z=moderate)
 def test_forward_matches_definition(name, z):
     act = get_activation(name)
@@ -42,8 +43,11 @@ def test_forward_matches_definition(name, z):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(z=moderate, g=st.floats(-2, 2))
+# hypothesis found it: gelu'(-6) ~ 1e-8, below the rounding noise of the summed differences
+@example(z=np.array([[2.0, 1, 1, 1, 1], [1, 1, 1, 1, 5.75], [-6, 2, 3, 2, 2], [1, 1, 1, 5, 1]]),
+         g=-1.8815730087600944)
 def test_backward_matches_finite_differences(name, z, g, central_differences):
     """delta -> delta * f'(z), checked as a vector-Jacobian product with a random upstream."""
     act = get_activation(name)
@@ -52,8 +56,11 @@ def test_backward_matches_finite_differences(name, z, g, central_differences):
     delta = up.copy()
     a = act(z)
     act.backward(delta, z.copy(), a, np.empty_like(z))
-    numeric = central_differences(lambda zz: float((act(zz) * up).sum()), z)
-    np.testing.assert_allclose(delta, numeric, rtol=1e-6, atol=1e-8)
+    numeric = central_differences(lambda zz: float((act(zz) * up).sum()), z, h=1e-6)
+    # Each difference of the sum carries its rounding, about eps * sum|f(z) up| / h: where
+    # f' is tiny (gelu at -6) that noise, not the derivative, is what the two sides share.
+    noise = 4 * np.finfo(np.float64).eps * float(np.abs(a * up).sum()) / 1e-6
+    np.testing.assert_allclose(delta, numeric, rtol=1e-6, atol=1e-8 + noise)
 
 
 @pytest.mark.parametrize("name", NAMES)

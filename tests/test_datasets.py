@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.datasets import load_mnist
 
 PREFIX = {"train": "train", "test": "t10k"}
@@ -46,7 +47,7 @@ def sample(n: int = 5, rows: int = 28, cols: int = 28, seed: int = 0
     return images, rng.integers(0, 10, n, dtype=np.uint8)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(0, 12), rows=st.integers(1, 9), cols=st.integers(1, 9),
        gz=st.booleans(), dot=st.booleans(), kind=st.sampled_from(["train", "test"]),
@@ -124,7 +125,7 @@ def test_malformed_images_file_is_named(tmp_path: Path, content: bytes, message:
     assert str(path) in str(err.value)
 
 
-@settings(max_examples=20, deadline=None,
+@settings(max_examples=examples(20), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(1, 3 * 4 * 5), which=st.sampled_from(["images", "labels"]),
        gz=st.booleans())

@@ -8,7 +8,6 @@ NumPy."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn._fast import available
 from zeronn.layers import Conv2D, MaxPool2D
 from zeronn.layers.conv import DIRECT_MAX_FAN_IN, col2im, im2col
@@ -25,7 +25,7 @@ pytest.importorskip("numba", reason="the compiled kernels need the extra 'fast' 
 
 from zeronn._fast.conv import kernels
 
-EXAMPLES = int(os.environ.get("ZERONN_FAST_EXAMPLES", "40"))
+EXAMPLES = examples(40, "ZERONN_FAST_EXAMPLES")
 
 
 @pytest.fixture(autouse=True, scope="module")

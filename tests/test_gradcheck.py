@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.activations import ACTIVATIONS
 from zeronn.gradcheck import GradCheckReport
 
@@ -30,7 +29,7 @@ def _targets(rng, loss, n, k):
 
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize(("loss", "out"), PAIRS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(sizes=st.lists(st.integers(1, 5), min_size=2, max_size=4),
        n=st.integers(1, 6), seed=st.integers(0, 2 ** 16))
 def test_every_pair_passes(hidden, loss, out, sizes, n, seed):
@@ -132,7 +131,7 @@ def stacks(draw, loss, out):
 # the differences' truncation error grows with the steepness: a wrong backward is off by
 # O(1) (the tests below), so 1e-5 loses nothing.
 STACK_TOL = 1e-5
-STACK_EXAMPLES = int(os.environ.get("ZERONN_GRADCHECK_EXAMPLES", "15"))
+STACK_EXAMPLES = examples(15, "ZERONN_GRADCHECK_EXAMPLES")
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])

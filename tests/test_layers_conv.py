@@ -3,7 +3,6 @@ naive 6-loop convolution, gradients by central differences, initial scales, floa
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -12,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import Conv2D
 from zeronn.layers.conv import col2im, im2col
 
-EXAMPLES = int(os.environ.get("ZERONN_CONV_EXAMPLES", "25"))
+EXAMPLES = examples(25, "ZERONN_CONV_EXAMPLES")
 
 
 def _built(layer: Conv2D, shape: tuple[int, int, int], dtype: str = "float64",

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import Dropout
 
 
@@ -20,7 +21,7 @@ def _built(layer: Dropout, features: int, dtype: str = "float64", seed: int = 0)
     return layer
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.floats(0.01, 0.95), st.integers(0, 2**16), st.sampled_from(["float64", "float32"]))
 def test_inverted_dropout_statistics(rate: float, seed: int, dtype: str) -> None:
     layer = _built(Dropout(rate), 100, dtype, seed)
@@ -39,7 +40,7 @@ def test_inverted_dropout_statistics(rate: float, seed: int, dtype: str) -> None
     np.testing.assert_array_equal(out, x * layer.mask)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(st.floats(0.0, 0.9), st.integers(0, 2**16))
 def test_backward_uses_the_forward_mask(rate: float, seed: int) -> None:
     rng = np.random.default_rng(seed)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import BatchNorm, LayerNorm
 
 SHAPES = [(4,), (1,), (7,), (2, 3, 3), (3, 1, 2)]
@@ -35,7 +36,7 @@ def _tol(dtype: str) -> dict[str, float]:
 
 
 # -- BatchNorm -------------------------------------------------------------------------
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(st.sampled_from(SHAPES), st.integers(2, 9), st.integers(0, 2**16),
        st.sampled_from(["float64", "float32"]))
 def test_batchnorm_forward_is_its_formula(shape, n, seed, dtype) -> None:
@@ -146,7 +147,7 @@ def test_batchnorm_input_rank_and_description() -> None:
 
 
 # -- LayerNorm -------------------------------------------------------------------------
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(st.sampled_from([s for s in SHAPES if s != (1,)]), st.integers(1, 9),
        st.integers(0, 2**16), st.sampled_from(["float64", "float32"]), st.booleans())
 def test_layernorm_forward_is_its_formula(shape, n, seed, dtype, training) -> None:
@@ -173,7 +174,7 @@ def test_layernorm_description() -> None:
 
 
 # -- gradients, both layers --------------------------------------------------------------
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(kind=st.sampled_from(["batchnorm", "batchnorm-eval", "layernorm"]),
        shape=st.sampled_from(SHAPES), n=st.integers(2, 5), seed=st.integers(0, 2**16))
 def test_gradients_match_central_differences(kind, shape, n, seed,

@@ -3,7 +3,6 @@ ties, as torch), count_include_pad averages, overlapping windows, float32, error
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -12,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import AvgPool2D, MaxPool2D
 
-EXAMPLES = int(os.environ.get("ZERONN_POOL_EXAMPLES", "30"))
+EXAMPLES = examples(30, "ZERONN_POOL_EXAMPLES")
 
 
 def _built(layer, shape, dtype: str = "float64"):

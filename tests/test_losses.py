@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.activations import get_activation
 from zeronn.losses import LOSSES, get_loss
 
@@ -31,7 +32,7 @@ shapes = st.tuples(st.integers(1, 8), st.integers(1, 4))
 
 
 @pytest.mark.parametrize("name", REGRESSION)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2 ** 16))
 def test_regression_value_and_gradient(name, shape, seed, central_differences):
     rng = np.random.default_rng(seed)
@@ -45,7 +46,7 @@ def test_regression_value_and_gradient(name, shape, seed, central_differences):
 
 @pytest.mark.parametrize(("name", "act"), [("binary_crossentropy", "sigmoid"),
                                            ("categorical_crossentropy", "softmax")])
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2 ** 16), scale=st.sampled_from([0.5, 3.0, 30.0]))
 def test_fused_cross_entropy_value_and_logit_gradient(name, act, shape, seed, scale,
                                                       central_differences):

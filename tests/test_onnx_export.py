@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn import onnx_export, persistence
 
 onnx = pytest.importorskip("onnx")
@@ -255,7 +255,7 @@ def test_tabular_model_bakes_in_scaling(tmp_path, target):
 
 # -- every layer kind -------------------------------------------------------------------------
 # ZERONN_ONNX_EXAMPLES=200 for a deeper run.
-LAYER_EXAMPLES = int(os.environ.get("ZERONN_ONNX_EXAMPLES", 12))
+LAYER_EXAMPLES = examples(12, "ZERONN_ONNX_EXAMPLES")
 ACTIVATIONS = [None, *HIDDEN]
 
 
@@ -681,7 +681,7 @@ def _date_parts(stamps: Any, origin: float) -> np.ndarray:
                             s.dt.day_of_year, _days_since_epoch(stamps) - origin])
 
 
-@settings(max_examples=int(os.environ.get("ZERONN_ONNX_EXAMPLES", 25)), deadline=None)
+@settings(max_examples=examples(25, "ZERONN_ONNX_EXAMPLES"), deadline=None)
 @given(days=st.lists(st.integers(-150_000, 150_000), min_size=1, max_size=40),
        frac=st.sampled_from([0.0, 0.25, 0.999]))
 def test_days_column_matches_pandas_calendar(tmp_path_factory, days, frac):

@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import zeronn as zn
+from conftest import examples
 from zeronn.sklearn import MLPClassifier, MLPRegressor
 
 # Small budgets on purpose; the one test about the warning asks for it with pytest.warns.
@@ -254,7 +255,7 @@ def test_partial_fit_epochs_learn_like_fit():
     assert est.score(X, y) > 0.95
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(weights=st.lists(st.integers(0, 3), min_size=8, max_size=8).filter(lambda w: sum(w) > 1),
        solver=st.sampled_from(["sgd", "adam"]))
 def test_integer_weights_equal_repeated_rows(weights, solver):

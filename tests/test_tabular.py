@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 pd = pytest.importorskip("pandas")
 
+from conftest import examples  # noqa: E402
 from zeronn.models import MLP  # noqa: E402
 from zeronn.tabular import TabularModel  # noqa: E402
 
@@ -223,7 +224,7 @@ def test_evaluate_refuses_unseen_labels() -> None:
 
 
 # -- the raw network: scaling folded into the weights -------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(shift=st.floats(-1e3, 1e3), log_scale=st.floats(-3, 3), seed=st.integers(0, 2**16))
 def test_raw_network_equals_scaled_prediction(shift: float, log_scale: float,
                                               seed: int) -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from zeronn.tabular.columns import (
     MIN_ROWS_FOR_EXCLUSION,
     boolean_values,
@@ -114,7 +115,7 @@ def test_dates_parse_formats_and_reject_non_dates() -> None:
     assert np.isnan(days[2:4]).all() and bad.tolist() == [False, False, False, True, False]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=30))
 def test_whole_numbers_round_trip_as_numeric(values: list[int]) -> None:
     s = pd.Series([str(v) for v in values], dtype=object)

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 pd = pytest.importorskip("pandas")
 
+from conftest import examples  # noqa: E402
 from zeronn.tabular import io as tio  # noqa: E402
 from zeronn.tabular.io import Dialect, open_table, problems_message, read_table  # noqa: E402
 
-EXAMPLES = int(os.environ.get("ZERONN_HYPOTHESIS_EXAMPLES", "25"))
+EXAMPLES = examples(25)
 COMPRESS = {"": lambda b: b, ".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from zeronn.tabular.columns import ColumnPlan
 from zeronn.tabular.preprocessing import Preprocessor, Remarks, date_parts
 
@@ -83,7 +84,7 @@ def test_booleans_and_dates() -> None:
     assert X[2, 7] == 1 and pre.n_outputs == 8
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.integers(-100_000, 100_000))
 def test_date_parts_agree_with_pandas(day: int) -> None:
     ts = pd.Timestamp("1970-01-01") + pd.Timedelta(days=day)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.classic import NN, mse_loss, relu_deriv, seed_data
 from zeronn.trace import Trace
 
@@ -111,7 +112,7 @@ def _generic_keys(n_layers: int) -> list[str]:
     return keys + [f"{k}{i}" for i in range(n_layers, 0, -1) for k in ("delta", "dW", "db")]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(problems())
 def test_trace_agrees_with_loss_and_gradients(problem) -> None:
     net, X, y, loss = problem
@@ -130,7 +131,7 @@ def test_trace_agrees_with_loss_and_gradients(problem) -> None:
     np.testing.assert_array_equal(t[f"a{L}"], net.predict(X))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(problems())
 def test_trace_follows_the_chain_rule(problem) -> None:
     # Each entry against its formula, using the activations' out-of-place derivatives
@@ -159,7 +160,7 @@ def test_trace_follows_the_chain_rule(problem) -> None:
             np.testing.assert_allclose(t[d[f"delta{i - 1}"]], want, **tol)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(st.integers(1, 12), st.integers(1, 3), st.integers(0, 1000))
 def test_error_output_is_the_mean_loss_gradient(n: int, k: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -327,7 +328,7 @@ def _snapshot(net) -> list[np.ndarray]:
     return arrays
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(sequentials(), st.integers(0, 2**16))
 def test_sequential_trace_equals_loss_and_gradients_with_the_same_masks(problem, seed) -> None:
     net, X, y, loss = problem
@@ -355,7 +356,7 @@ def test_sequential_trace_equals_loss_and_gradients_with_the_same_masks(problem,
             assert v.dtype == net.dtype, k
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(sequentials())
 def test_sequential_trace_follows_the_formulas(problem) -> None:
     # Each forward entry against the layer's definition in plain NumPy, each backward

@@ -15,6 +15,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.classic import mse_loss
 from zeronn.training import EarlyStopping, History, TrainingInterrupted
 
@@ -367,7 +368,7 @@ def test_mini_batch_failure_keeps_finite_weights(rng):
         assert all(np.isfinite(p).all() for p in net.params)
 
 
-@settings(max_examples=int(os.environ.get("ZERONN_FAILSAFE_EXAMPLES", 40)), deadline=None)
+@settings(max_examples=examples(40, "ZERONN_FAILSAFE_EXAMPLES"), deadline=None)
 @given(name=st.sampled_from(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
                              "adamw"]),
        log_lr=st.floats(-2, 300), scale=st.sampled_from([1.0, 1e3, 1e150]),

@@ -10,7 +10,6 @@ values and every parameter gradient must agree to a relative ``F64_TOL`` in floa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import zeronn as zn  # noqa: E402
+from conftest import examples  # noqa: E402
 
 # float64: both frameworks round differently (BLAS summation order, fused kernels) but
 # only at the ~1e-16 level; 1e-10 leaves room for depth 5 and width 64, nothing more.
@@ -51,7 +51,7 @@ TORCH_ACT: dict[str, Callable[[Any], Any]] = {
 
 # (loss, output activation): every pair zeronn supports.
 # Examples per (dtype, loss) case; raise it for a deeper search, e.g. ZERONN_PARITY_EXAMPLES=500.
-EXAMPLES = int(os.environ.get("ZERONN_PARITY_EXAMPLES", "30"))
+EXAMPLES = examples(30, "ZERONN_PARITY_EXAMPLES")
 
 PAIRS = [("mse", "identity"), ("mae", "identity"), ("huber", "identity"),
          ("binary_crossentropy", "sigmoid"), ("categorical_crossentropy", "softmax")]

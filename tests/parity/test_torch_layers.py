@@ -26,7 +26,6 @@ rounding works at), divided by N as there.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -39,11 +38,12 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import zeronn as zn  # noqa: E402
+from conftest import examples  # noqa: E402
 
 from .test_torch_gradients import F32_TOL, F64_TOL, PAIRS, TORCH_ACT, torch_loss  # noqa: E402
 
 # Examples per case (raise with ZERONN_PARITY_EXAMPLES, as the MLP suite).
-EXAMPLES = max(1, int(os.environ.get("ZERONN_PARITY_EXAMPLES", "30")) // 4)
+EXAMPLES = max(1, examples(30, "ZERONN_PARITY_EXAMPLES") // 4)
 FIT_EXAMPLES = max(1, EXAMPLES // 3)
 
 HIDDEN = ("identity", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softplus")

@@ -24,6 +24,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import zeronn as zn  # noqa: E402
+from conftest import examples  # noqa: E402
 from zeronn import optim  # noqa: E402
 
 # float64: 25+ steps of ulp-level differences in the gradients, carried along by the
@@ -180,7 +181,7 @@ def zeronn_lrs(schedule: optim.Schedule, base_lr: float, epochs: int,
 base_lrs = st.floats(1e-4, 1.0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(base=base_lrs, step_size=st.integers(1, 12), gamma=st.floats(0.05, 0.99))
 def test_step_lr(parity: Any, base: float, step_size: int, gamma: float) -> None:
     ours = zeronn_lrs(optim.StepLR(step_size, gamma), base, 100)
@@ -189,7 +190,7 @@ def test_step_lr(parity: Any, base: float, step_size: int, gamma: float) -> None
                  f"StepLR({step_size}, {gamma}) from {base}")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(base=base_lrs, gamma=st.floats(0.8, 0.999))
 def test_exponential_lr(parity: Any, base: float, gamma: float) -> None:
     ours = zeronn_lrs(optim.ExponentialLR(gamma), base, 100)
@@ -198,7 +199,7 @@ def test_exponential_lr(parity: Any, base: float, gamma: float) -> None:
                  f"ExponentialLR({gamma}) from {base}")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(base=base_lrs, t_max=st.integers(1, 40), eta_frac=st.sampled_from([0.0, 0.01, 0.3]))
 def test_cosine_annealing_lr(parity: Any, base: float, t_max: int, eta_frac: float) -> None:
     # 100 epochs: past T_max too, where both go back up along the cosine.
@@ -219,7 +220,7 @@ def plateaus(draw: st.DrawFn) -> list[float]:
     return list(np.exp(np.cumsum(steps)))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(base=base_lrs, metrics=plateaus(), factor=st.sampled_from([0.1, 0.5, 0.9]),
        patience=st.integers(0, 5), threshold=st.sampled_from([0.0, 1e-4, 1e-2]),
        cooldown=st.integers(0, 3), min_lr=st.sampled_from([0.0, 1e-6, 1e-3]))

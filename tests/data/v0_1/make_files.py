@@ -2,7 +2,7 @@
 
 Run once with zeronn 0.1.0 (commit 21081a1) from the repository root; kept to show how
 the files were made. Later versions must load them and predict the same
-(tests/test_persistence.py, ``test_v01_*``).
+(tests/test_persistence.py, ``test_v01_*``), up to rounding.
 """
 
 import numpy as np
