@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import MultiHeadAttention
 
 
@@ -73,7 +74,7 @@ def test_five_tokens_by_hand() -> None:
     assert layer.attention[0, :, 0, 0].tolist() == [1.0, 1.0]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(heads=st.integers(1, 4), head_dim=st.integers(1, 4), steps=st.integers(1, 16),
        n=st.integers(1, 3), causal=st.booleans(), use_bias=st.booleans(),
        dtype=st.sampled_from(["float64", "float32"]), seed=st.integers(0, 2**16))
@@ -101,7 +102,7 @@ def test_forward_matches_loops(heads, head_dim, steps, n, causal, use_bias, dtyp
     np.testing.assert_allclose(layer.attention, forward_att, **_tol(dtype))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(heads=st.integers(1, 3), steps=st.integers(2, 12), later=st.data(),
        seed=st.integers(0, 2**16))
 def test_causal_output_does_not_depend_on_later_steps(heads, steps, later, seed) -> None:
@@ -195,7 +196,7 @@ def test_gradients_match_central_differences(causal, dropout, use_bias, heads,
         np.testing.assert_array_equal(g, before)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(heads=st.integers(1, 3), head_dim=st.integers(1, 3), steps=st.integers(1, 8),
        causal=st.booleans(), dtype=st.sampled_from(["float64", "float32"]),
        seed=st.integers(0, 2**16))

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import LAYERS, Composite, Residual
 
 
@@ -123,7 +124,7 @@ def test_a_users_composite_joins_gradients_and_model_files(rng, tmp_path, monkey
     np.testing.assert_array_equal(zn.load(tmp_path / "m.zeronn").predict(X), net.predict(X))
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(depth=st.integers(1, 3), width=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_nested_composites_equal_the_flat_stack(depth, width, seed):
     """Composite([Composite([...])]) computes what the same layers in a row compute."""

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import Activation, Dense
 
 
@@ -117,7 +118,7 @@ def test_activation_layer_equals_dense_with_activation(name):
     np.testing.assert_array_equal(fused.predict(X), split.predict(X))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(n=st.integers(1, 4), steps=st.integers(1, 6), fan_in=st.integers(1, 5),
        units=st.integers(1, 5), act=st.sampled_from(["identity", "tanh", "relu", "softmax"]),
        seed=st.integers(0, 2**16))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
+from conftest import examples
 from zeronn.layers import LAYERS, Embedding
 
 
@@ -41,7 +42,7 @@ def test_default_init_is_standard_normal() -> None:
     assert other.W.std() < 0.2
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.integers(1, 9), st.integers(1, 5), st.integers(1, 6), st.integers(1, 7),
        st.integers(0, 2**16))
 def test_backward_adds_up_repeated_ids(vocab, dim, n, T, seed) -> None:

@@ -23,7 +23,6 @@ PositionalEmbedding is checked against ``nn.Embedding(max_len, C)`` over ``arang
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -36,11 +35,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import zeronn as zn  # noqa: E402
+from conftest import examples  # noqa: E402
 
 from .test_torch_gradients import F32_TOL, F64_TOL  # noqa: E402
 
 # Examples per case (raise with ZERONN_PARITY_EXAMPLES, as the other parity files).
-EXAMPLES = max(1, int(os.environ.get("ZERONN_PARITY_EXAMPLES", "30")))
+EXAMPLES = max(1, examples(30, "ZERONN_PARITY_EXAMPLES"))
 DTYPES = [("float64", F64_TOL), ("float32", F32_TOL)]
 
 

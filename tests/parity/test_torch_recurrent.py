@@ -21,7 +21,6 @@ pre-activation on the other side of the kink in one framework only.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -34,11 +33,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import zeronn as zn  # noqa: E402
+from conftest import examples  # noqa: E402
 
 from .test_torch_gradients import F32_TOL, F64_TOL  # noqa: E402
 
 # Examples per case (raise with ZERONN_PARITY_EXAMPLES, as the other parity files).
-EXAMPLES = max(1, int(os.environ.get("ZERONN_PARITY_EXAMPLES", "30")) // 4)
+EXAMPLES = max(1, examples(30, "ZERONN_PARITY_EXAMPLES") // 4)
 
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 DTYPES = [("float64", F64_TOL), ("float32", F32_TOL)]
