@@ -295,3 +295,26 @@ def test_wrong_input_rank_names_the_fix(cls) -> None:
         layer.forward(np.zeros((3, 5, 2)))
     with pytest.raises(ValueError, match=r"expected \(n, 4, 2\)"):
         layer.infer(np.zeros((3, 8)))
+
+
+def test_fit_with_a_stateful_layer_resets_each_epoch_and_refuses_shuffling(rng):
+    """Truncated BPTT with fit: the state flows from batch to batch within an epoch and
+    starts from zeros at each epoch; shuffled batches would carry it between unrelated
+    chunks, so fit refuses them."""
+    X = rng.normal(size=(8, 5, 2))
+    y = rng.normal(size=(8, 1))
+    net = zn.Sequential([zn.LSTM(3, stateful=True), zn.Dense(1)], input_shape=(5, 2), seed=0)
+    with pytest.raises(ValueError, match="pass shuffle=False"):
+        net.fit(X, y, epochs=1, batch_size=4)
+    seen = []
+    lstm = net.layers[0]
+    original = lstm.forward
+
+    def spy(x, training=False):
+        if training:
+            seen.append(lstm.state_h is None)
+        return original(x, training)
+
+    lstm.forward = spy
+    net.fit(X, y, epochs=2, batch_size=4, shuffle=False, optimizer=zn.optim.SGD(0.01))
+    assert seen == [True, False, True, False]  # zeros at each epoch's first batch only

@@ -347,6 +347,11 @@ class _Trainer:
         self.bs = n if batch_size is None else min(
             positive_number("batch_size", batch_size, integer=True), n)
         _check_batch_norm(net, n, self.bs)
+        if shuffle and any(getattr(layer, "stateful", False) for layer in net.layers):
+            raise ValueError("a stateful recurrent layer carries its state from one batch to "
+                             "the next, which shuffled batches would make meaningless: pass "
+                             "shuffle=False (with batch k of each epoch continuing batch k of "
+                             "the previous chunk of the series)")
         if optimizer is None:
             self.opt = net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
         else:
