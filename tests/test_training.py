@@ -759,3 +759,30 @@ def test_trainer_refuses_a_diverging_step_and_keeps_weights():
     with pytest.raises(ValueError, match=r"at step 1 with lr=1e\+300"):
         trainer.step(np.array([[1e10]]), np.array([[-1e10]]))
     np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_trainer_steps_do_not_grow_memory():
+    """After warm-up (buffers made per batch size, optimizer state), more steps of a small
+    GPT allocate nothing that stays: tracemalloc's traced memory stays flat."""
+    import tracemalloc
+
+    net = zn.gpt(11, 8, n_layer=2, n_head=2, n_embd=8, seed=0)
+    trainer = zn.Trainer(net, loss="categorical_crossentropy",
+                         optimizer=zn.optim.AdamW(1e-3, weight_decay=0.1, decay="weights"),
+                         lr_schedule=zn.optim.WarmupCosine(2, 50), clip_grad_norm=1.0)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 11, 500)
+    batches = [zn.text.random_blocks(data, 8, 4, rng) for _ in range(40)]
+    for x, y in batches[:5]:
+        trainer.step(x, y)
+    tracemalloc.start()
+    try:
+        trainer.step(*batches[5])
+        before, _ = tracemalloc.get_traced_memory()
+        for x, y in batches[6:]:
+            trainer.step(x, y)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The history's three floats per step are all that may stay (34 steps: a few KB).
+    assert after - before < 16_000, f"{after - before} bytes kept over 34 steps"

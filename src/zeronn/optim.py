@@ -13,7 +13,7 @@ loop, which owns its gradient buffer, lets the optimizer reuse it as scratch spa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -207,11 +207,11 @@ class Optimizer:
             _mask(scratch, s)
             g += scratch
 
-    def prepare_decay(self, mask: NDArray) -> None:
-        """Sets ``decay_mask`` to ``[mask]`` for a flat parameter buffer (the training loop's),
-        when this optimizer decays only the weights."""
+    def prepare_decay(self, mask: Callable[[], NDArray]) -> None:
+        """Sets ``decay_mask`` to ``[mask()]`` for a flat parameter buffer (the training
+        loop's) when this optimizer decays only the weights (the mask is made only then)."""
         if self.decay != "all":
-            self.decay_mask = [mask]
+            self.decay_mask = [mask()]
 
     def _update(self, p: NDArray, g: NDArray, s: State, scratch: NDArray) -> None:
         raise NotImplementedError

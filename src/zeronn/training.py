@@ -372,7 +372,7 @@ class _Trainer:
         # each parameterised layer's gradient, for its norm
         self.gviews = [self.flat_g[sl] for sl in net.slices if sl.stop > sl.start]
         self.opt.prepare([self.flat_p], [self.flat_g])  # checked once; then unchecked steps
-        self.opt.prepare_decay(net.decay_mask())
+        self.opt.prepare_decay(net.decay_mask)
         # Plain SGD (no momentum, no weight decay): the backward pass computes the update
         # -lr * gradient itself (scaling the output gradient, a few numbers), so the step is
         # one pass over the parameters, p += g. The diagnostics divide the lr back out.
@@ -804,7 +804,7 @@ class Trainer:
             positive_number("clip_grad_norm", clip_grad_norm))
         self.flat_p, self.flat_g = net.flat_params, net.flat_grads
         self.opt.prepare([self.flat_p], [self.flat_g])
-        self.opt.prepare_decay(net.decay_mask())
+        self.opt.prepare_decay(net.decay_mask)
         net.optimizer = self.opt
         if seed is not None:
             net.set_rng(np.random.default_rng(seed))
