@@ -4,11 +4,16 @@
 step by step with plain NumPy, layer by layer, in the order the engine computes it, and
 hands back copies of everything: pre-activations, activations, the loss, the errors that
 flow backwards and the parameter gradients. It uses the same activation and loss functions
-as the engine, in the same order, so its gradients equal the engine's bit for bit (the
-NumPy engine's: a Conv2D that takes the compiled direct route of ``zeronn.layers.conv``
-sums in another order, equal to ~1e-12 of the values' scale in float64), and it
-never touches the network (no weights, gradients, running statistics, random generator or
-work buffers change).
+as the engine; for Dense, Conv2D, pooling, Flatten, Activation, Dropout, BatchNorm and
+LayerNorm layers on (n, features) rows it also takes the engine's order of operations, so
+its gradients equal the engine's bit for bit (the NumPy engine's: a Conv2D that takes the
+compiled direct route of ``zeronn.layers.conv`` sums in another order). The sequence layers
+(Embedding, RNN, LSTM, GRU, MultiHeadAttention, ...) it writes as the books do, a loop
+over time and one formula per line, not as the engine's fused, time-major buffers: the
+sums run in another order, and the gradients agree to ~1e-15 of each array's largest
+value in float64 (the tests hold them to 1e-12). It never touches the network (no weights,
+gradients, running statistics, carried recurrent state, random generator or work buffers
+change).
 
 Names. With one hidden layer (the seed's 2-layer network, layers ``1`` and ``2``)::
 
@@ -57,6 +62,72 @@ name says what kind of value it is, as in deep-learning-from-scratch's ``common/
 (in Conv2D's formulas ``delta{i}`` is taken in the GEMM's layout (N*OH*OW, k); the trace
 stores it, as ``z{i}``, in (N, k, OH, OW)).
 
+Sequences. A sequence batch is (n, T, features). Dense, Activation and Dropout act on its
+last axis, the n·T steps as the rows of the formulas above (``dW{i} = x.T·delta{i}`` sums
+over every step, ``db{i}`` over axes (0, 1)); LayerNorm normalizes each step over its own
+D features (``mean{i}``, ``var{i}`` (n, T, 1)) with gamma, beta (D,) summed over (0, 1).
+The layers that only sequences have (H hidden units, G gate blocks, ``[:, t]`` step t,
+``h[t-1]`` the previous step's state, h[-1] = c[-1] = 0)::
+
+    Embedding(V, E)  emb{i} = W{i}[ids]  (n, T, E): the row of each token id
+                     back: dW{i}[ids[b, t]] += dout[b, t]  (repeated ids add up; no dx:
+                     ids have no gradient)
+    PositionalEmbedding(L)  pos{i} = x + W{i}[:T];  back: dW{i}[:T] = sum(dout, axis=0),
+                     dW{i}[T:] = 0, dx{i} = dout
+    RNN(H, f)        z{i} = x[:, t]·weight_ih.T + bias_ih + h[t-1]·weight_hh.T + bias_hh,
+                     h{i} = f(z{i})                            (n, T, H) each
+    LSTM(H)          A = (the same sum, (n, 4H)); i{i}, f{i}, o{i} = sigmoid(A's i, f, o
+                     blocks), g{i} = tanh(A's g block), c{i} = f{i} * c[t-1] + g{i} * i{i},
+                     h{i} = o{i} * tanh(c{i})                  (torch's gate order i, f, g, o)
+    GRU(H)           r{i}, z{i} = sigmoid(x[:, t]·weight_ih.T + bias_ih + h[t-1]·weight_hh.T
+                     + bias_hh, r and z blocks), hn{i} = (h[t-1]·weight_hh.T + bias_hh)'s n
+                     block, n{i} = tanh((x[:, t]·weight_ih.T + bias_ih)'s n block + r{i} *
+                     hn{i}), h{i} = (1 - z{i}) * n{i} + z{i} * h[t-1]
+                     Without return_sequences the output is hlast{i} = h{i}[:, -1] (n, H).
+                     A stateful layer starts from the state it carries (``layer.state_h``,
+                     LSTM's ``state_c``: where the network's next training pass starts; zeros
+                     when it has none or the batch size differs), shown as hinit{i}, cinit{i}.
+      back (BPTT, t = T-1 .. 0): dh{i} = dL/dh[t] (n, T, H): dout[:, t] (only at the last
+                     step without return_sequences) + what step t + 1 hands back;
+                     RNN   dz{i} = dh{i} * f'(z{i}) (tanh: 1 - h{i}², relu: z{i} > 0)
+                     LSTM  dc{i} = dc[t+1] * f[t+1] + dh{i} * o{i} * (1 - tanh(c{i})²),
+                           di{i} = dc{i} * g{i} * i{i}(1 - i{i}), df{i} = dc{i} * c[t-1] *
+                           f{i}(1 - f{i}), dg{i} = dc{i} * i{i} * (1 - g{i}²),
+                           do{i} = dh{i} * tanh(c{i}) * o{i}(1 - o{i})
+                     GRU   dn{i} = dh{i} * (1 - z{i}) * (1 - n{i}²), dz{i} = dh{i} * (h[t-1] -
+                           n{i}) * z{i}(1 - z{i}), dr{i} = dn{i} * hn{i} * r{i}(1 - r{i}),
+                           dhn{i} = dn{i} * r{i}
+                     with dA the gate errors side by side in the weights' order (RNN: dz;
+                     LSTM: [di, df, dg, do]; GRU: [dr, dz, dn] on the input side and
+                     [dr, dz, dhn] on the hidden side): dh[t-1] = dA_hidden[t]·weight_hh
+                     (GRU: + dh[t] * z[t]), dweight_ih{i} = sum_t dA[t].T·x[:, t],
+                     dweight_hh{i} = sum_t dA_hidden[t].T·h[t-1], dbias_ih{i} = sum(dA),
+                     dbias_hh{i} = sum(dA_hidden), dx{i} = dA·weight_ih
+    MultiHeadAttention(h)   heads of hd = C / h features; q{i}, k{i}, v{i} (n, h, T, hd)
+                     = x·W_qkv + b_qkv's three C-column blocks, each split into h heads;
+                     scores{i} = q{i}·k{i}^T / sqrt(hd) (n, h, T, T), -inf above the
+                     diagonal when causal; att{i} = softmax(scores{i}) (rows sum to 1);
+                     with dropout: att_mask{i} as Dropout's mask, att_drop{i} = att{i} *
+                     att_mask{i}; y{i} = att{i}·v{i} (att_drop{i}·v{i}) with the heads merged
+                     back to (n, T, C); mha{i} = y{i}·W_out + b_out (n, T, C)
+                     back: dW_out{i} = y{i}.T·dout, db_out{i} = sum(dout), dy{i} =
+                     dout·W_out.T; in heads: datt{i} = dy{i}·v{i}^T (* att_mask{i}),
+                     dv{i} = att{i}^T·dy{i} (att_drop{i}), dscores{i} = att{i} * (datt{i} -
+                     sum(datt{i} * att{i}, axis=-1)), dq{i} = dscores{i}·k{i} / sqrt(hd),
+                     dk{i} = dscores{i}^T·q{i} / sqrt(hd); dqkv = [dq, dk, dv] merged to
+                     (n·T, 3C): dW_qkv{i} = x.T·dqkv, db_qkv{i} = sum(dqkv),
+                     dx{i} = dqkv·W_qkv.T
+
+Composites. A Composite's or Residual's sublayers are traced under the layer's number and
+their own place in it, counted from 1 as the network's layers are: the second sublayer
+of layer 3 is ``3.2`` (``z3.2``, ``a3.2``, ``dW3.2``; a Composite inside it gives
+``3.2.1``, ...). (The engine names that sublayer's parameters ``"1.W"``, counting from 0:
+``Trace.grad_names`` lists the trace's name of every entry of ``net.grads``, in order.)
+A Composite's output is its last sublayer's; a Residual adds ``res{i} = x + (its last
+sublayer's output)``, and back ``dx{i} = dout + (the first sublayer's dx)``: the skip's
+gradient and the stack's. Inside a stack the names follow the rules above, the stack's
+first sublayer handing its dx to the sum (so it is named there).
+
 ``x`` is the layer's input (``X``, or the previous layer's output name) and ``dout`` the
 gradient of the loss with respect to the layer's output. ``dx{i}`` is dL/dx, what layer
 ``i``'s backward returns and hands on to layer ``i - 1`` (so the first layer has none: the
@@ -70,6 +141,13 @@ The pass is a training pass: Dropout draws its masks, BatchNorm uses the batch's
 (its running statistics are left as they are). The masks come from ``seed``: an int, a
 ``np.random.Generator`` (advanced), or ``None`` for a copy of the network's own generator,
 so the masks are the ones the network's next training pass would draw.
+
+Loss on sequences. An output (n, T, K) reaches the loss as its n·T steps, each a row
+(the engine's ``batch_loss``): a mean over every step, with ``2/(N·T·K)`` for ``mse``
+and ``/ (N·T)`` for the fused cross-entropies. For a softmax output, ``y`` may be class
+indices (n, T) with ``-100`` (``IGNORE_INDEX``) marking steps to skip (padding): then
+``delta{L} = (a{L} - onehot(y)) / M`` with M the number of steps that count, and 0 on
+the skipped steps (torch's ``cross_entropy``). A sample weight weighs each of its steps.
 
 The 2/N relationship. ``error_output`` is the gradient of the *mean* loss with respect
 to the output layer's pre-activation ``z``. The seed's ``error_output = y_pred - y`` is
@@ -127,7 +205,9 @@ class Trace(dict[str, Any]):
 
     ``formulas[name]`` says how each entry was computed; ``str(trace)`` prints the table
     of names, shapes and formulas in the order of computation. ``model`` names the network
-    (``"MLP([2, 5, 1])"``, or the network's ``repr``).
+    (``"MLP([2, 5, 1])"``, or the network's ``repr``). ``grad_names`` lists the names of
+    the parameter gradients in ``net.grads`` order (``[t[k] for k in t.grad_names]`` is
+    ``net.loss_and_gradients(...)[1]``, recomputed).
     """
 
     def __init__(self, loss: str, model: str) -> None:
@@ -149,10 +229,12 @@ class Trace(dict[str, Any]):
 
     def __str__(self) -> str:
         width = max((len(k) for k in self), default=4)
+        shapes = {k: f"{v:.6g}" if k == "loss" else str(tuple(np.shape(v)))
+                  for k, v in self.items()}
+        sw = max([12, *map(len, shapes.values())])  # (n, h, T, T) is wider than most
         lines = [f"trace of {self.loss_name} on {self.model}"]
-        for k, v in self.items():
-            shape = f"{v:.6g}" if k == "loss" else str(tuple(np.shape(v)))
-            lines.append(f"  {k:<{width}}  {shape:<12}  {self.formulas.get(k, '')}")
+        for k, shape in shapes.items():
+            lines.append(f"  {k:<{width}}  {shape:<{sw}}  {self.formulas.get(k, '')}")
         return "\n".join(lines)
 
 
@@ -888,12 +970,17 @@ def trace(net: Network, X: Any, y: Any, loss: str | Loss = "mse",
     ----------
     net : a :class:`zeronn.Sequential` or :class:`zeronn.MLP` (a :class:`zeronn.classic.NN`
         is converted with :meth:`MLP.from_classic`). It is not modified: weights,
-        gradients, BatchNorm's running statistics and its random generator stay as they were.
-    X : (n_samples, *input_shape); y : (n_samples, n_outputs), or (n_samples,) for one output.
+        gradients, BatchNorm's running statistics, a stateful recurrent layer's carried
+        state and its random generator stay as they were.
+    X : (n_samples, *input_shape), or token ids (n_samples, T) for a network that starts
+        with an Embedding; y : (n_samples, n_outputs), or (n_samples,) for one output;
+        (n_samples, T, n_outputs) for a sequence output, or for a softmax output class
+        indices (n_samples, T) (-100: a step to skip), as :meth:`Network.check_data` takes.
     loss : loss name or :class:`Loss`, as in :meth:`Network.loss_and_gradients`.
     sample_weight : optional (n_samples,), as in :meth:`Network.loss_and_gradients`.
-    seed : Dropout's masks: an int, a ``np.random.Generator`` (advanced), or ``None``
-        for a copy of the network's own generator (the masks its next training pass draws).
+    seed : Dropout's (and attention dropout's) masks: an int, a ``np.random.Generator``
+        (advanced), or ``None`` for a copy of the network's own generator (the masks its
+        next training pass draws).
 
     Returns
     -------
