@@ -48,7 +48,8 @@ name says what kind of value it is, as in deep-learning-from-scratch's ``common/
                      dxhat{i} = dout * gamma{i},
                      dx{i} = (dxhat{i} - mean(dxhat{i}) - xhat{i} * mean(dxhat{i} * xhat{i}))
                              / sqrt(var{i} + eps)
-    LayerNorm()      the same with mean{i}, var{i} over each row's features: ln{i}
+    LayerNorm()      the same with mean{i}, var{i} over each row's features (a sequence's:
+                     each step's, see below): ln{i}
     Conv2D(k, f)     col{i} = im2col(x) (N*OH*OW, C*KH*KW), z{i} = col{i}·W{i}.reshape(k, -1).T
                      + b{i} as (N, k, OH, OW), a{i} = f(z{i})
                      back: delta{i} = dout * f'(z{i}), dW{i} = (col{i}.T·delta{i}) as
@@ -304,7 +305,9 @@ def _axes_text(axes: tuple[int, ...]) -> str:
 
 def _forward(out: Trace, s: _Step, rng_for: Callable[[Layer], np.random.Generator],
              last: bool) -> None:
-    """Layer ``s.i``'s forward pass, mirroring its engine code operation by operation."""
+    """Layer ``s.i``'s forward pass: the row-wise layers mirror the engine operation by
+    operation, the sequence layers are written as the books write them (see the module
+    docstring)."""
     layer, i, x, xn = s.layer, s.i, s.x, s.x_name
     pred = "  = y_pred" if last else ""
     if isinstance(layer, Dense):
