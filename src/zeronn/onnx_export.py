@@ -83,7 +83,7 @@ from zeronn.tasks import (
     label_kind_of_dtype,
 )
 
-__all__ = ["DATE_PARTS", "ENCODINGS", "MIN_OPSET", "TASKS", "GraphSpec", "InputColumn",
+__all__ = ["DATE_PARTS", "DTYPES", "ENCODINGS", "MIN_OPSET", "TASKS", "GraphSpec", "InputColumn",
            "export_onnx", "graph_spec"]
 
 MIN_OPSET = 13  # Softmax works on one axis (and Split/Squeeze take inputs) from opset 13
@@ -360,10 +360,13 @@ def _require_onnx() -> Any:
 class _Graph:
     """Accumulates nodes and constant tensors, giving every value a unique name."""
 
-    def __init__(self, onnx: Any, opset: int, dynamic_time: bool = False) -> None:
+    def __init__(self, onnx: Any, opset: int, dynamic_time: bool = False,
+                 dtype: Any = np.float32) -> None:
         self.onnx, self.helper = onnx, onnx.helper
         self.opset = opset
         self.dynamic_time = dynamic_time  # the input's T may be shorter than the network's
+        self.dtype = np.dtype(dtype)  # the network's values and constants
+        self.float_type = int(onnx.helper.np_dtype_to_tensor_dtype(self.dtype))
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.uses_ml = False  # an ai.onnx.ml operator is in the graph: import its domain
@@ -373,8 +376,9 @@ class _Graph:
         self._count += 1
         return f"{stem}_{self._count}"
 
-    def const(self, stem: str, value: Any, dtype: Any = np.float32) -> str:
-        arr = np.asarray(value, dtype=dtype)
+    def const(self, stem: str, value: Any, dtype: Any = None) -> str:
+        """A constant, in the graph's float type unless ``dtype`` says otherwise."""
+        arr = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
         name = self.name(stem)
         if arr.dtype == object:
             t = self.helper.make_tensor(name, self.onnx.TensorProto.STRING, arr.shape,
@@ -650,7 +654,7 @@ def _check_days(p: dict[str, Any]) -> dict[str, Any]:
 
 def _emit_number(g: _Graph, p: Mapping[str, Any], x: str) -> str:
     missing = g.op("IsNaN", [x])
-    filled = g.op("Where", [missing, g.const("fill", [p["fill"]]), x])
+    filled = g.op("Where", [missing, g.const("fill", [p["fill"]], np.float32), x])
     if not p["indicator"]:
         return filled
     flag = g.op("Cast", [missing], to=g.onnx.TensorProto.FLOAT)
@@ -815,11 +819,11 @@ def _keeps_time(net: Network) -> bool:
     return not any(getattr(layer, "return_sequences", True) is False for layer in layers)
 
 
-def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
+def _build(onnx: Any, spec: GraphSpec, opset: int, dtype: np.dtype) -> Any:
     helper, tp = onnx.helper, onnx.TensorProto
     net = spec.network
     dynamic = _dynamic_time(net)
-    g = _Graph(onnx, opset, dynamic)
+    g = _Graph(onnx, opset, dynamic, dtype)
     n_out = net.n_outputs
     if spec.columns:
         x, graph_inputs = _encoded_inputs(g, spec)
@@ -828,7 +832,7 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         dims: list[str | int] = ["batch", *net.input_shape]
         if dynamic:
             dims[1] = "time"
-        elem = tp.INT64 if _takes_ids(net) else tp.FLOAT
+        elem = tp.INT64 if _takes_ids(net) else g.float_type
         graph_inputs = [helper.make_tensor_value_info(spec.input_name, elem, dims)]
     if spec.x_scaling is not None:
         mean, scale = (a.reshape(net.input_shape) for a in spec.x_scaling)
@@ -839,10 +843,12 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
             x = g.op("Cast", [x], to=tp.DOUBLE)
             x = g.op("Sub", [x, g.const("x_mean", mean, np.float64)], "x_centered")
             x = g.op("Div", [x, g.const("x_scale", scale, np.float64)])
-            x = g.op("Cast", [x], "x_scaled", to=tp.FLOAT)
+            x = g.op("Cast", [x], "x_scaled", to=g.float_type)
         else:
             x = g.op("Sub", [x, g.const("x_mean", mean)], "x_centered")
             x = g.op("Div", [x, g.const("x_scale", scale)], "x_scaled")
+    elif spec.columns and g.float_type != tp.FLOAT:  # the encodings make float32 columns
+        x = g.op("Cast", [x], "features_cast", to=g.float_type)
     out = _network(g, net, x)
     names = spec.output_names
     outputs: list[Any] = []
@@ -852,7 +858,7 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         g.op("Cast", [pos], output=names[0], to=tp.INT64)
         outputs = [
             helper.make_tensor_value_info(names[0], tp.INT64, ["batch", n_out]),
-            helper.make_tensor_value_info(names[1], tp.FLOAT, ["batch", n_out]),
+            helper.make_tensor_value_info(names[1], g.float_type, ["batch", n_out]),
         ]
     elif spec.task == "classification":
         classes = spec.classes
@@ -871,7 +877,7 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         label_type = int(helper.np_dtype_to_tensor_dtype(classes.dtype))
         outputs = [
             helper.make_tensor_value_info(names[0], label_type, ["batch"]),
-            helper.make_tensor_value_info(names[1], tp.FLOAT, ["batch", len(classes)]),
+            helper.make_tensor_value_info(names[1], g.float_type, ["batch", len(classes)]),
         ]
     else:
         if spec.y_scaling is not None:
@@ -883,7 +889,7 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         out_dims: list[str | int] = ["batch", *net.output_shape]
         if dynamic and _keeps_time(net):
             out_dims[1] = "time"
-        outputs = [helper.make_tensor_value_info(names[0], tp.FLOAT, out_dims)]
+        outputs = [helper.make_tensor_value_info(names[0], g.float_type, out_dims)]
     graph = helper.make_graph(
         g.nodes, "zeronn_" + spec.kind.replace(".", "_"), graph_inputs, outputs,
         initializer=g.initializers)
@@ -900,7 +906,12 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
     return m
 
 
-def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> None:
+#: The graph's float types (``export_onnx``'s ``dtype``).
+DTYPES = ("float32", "float64")
+
+
+def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17,
+                dtype: str = "float32") -> None:
     """Writes ``model`` as an ONNX file, atomically.
 
     ``model``: a network (``Sequential``, ``MLP``), an object with an ``onnx_spec()``
@@ -911,8 +922,12 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
     (a ``TabularModel``'s) takes one (batch, 1) input per column instead. Outputs: ``output``
     (batch, *output_shape) for a network, ``predictions`` for a regressor, ``label`` (batch,)
     and ``probabilities`` (batch, n_classes) for a classifier. ``opset``: from 13 to the
-    installed onnx's newest (17 or newer with a ``LayerNorm``). Needs the ``onnx`` extra
-    (``pip install zeronn[onnx]``).
+    installed onnx's newest (17 or newer with a ``LayerNorm``). ``dtype``: the graph's float
+    type, ``"float32"`` (the default, whatever the network's dtype: what every runtime
+    runs) or ``"float64"`` (double inputs, constants and outputs; onnxruntime's CPU
+    kernels of ``RNN``/``LSTM``/``GRU``, ``Elu``, ``Softplus``, ``Conv`` and ``AveragePool``
+    are float32 only, and ``LeakyRelu``'s slope is a float32 attribute). Needs the
+    ``onnx`` extra (``pip install zeronn[onnx]``).
     """
     onnx = _require_onnx()
     newest = int(onnx.defs.onnx_opset_version())
@@ -920,7 +935,10 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
             not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the "
                          f"installed onnx's newest), got {opset!r}")
-    m = _build(onnx, graph_spec(model), int(opset))
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (the graph's float "
+                         f"type), got {dtype!r}")
+    m = _build(onnx, graph_spec(model), int(opset), np.dtype(dtype))
     data = m.SerializeToString()
     with atomic_write(path) as f:
         f.write(data)

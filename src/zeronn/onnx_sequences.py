@@ -47,14 +47,15 @@ __all__ = ["GraphBuilder", "attention", "embedding", "positional_embedding", "re
 
 class GraphBuilder(Protocol):
     """What these functions need of ``onnx_export``'s graph: unique names, constants
-    (float32 unless told), nodes, and whether the number of steps is dynamic."""
+    (in the graph's float type unless told), nodes, and whether the number of steps is
+    dynamic."""
 
     opset: int
     dynamic_time: bool
 
     def name(self, stem: str) -> str: ...
 
-    def const(self, stem: str, value: Any, dtype: Any = np.float32) -> str: ...
+    def const(self, stem: str, value: Any, dtype: Any = None) -> str: ...
 
     def op(self, op_type: str, inputs: Sequence[str], stem: str | None = None,
            output: str | None = None, **attrs: Any) -> str: ...
