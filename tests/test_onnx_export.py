@@ -760,3 +760,214 @@ def test_input_columns_check_themselves():
         onnx_export.GraphSpec(net, columns=(a, col("output", "number", {"fill": 0.0})))
     with pytest.raises(ValueError, match="give columns too"):
         onnx_export.GraphSpec(net, feature_order=np.arange(3))
+
+
+# -- sequences: token ids, recurrent layers, attention, composites ----------------------------
+def _seq_run(path: Path, X: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    sess = _session(path)
+    (inp,) = sess.get_inputs()
+    feed = X.astype(np.int64) if inp.type == "tensor(int64)" else X.astype(dtype)
+    (out,) = sess.run(None, {"X": feed})
+    return out
+
+
+def _moved(net: zn.Network, seed: int = 0) -> zn.Network:
+    """Parameters off their initial values: nonzero biases, gamma and beta."""
+    net.flat_params[:] += np.random.default_rng(seed).normal(0, 0.3, net.n_params)
+    return net
+
+
+def _sequence_net(name: str, dtype: str) -> tuple[zn.Network, np.ndarray]:
+    """A network with the layer kind ``name`` and sequences for it, (T, features) or ids."""
+    rng = np.random.default_rng(7)
+    ids = name.startswith("ids-")
+    layers: list[zn.Layer] = {
+        "ids-embedding": [zn.Embedding(9, 4)],
+        "dense": [zn.Dense(5, activation="gelu"), zn.Dense(2)],
+        "layernorm": [zn.LayerNorm(eps=1e-3)],
+        "softmax": [zn.Activation("softmax")],
+        "rnn-tanh": [zn.RNN(6, return_sequences=True)],
+        "rnn-relu-last": [zn.RNN(6, activation="relu")],
+        "lstm": [zn.LSTM(6, return_sequences=True)],
+        "lstm-last": [zn.LSTM(6)],
+        "gru": [zn.GRU(6, return_sequences=True)],
+        "gru-last-nobias": [zn.GRU(6, use_bias=False)],
+        "attention": [zn.MultiHeadAttention(2)],
+        "attention-causal": [zn.MultiHeadAttention(4, causal=True)],
+        "attention-nobias": [zn.MultiHeadAttention(1, causal=True, use_bias=False)],
+        "positional": [zn.PositionalEmbedding(9)],
+        "residual": [zn.Residual([zn.LayerNorm(), zn.Dense(4, activation="tanh")])],
+        "composite": [zn.Composite([zn.Dense(3), zn.Residual([zn.Dense(3)]),
+                                    zn.Activation("relu")])],
+        "ids-lstm-gru": [zn.Embedding(9, 4), zn.LSTM(5, return_sequences=True),
+                         zn.Dropout(0.3), zn.GRU(3)],
+    }[name]
+    shape = (7,) if ids else (7, 4)
+    net = _moved(zn.Sequential(layers, input_shape=shape, dtype=dtype, seed=1))
+    X = rng.integers(0, 9, (6, 7)) if ids else rng.standard_normal((6, 7, 4)) * 2
+    return net, X
+
+
+SEQUENCE_NETS = ["ids-embedding", "dense", "layernorm", "softmax", "rnn-tanh", "rnn-relu-last",
+                 "lstm", "lstm-last", "gru", "gru-last-nobias", "attention", "attention-causal",
+                 "attention-nobias", "positional", "residual", "composite", "ids-lstm-gru"]
+# onnxruntime's CPU kernels of RNN, LSTM and GRU are float32 only
+_NO_DOUBLE = ("rnn", "lstm", "gru")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", SEQUENCE_NETS)
+def test_sequence_layers_match_predict(tmp_path, name, dtype):
+    """Each kind alone (or in a small stack): float32 graphs to 1e-5 relative, float64
+    graphs to 1e-10 where onnxruntime runs them; 1 to T steps."""
+    net, X = _sequence_net(name, dtype)
+    path = tmp_path / "s.onnx"
+    zn.export_onnx(net, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    X32 = X if X.dtype.kind == "i" else X.astype(np.float32).astype(np.float64)
+    for steps in (7, 3, 1):
+        want = net.predict(X32[:, :steps]).astype(np.float64)
+        got = _seq_run(path, X32[:, :steps])
+        assert got.dtype == np.float32
+        _assert_close(got.astype(np.float64), want)
+    if dtype == "float64" and not any(k in name for k in _NO_DOUBLE):
+        zn.export_onnx(net, path, dtype="float64")
+        got = _seq_run(path, X, "float64")
+        assert got.dtype == np.float64
+        _assert_close(got, net.predict(X), rtol=1e-10)
+
+
+def test_char_model_embedding_lstm_softmax(tmp_path):
+    """A character model: ids (batch, T) int64 in, next-character probabilities out."""
+    text = "hello world, hello onnx. " * 8
+    chars = sorted(set(text))
+    ids = np.array([chars.index(c) for c in text])
+    T = 10
+    X = np.stack([ids[i:i + T] for i in range(len(ids) - T)])
+    y = ids[T:]
+    net = zn.Sequential([zn.Embedding(len(chars), 8), zn.LSTM(16),
+                         zn.Dense(len(chars), activation="softmax")],
+                        input_shape=(T,), dtype="float32", seed=0)
+    net.fit(X, y, loss="categorical_crossentropy", epochs=3, batch_size=32, seed=0)
+    path = tmp_path / "char.onnx"
+    zn.export_onnx(net, path)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    (inp,) = model.graph.input
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert [d.dim_param for d in inp.type.tensor_type.shape.dim] == ["batch", "time"]
+    ops = [n.op_type for n in model.graph.node]
+    assert ops[:3] == ["Gather", "Transpose", "LSTM"] and "Softmax" in ops
+    got = _seq_run(path, X)
+    _assert_close(got, net.predict(X).astype(np.float64))
+    np.testing.assert_allclose(got.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_lstm_and_gru_gates_in_onnx_order(tmp_path):
+    """ONNX's LSTM W is torch's i, f, g, o blocks as i, o, f, c; GRU's r, z, n as z, r, h."""
+    for cls, order in ((zn.LSTM, [0, 3, 1, 2]), (zn.GRU, [1, 0, 2])):
+        net = _moved(zn.Sequential([cls(3)], input_shape=(4, 2), seed=0))
+        zn.export_onnx(net, tmp_path / "r.onnx")
+        model = onnx.load(str(tmp_path / "r.onnx"))
+        node = next(n for n in model.graph.node if n.op_type == cls.__name__)
+        init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+        layer = net.layers[0]
+        W, R, B = (init[name] for name in node.input[1:4])
+        blocks = [layer.weight_ih[3 * k:3 * (k + 1)] for k in order]
+        np.testing.assert_allclose(W[0], np.concatenate(blocks), rtol=1e-6)
+        assert R.shape == (1, 3 * len(order), 3) and B.shape == (1, 6 * len(order))
+        np.testing.assert_allclose(B[0, 3 * len(order):3 * len(order) + 3],
+                                   layer.bias_hh[3 * order[0]:3 * order[0] + 3], rtol=1e-6)
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["hidden_size"] == 3
+        assert attrs.get("linear_before_reset") == (1 if cls is zn.GRU else None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gru_and_relu_rnn_sequences_stack(tmp_path, dtype):
+    net = _moved(zn.Sequential([zn.GRU(6, return_sequences=True), zn.LayerNorm(),
+                                zn.RNN(5, activation="relu", return_sequences=True),
+                                zn.Dense(2)], input_shape=(8, 3), dtype=dtype, seed=2))
+    X = np.random.default_rng(1).standard_normal((10, 8, 3))
+    zn.export_onnx(net, tmp_path / "g.onnx")
+    for steps in (8, 5):
+        got = _seq_run(tmp_path / "g.onnx", X[:, :steps])
+        assert got.shape == (10, steps, 2)
+        _assert_close(got.astype(np.float64),
+                      net.predict(X[:, :steps].astype(np.float32).astype(dtype)))
+
+
+def _gpt(dtype: str) -> zn.Sequential:
+    return zn.Sequential([
+        zn.Embedding(11, 8), zn.PositionalEmbedding(6),
+        zn.Residual([zn.LayerNorm(), zn.MultiHeadAttention(2, causal=True)]),
+        zn.Residual([zn.LayerNorm(), zn.Dense(16, activation="gelu"), zn.Dense(8)]),
+        zn.LayerNorm(), zn.Dense(11)], input_shape=(6,), dtype=dtype, seed=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpt_like_stack_matches_predict(tmp_path, dtype):
+    net = _moved(_gpt(dtype), seed=3)
+    ids = np.random.default_rng(0).integers(0, 11, (9, 6))
+    path = tmp_path / "gpt.onnx"
+    zn.export_onnx(net, path)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    for op in ("Gather", "LayerNormalization", "Softmax", "Reshape", "Slice"):
+        assert op in ops
+    assert ops.count("Add") >= 2 + 2  # the residuals and the positional embedding, at least
+    (out,) = model.graph.output
+    assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == \
+        ["batch", "time", 11]
+    for steps in (6, 4, 1):  # the causal mask and W[:T] sliced to the input's T
+        want = net.predict(ids[:, :steps]).astype(np.float64)
+        got = _seq_run(path, ids[:, :steps])
+        assert got.shape == (9, steps, 11)
+        _assert_close(got.astype(np.float64), want, rtol=1e-4)
+    # causal: a later token changes no earlier logits
+    changed = ids.copy()
+    changed[:, -1] = (changed[:, -1] + 1) % 11
+    np.testing.assert_array_equal(_seq_run(path, changed)[:, :-1], _seq_run(path, ids)[:, :-1])
+    zn.export_onnx(net, path, dtype="float64")
+    got = _seq_run(path, ids, "float64")
+    assert got.dtype == np.float64
+    _assert_close(got, net.predict(ids).astype(np.float64),
+                  rtol=1e-10 if dtype == "float64" else 1e-5)
+
+
+def test_fixed_steps_when_a_layer_needs_them(tmp_path):
+    """Flatten needs the network's T: the graph's input then has it fixed."""
+    net = _moved(zn.Sequential([zn.Embedding(5, 3), zn.MultiHeadAttention(1, causal=True),
+                                zn.Flatten(), zn.Dense(2)], input_shape=(4,), seed=0))
+    zn.export_onnx(net, tmp_path / "f.onnx")
+    model = onnx.load(str(tmp_path / "f.onnx"))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == 4
+    assert "Slice" not in [n.op_type for n in model.graph.node]  # the mask as it is
+    ids = np.random.default_rng(0).integers(0, 5, (7, 4))
+    _assert_close(_seq_run(tmp_path / "f.onnx", ids), net.predict(ids))
+
+
+class _Doubled(zn.Residual):
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return 2 * super().infer(x)
+
+
+def test_sequence_refusals(tmp_path):
+    ids_net = zn.Sequential([zn.Embedding(5, 3), zn.LSTM(2)], input_shape=(4,), seed=0)
+    with pytest.raises(ValueError, match=r"takes token ids.*no x_scaling"):
+        onnx_export.GraphSpec(ids_net, x_scaling=(np.zeros(4), np.ones(4)))
+    with pytest.raises(ValueError, match="dtype must be one of float32, float64"):
+        zn.export_onnx(ids_net, tmp_path / "m.onnx", dtype="float16")
+    inner = zn.Sequential([zn.Residual([zn.Dense(3), _Square()])], input_shape=(2, 3), seed=0)
+    with pytest.raises(ValueError, match=r"layer 1\.1 \(_Square, kind 'square'\) has no ONNX"):
+        zn.export_onnx(inner, tmp_path / "m.onnx")
+    odd = zn.Sequential([_Doubled([zn.Dense(3)])], input_shape=(2, 3), seed=0)
+    with pytest.raises(ValueError, match=r"layer 1 \(_Doubled\) has an infer\(\) of its own"):
+        zn.export_onnx(odd, tmp_path / "m.onnx")
+    ln = zn.Sequential([zn.Embedding(5, 4), zn.Residual([zn.LayerNorm()])], input_shape=(3,),
+                       seed=0)
+    with pytest.raises(ValueError, match=r"layer 2\.0 \(LayerNorm\).*opset=17"):
+        zn.export_onnx(ln, tmp_path / "m.onnx", opset=16)
+    assert not any(tmp_path.iterdir())

@@ -1,20 +1,31 @@
 """ONNX export: a trained network (or estimator, or CLI model) as a standard ONNX graph.
 
-The graph takes ``X`` as float32 (batch, *input_shape), with a dynamic batch dimension,
-and computes what ``predict`` computes (evaluation mode), layer by layer through one
-table keyed by ``layer.kind``:
+The graph takes ``X`` as float32 (batch, *input_shape), or as int64 token ids (batch, T)
+when the network's first layer is an ``Embedding``, with a dynamic batch dimension. A
+network of sequences whose every layer works step by step (``net.time_flexible``: ids
+(T,) or values (T, features) in) takes a dynamic number of steps too, 1 to T, as
+``predict`` does; other inputs have the network's fixed shape. The graph computes what
+``predict`` computes (evaluation mode), layer by layer through one table keyed by
+``layer.kind``:
 
-- ``Dense``: ``Gemm`` (``MatMul`` without a bias), then its activation;
+- ``Dense``: ``Gemm`` (``MatMul`` without a bias; ``MatMul`` and ``Add`` on sequences
+  (batch, T, D), every step alike), then its activation;
 - ``Activation``: its activation as ONNX nodes: Relu, LeakyRelu(alpha=0.01),
   Elu(alpha=1), Sigmoid, Tanh, Softplus, Softmax on the last axis; GELU's tanh
   approximation is composed from Mul/Add/Tanh where the opset has no ``Gelu`` (below 20);
 - ``Dropout``: nothing (evaluation mode is the identity);
 - ``BatchNorm``: ``BatchNormalization`` with the running statistics;
-- ``LayerNorm``: ``LayerNormalization`` over every feature axis (opset 17 or newer);
+- ``LayerNorm``: ``LayerNormalization`` over every feature axis, or over the last axis
+  of a sequence (batch, T, D) (opset 17 or newer);
 - ``Conv2D``: ``Conv`` (strides, pads), then its activation;
 - ``MaxPool2D``: ``MaxPool`` (its padding is -inf, as zeronn's);
 - ``AvgPool2D``: ``AveragePool`` with ``count_include_pad=1`` (the padding zeros count);
-- ``Flatten``: ``Flatten(axis=1)``, the same (C, H, W) order.
+- ``Flatten``: ``Flatten(axis=1)``, the same (C, H, W) order;
+- ``Embedding``, ``PositionalEmbedding``, ``RNN``, ``LSTM``, ``GRU``,
+  ``MultiHeadAttention``: see :mod:`zeronn.onnx_sequences` (``Gather``, ``Add`` of
+  ``W[:T]``, ONNX's recurrent operators, the attention's matrix products and softmax);
+- ``Composite``: its sublayers' nodes in turn; ``Residual``: those, plus ``Add`` of its
+  input.
 
 What goes around the network comes from a :class:`GraphSpec`: a network exports with
 its default spec; a front-end object (a ``zeronn.sklearn`` estimator, a
@@ -56,10 +67,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn import onnx_sequences
 from zeronn._atomic import atomic_write
 from zeronn._version import __version__
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
 from zeronn.layers.base import Layer
+from zeronn.layers.composite import Composite, Residual
 from zeronn.models import MLP
 from zeronn.network import Network
 from zeronn.tasks import (
@@ -70,7 +83,7 @@ from zeronn.tasks import (
     label_kind_of_dtype,
 )
 
-__all__ = ["DATE_PARTS", "ENCODINGS", "MIN_OPSET", "TASKS", "GraphSpec", "InputColumn",
+__all__ = ["DATE_PARTS", "DTYPES", "ENCODINGS", "MIN_OPSET", "TASKS", "GraphSpec", "InputColumn",
            "export_onnx", "graph_spec"]
 
 MIN_OPSET = 13  # Softmax works on one axis (and Split/Squeeze take inputs) from opset 13
@@ -204,6 +217,10 @@ class GraphSpec:
             raise ValueError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
         set_ = object.__setattr__  # frozen: normalise the fields once, here
         n_in = int(np.prod(net.input_shape))
+        if net.layers[0].input_kind == "ids" and (self.x_scaling is not None or self.columns):
+            raise ValueError("the network takes token ids (its first layer is an "
+                             "Embedding): the graph's input is the int64 ids, which take "
+                             "no x_scaling and no input columns")
         if self.x_scaling is not None:
             set_(self, "x_scaling", _scaling(self.x_scaling, n_in, "x_scaling"))
         if self.y_scaling is not None:
@@ -343,9 +360,13 @@ def _require_onnx() -> Any:
 class _Graph:
     """Accumulates nodes and constant tensors, giving every value a unique name."""
 
-    def __init__(self, onnx: Any, opset: int) -> None:
+    def __init__(self, onnx: Any, opset: int, dynamic_time: bool = False,
+                 dtype: Any = np.float32) -> None:
         self.onnx, self.helper = onnx, onnx.helper
         self.opset = opset
+        self.dynamic_time = dynamic_time  # the input's T may be shorter than the network's
+        self.dtype = np.dtype(dtype)  # the network's values and constants
+        self.float_type = int(onnx.helper.np_dtype_to_tensor_dtype(self.dtype))
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.uses_ml = False  # an ai.onnx.ml operator is in the graph: import its domain
@@ -355,23 +376,31 @@ class _Graph:
         self._count += 1
         return f"{stem}_{self._count}"
 
-    def const(self, stem: str, value: Any, dtype: Any = np.float32) -> str:
-        arr = np.asarray(value, dtype=dtype)
+    def const(self, stem: str, value: Any, dtype: Any = None) -> str:
+        """A constant, in the graph's float type unless ``dtype`` says otherwise."""
+        arr = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
         name = self.name(stem)
         if arr.dtype == object:
             t = self.helper.make_tensor(name, self.onnx.TensorProto.STRING, arr.shape,
                                         [str(v).encode("utf-8") for v in arr.ravel()])
         else:
-            t = self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name)
+            # (ascontiguousarray alone makes a 0-d array 1-d: a scalar index must stay 0-d)
+            t = self.onnx.numpy_helper.from_array(
+                np.ascontiguousarray(arr).reshape(arr.shape), name)
         self.initializers.append(t)
         return name
 
     def op(self, op_type: str, inputs: Sequence[str], stem: str | None = None,
            output: str | None = None, **attrs: Any) -> str:
         out = output or self.name(stem or op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out],
-                                                name=self.name(op_type), **attrs))
+        self.node(op_type, inputs, [out], **attrs)
         return out
+
+    def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str],
+             **attrs: Any) -> None:
+        """A node of several outputs (an empty name: that optional output not computed)."""
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), list(outputs),
+                                                name=self.name(op_type), **attrs))
 
 
 def _activation(g: _Graph, name: str, x: str, stem: str) -> str:
@@ -409,7 +438,8 @@ def _activation(g: _Graph, name: str, x: str, stem: str) -> str:
 
 # -- one entry per kind of layer --------------------------------------------------------------
 # Each reads the layer through the Layer interface only (params by name, state, config),
-# so a layer class needs nothing export-specific.
+# so a layer class needs nothing export-specific. ``i`` is the layer's place, "3" or, in a
+# composite, "3.1": it makes the names of its constants readable.
 def _params(layer: Layer) -> dict[str, NDArray]:
     return dict(zip(layer.param_names, layer.params))
 
@@ -418,25 +448,28 @@ def _activation_name(layer: Layer) -> str:
     return "identity" if layer.activation is None else layer.activation.name
 
 
-def _dense(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _dense(g: _Graph, layer: Layer, x: str, i: str) -> str:
     p = _params(layer)
     W = g.const(f"W{i}", p["W"])
-    if "b" in p:
-        z = g.op("Gemm", [x, W, g.const(f"b{i}", p["b"].reshape(-1))], f"z{i}")
-    else:
+    if "b" not in p:
         z = g.op("MatMul", [x, W], f"z{i}")
+    elif len(layer.input_shape) == 1:
+        z = g.op("Gemm", [x, W, g.const(f"b{i}", p["b"].reshape(-1))], f"z{i}")
+    else:  # (batch, T, D): MatMul acts on the last axis, every step alike; Gemm is 2-D only
+        z = g.op("Add", [g.op("MatMul", [x, W]), g.const(f"b{i}", p["b"].reshape(-1))],
+                 f"z{i}")
     return _activation(g, _activation_name(layer), z, f"a{i}")
 
 
-def _activation_layer(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _activation_layer(g: _Graph, layer: Layer, x: str, i: str) -> str:
     return _activation(g, _activation_name(layer), x, f"a{i}")
 
 
-def _dropout(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _dropout(g: _Graph, layer: Layer, x: str, i: str) -> str:
     return x  # inverted dropout: evaluation mode passes x through unchanged
 
 
-def _batchnorm(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _batchnorm(g: _Graph, layer: Layer, x: str, i: str) -> str:
     # Inference mode: (x - running_mean) / sqrt(running_var + eps) * gamma + beta, per
     # feature (axis 1), for (n, C) and (n, C, H, W) inputs alike.
     p, s = _params(layer), layer.state
@@ -446,12 +479,14 @@ def _batchnorm(g: _Graph, layer: Layer, x: str, i: int) -> str:
     return g.op("BatchNormalization", inputs, f"bn{i}", epsilon=float(layer.config()["eps"]))
 
 
-def _layernorm(g: _Graph, layer: Layer, x: str, i: int) -> str:
-    # Over every axis after the batch (axis 1 on), gamma and beta shaped like one sample.
+def _layernorm(g: _Graph, layer: Layer, x: str, i: str) -> str:
+    # Over every axis after the batch (axis 1 on), gamma and beta shaped like one sample;
+    # a sequence (batch, T, D) step by step over its last axis, gamma and beta (D,).
     p = _params(layer)
+    axis = -1 if len(layer.input_shape) == 2 else 1
     return g.op("LayerNormalization",
                 [x, g.const(f"gamma{i}", p["gamma"]), g.const(f"beta{i}", p["beta"])],
-                f"ln{i}", axis=1, epsilon=float(layer.config()["eps"]))
+                f"ln{i}", axis=axis, epsilon=float(layer.config()["eps"]))
 
 
 def _pads(layer: Layer) -> list[int]:
@@ -460,7 +495,7 @@ def _pads(layer: Layer) -> list[int]:
     return [ph, pw, ph, pw]
 
 
-def _conv(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _conv(g: _Graph, layer: Layer, x: str, i: str) -> str:
     p = _params(layer)
     inputs = [x, g.const(f"W{i}", p["W"])]
     if "b" in p:
@@ -470,8 +505,8 @@ def _conv(g: _Graph, layer: Layer, x: str, i: int) -> str:
     return _activation(g, _activation_name(layer), z, f"a{i}")
 
 
-def _pool(op_type: str, **attrs: Any) -> Callable[[_Graph, Layer, str, int], str]:
-    def emit(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _pool(op_type: str, **attrs: Any) -> Callable[[_Graph, Layer, str, str], str]:
+    def emit(g: _Graph, layer: Layer, x: str, i: str) -> str:
         return g.op(op_type, [x], f"pool{i}",
                     kernel_shape=list(layer.pool_size),  # type: ignore[attr-defined]
                     strides=list(layer.stride), pads=_pads(layer),  # type: ignore[attr-defined]
@@ -479,15 +514,30 @@ def _pool(op_type: str, **attrs: Any) -> Callable[[_Graph, Layer, str, int], str
     return emit
 
 
-def _flatten(g: _Graph, layer: Layer, x: str, i: int) -> str:
+def _flatten(g: _Graph, layer: Layer, x: str, i: str) -> str:
     return g.op("Flatten", [x], f"flat{i}", axis=1)
+
+
+def _sublayers(layer: Layer) -> list[Layer]:
+    return list(layer.layers)  # type: ignore[attr-defined]
+
+
+def _composite(g: _Graph, layer: Layer, x: str, i: str) -> str:
+    """The sublayers' nodes in turn."""
+    for j, sub in enumerate(_sublayers(layer)):
+        x = _LAYER_OPS[sub.kind].emit(g, sub, x, f"{i}.{j}")
+    return x
+
+
+def _residual(g: _Graph, layer: Layer, x: str, i: str) -> str:
+    return g.op("Add", [x, _composite(g, layer, x, i)], f"residual{i}")
 
 
 @dataclass(frozen=True)
 class _LayerOp:
     """How one kind of layer becomes nodes: ``emit(graph, layer, x, index) -> output``."""
 
-    emit: Callable[[_Graph, Layer, str, int], str]
+    emit: Callable[[_Graph, Layer, str, str], str]
     operator: str  # named in errors
     min_opset: int = MIN_OPSET
 
@@ -502,10 +552,19 @@ _LAYER_OPS: dict[str, _LayerOp] = {
     "maxpool2d": _LayerOp(_pool("MaxPool"), "MaxPool"),
     "avgpool2d": _LayerOp(_pool("AveragePool", count_include_pad=1), "AveragePool"),
     "flatten": _LayerOp(_flatten, "Flatten"),
+    "embedding": _LayerOp(onnx_sequences.embedding, "Gather"),
+    "positional_embedding": _LayerOp(onnx_sequences.positional_embedding, "Add"),
+    "rnn": _LayerOp(onnx_sequences.recurrent, "RNN"),
+    "lstm": _LayerOp(onnx_sequences.recurrent, "LSTM"),
+    "gru": _LayerOp(onnx_sequences.recurrent, "GRU"),
+    "attention": _LayerOp(onnx_sequences.attention, "MatMul/Softmax"),
+    "composite": _LayerOp(_composite, "its layers' nodes"),
+    "residual": _LayerOp(_residual, "its layers' nodes and Add"),
 }
 
 
-def _layer_op(layer: Layer, i: int, opset: int) -> _LayerOp:
+def _check_layer(layer: Layer, i: str, opset: int) -> None:
+    """Raises, naming the layer, unless it (and every sublayer) can be exported."""
     entry = _LAYER_OPS.get(layer.kind)
     if entry is None:
         raise ValueError(f"layer {i} ({type(layer).__name__}, kind {layer.kind!r}) has no "
@@ -515,14 +574,22 @@ def _layer_op(layer: Layer, i: int, opset: int) -> _LayerOp:
         raise ValueError(f"layer {i} ({type(layer).__name__}) exports as {entry.operator}, "
                          f"which needs ONNX opset {entry.min_opset} or newer: export with "
                          f"opset={entry.min_opset} (got opset={opset})")
-    return entry
+    if entry.emit in (_composite, _residual):
+        base = Residual if entry.emit is _residual else Composite
+        if type(layer).infer is not base.infer:
+            raise ValueError(f"layer {i} ({type(layer).__name__}) has an infer() of its "
+                             f"own, so its output is not {base.__name__}'s: export "
+                             f"supports {base.__name__} as it is")
+        for j, sub in enumerate(_sublayers(layer)):
+            _check_layer(sub, f"{i}.{j}", opset)
 
 
 def _network(g: _Graph, net: Network, x: str) -> str:
     """The nodes of every layer in turn; returns the name of the network's output."""
-    entries = [_layer_op(layer, i, g.opset) for i, layer in enumerate(net.layers, start=1)]
-    for i, (layer, entry) in enumerate(zip(net.layers, entries), start=1):
-        x = entry.emit(g, layer, x, i)
+    for i, layer in enumerate(net.layers, start=1):
+        _check_layer(layer, str(i), g.opset)
+    for i, layer in enumerate(net.layers, start=1):
+        x = _LAYER_OPS[layer.kind].emit(g, layer, x, str(i))
     return x
 
 
@@ -587,7 +654,7 @@ def _check_days(p: dict[str, Any]) -> dict[str, Any]:
 
 def _emit_number(g: _Graph, p: Mapping[str, Any], x: str) -> str:
     missing = g.op("IsNaN", [x])
-    filled = g.op("Where", [missing, g.const("fill", [p["fill"]]), x])
+    filled = g.op("Where", [missing, g.const("fill", [p["fill"]], np.float32), x])
     if not p["indicator"]:
         return filled
     flag = g.op("Cast", [missing], to=g.onnx.TensorProto.FLOAT)
@@ -730,17 +797,43 @@ def _model_props(spec: GraphSpec) -> dict[str, str]:
     return props
 
 
-def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
+def _takes_ids(net: Network) -> bool:
+    """Whether the network's input is token ids (its first layer is an Embedding)."""
+    return net.layers[0].input_kind == "ids"
+
+
+def _dynamic_time(net: Network) -> bool:
+    """Whether the graph takes sequences of any length up to the network's T: a network
+    of sequences (ids (T,) or (T, features)) whose every layer works step by step."""
+    rank = 1 if _takes_ids(net) else 2
+    return len(net.input_shape) == rank and net.time_flexible
+
+
+def _keeps_time(net: Network) -> bool:
+    """Whether the output still has the steps axis (no recurrent layer, at the top or in
+    a composite, returns only its last state)."""
+    layers = list(net.layers)
+    for layer in net.layers:
+        if isinstance(layer, Composite):
+            layers += [sub for _, sub in layer.walk()]
+    return not any(getattr(layer, "return_sequences", True) is False for layer in layers)
+
+
+def _build(onnx: Any, spec: GraphSpec, opset: int, dtype: np.dtype) -> Any:
     helper, tp = onnx.helper, onnx.TensorProto
     net = spec.network
-    g = _Graph(onnx, opset)
+    dynamic = _dynamic_time(net)
+    g = _Graph(onnx, opset, dynamic, dtype)
     n_out = net.n_outputs
     if spec.columns:
         x, graph_inputs = _encoded_inputs(g, spec)
     else:
         x = spec.input_name
-        graph_inputs = [helper.make_tensor_value_info(spec.input_name, tp.FLOAT,
-                                                      ["batch", *net.input_shape])]
+        dims: list[str | int] = ["batch", *net.input_shape]
+        if dynamic:
+            dims[1] = "time"
+        elem = tp.INT64 if _takes_ids(net) else g.float_type
+        graph_inputs = [helper.make_tensor_value_info(spec.input_name, elem, dims)]
     if spec.x_scaling is not None:
         mean, scale = (a.reshape(net.input_shape) for a in spec.x_scaling)
         if spec.columns:
@@ -750,10 +843,12 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
             x = g.op("Cast", [x], to=tp.DOUBLE)
             x = g.op("Sub", [x, g.const("x_mean", mean, np.float64)], "x_centered")
             x = g.op("Div", [x, g.const("x_scale", scale, np.float64)])
-            x = g.op("Cast", [x], "x_scaled", to=tp.FLOAT)
+            x = g.op("Cast", [x], "x_scaled", to=g.float_type)
         else:
             x = g.op("Sub", [x, g.const("x_mean", mean)], "x_centered")
             x = g.op("Div", [x, g.const("x_scale", scale)], "x_scaled")
+    elif spec.columns and g.float_type != tp.FLOAT:  # the encodings make float32 columns
+        x = g.op("Cast", [x], "features_cast", to=g.float_type)
     out = _network(g, net, x)
     names = spec.output_names
     outputs: list[Any] = []
@@ -763,7 +858,7 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         g.op("Cast", [pos], output=names[0], to=tp.INT64)
         outputs = [
             helper.make_tensor_value_info(names[0], tp.INT64, ["batch", n_out]),
-            helper.make_tensor_value_info(names[1], tp.FLOAT, ["batch", n_out]),
+            helper.make_tensor_value_info(names[1], g.float_type, ["batch", n_out]),
         ]
     elif spec.task == "classification":
         classes = spec.classes
@@ -782,7 +877,7 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
         label_type = int(helper.np_dtype_to_tensor_dtype(classes.dtype))
         outputs = [
             helper.make_tensor_value_info(names[0], label_type, ["batch"]),
-            helper.make_tensor_value_info(names[1], tp.FLOAT, ["batch", len(classes)]),
+            helper.make_tensor_value_info(names[1], g.float_type, ["batch", len(classes)]),
         ]
     else:
         if spec.y_scaling is not None:
@@ -791,8 +886,10 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
             g.op("Add", [out, g.const("y_mean", mean)], output=names[0])
         else:
             g.op("Identity", [out], output=names[0])
-        outputs = [helper.make_tensor_value_info(names[0], tp.FLOAT,
-                                                 ["batch", *net.output_shape])]
+        out_dims: list[str | int] = ["batch", *net.output_shape]
+        if dynamic and _keeps_time(net):
+            out_dims[1] = "time"
+        outputs = [helper.make_tensor_value_info(names[0], g.float_type, out_dims)]
     graph = helper.make_graph(
         g.nodes, "zeronn_" + spec.kind.replace(".", "_"), graph_inputs, outputs,
         initializer=g.initializers)
@@ -809,17 +906,28 @@ def _build(onnx: Any, spec: GraphSpec, opset: int) -> Any:
     return m
 
 
-def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> None:
+#: The graph's float types (``export_onnx``'s ``dtype``).
+DTYPES = ("float32", "float64")
+
+
+def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17,
+                dtype: str = "float32") -> None:
     """Writes ``model`` as an ONNX file, atomically.
 
     ``model``: a network (``Sequential``, ``MLP``), an object with an ``onnx_spec()``
     method (the ``zeronn.sklearn`` estimators, ``zeronn.tabular.TabularModel``) or a
-    :class:`GraphSpec`. Input ``X``: float32 (batch, n_features); a spec with ``columns``
+    :class:`GraphSpec`. Input ``X``: float32 (batch, *input_shape), or int64 token ids
+    (batch, T) for a network that starts with an ``Embedding``; sequences of 1 to T steps
+    when every layer works step by step (``net.time_flexible``); a spec with ``columns``
     (a ``TabularModel``'s) takes one (batch, 1) input per column instead. Outputs: ``output``
-    (batch, n_outputs) for a network, ``predictions`` for a regressor, ``label`` (batch,)
+    (batch, *output_shape) for a network, ``predictions`` for a regressor, ``label`` (batch,)
     and ``probabilities`` (batch, n_classes) for a classifier. ``opset``: from 13 to the
-    installed onnx's newest (17 or newer with a ``LayerNorm``). Needs the ``onnx`` extra
-    (``pip install zeronn[onnx]``).
+    installed onnx's newest (17 or newer with a ``LayerNorm``). ``dtype``: the graph's float
+    type, ``"float32"`` (the default, whatever the network's dtype: what every runtime
+    runs) or ``"float64"`` (double inputs, constants and outputs; onnxruntime's CPU
+    kernels of ``RNN``/``LSTM``/``GRU``, ``Elu``, ``Softplus``, ``Conv`` and ``AveragePool``
+    are float32 only, and ``LeakyRelu``'s slope is a float32 attribute). Needs the
+    ``onnx`` extra (``pip install zeronn[onnx]``).
     """
     onnx = _require_onnx()
     newest = int(onnx.defs.onnx_opset_version())
@@ -827,7 +935,10 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> No
             not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest} (the "
                          f"installed onnx's newest), got {opset!r}")
-    m = _build(onnx, graph_spec(model), int(opset))
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (the graph's float "
+                         f"type), got {dtype!r}")
+    m = _build(onnx, graph_spec(model), int(opset), np.dtype(dtype))
     data = m.SerializeToString()
     with atomic_write(path) as f:
         f.write(data)
