@@ -15,12 +15,16 @@ from zeronn.gradcheck import GradCheckReport, check_gradients
 from zeronn.history import Callback, EarlyStopping, History, TrainingInterrupted
 from zeronn.initializers import INITIALIZERS
 from zeronn.layers import (
+    GRU,
+    LSTM,
+    RNN,
     Activation,
     AvgPool2D,
     BatchNorm,
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     Layer,
     LayerNorm,
@@ -44,9 +48,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVATIONS",
+    "GRU",
     "INITIALIZERS",
     "LOSSES",
+    "LSTM",
     "MLP",
+    "RNN",
     "Activation",
     "ActivationFunction",
     "AvgPool2D",
@@ -56,6 +63,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "EarlyStopping",
+    "Embedding",
     "Flatten",
     "GradCheckReport",
     "History",

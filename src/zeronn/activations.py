@@ -177,9 +177,12 @@ def _gelu_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> 
 def _sigmoid(z: NDArray, out: NDArray) -> NDArray:
     # exp(-logaddexp(0, -z)) = 1 / (1 + exp(-z)) without overflow for any z, and accurate
     # to a few ulps even where the result is tiny (saturated negative side).
-    np.negative(z, out=out)
+    # Negation as a product by -1 (the same bits): NumPy 2.4's float32 np.negative reads
+    # an (n, 1) view with a 16-byte row stride (an LSTM gate of one unit) as if it were
+    # contiguous, and returns other columns' values.
+    np.multiply(z, -1, out=out)
     np.logaddexp(0, out, out=out)
-    np.negative(out, out=out)
+    np.multiply(out, -1, out=out)
     return np.exp(out, out=out)
 
 

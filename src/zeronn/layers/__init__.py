@@ -8,12 +8,16 @@ from zeronn.layers.base import Layer, Param
 from zeronn.layers.conv import Conv2D
 from zeronn.layers.dense import Activation, Dense
 from zeronn.layers.dropout import Dropout
+from zeronn.layers.embedding import Embedding
 from zeronn.layers.normalization import BatchNorm, LayerNorm
 from zeronn.layers.pooling import AvgPool2D, MaxPool2D
+from zeronn.layers.recurrent import GRU, LSTM, RNN
 from zeronn.layers.reshape import Flatten
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LayerNorm, MaxPool2D)}
+    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten, GRU, LSTM,
+    LayerNorm, MaxPool2D, RNN)}
 
-__all__ = ["LAYERS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
-           "Flatten", "Layer", "LayerNorm", "MaxPool2D", "Param"]
+__all__ = ["GRU", "LAYERS", "LSTM", "RNN", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
+           "Dense", "Dropout", "Embedding", "Flatten", "Layer", "LayerNorm", "MaxPool2D",
+           "Param"]
