@@ -100,6 +100,8 @@ def monthly_series(dates: Any, values: Any, name: str = "series") -> Series:
     """The series of ``values`` at ``dates`` (anything ``pd.to_datetime`` reads), sorted by
     date, checked to be monthly: one value a month, no month missing, all numbers."""
     stamps = pd.to_datetime(pd.Series(dates), errors="coerce")
+    if stamps.isna().any():  # pandas reads every date in the first one's format: retry
+        stamps = pd.to_datetime(pd.Series(dates), errors="coerce", format="mixed")
     vals = pd.to_numeric(pd.Series(values), errors="coerce")
     if len(stamps) != len(vals):
         raise ValueError(f"{len(stamps)} dates but {len(vals)} values")
