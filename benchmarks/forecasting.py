@@ -30,7 +30,8 @@ The models:
 Tuning is honest: the last ``HORIZON`` months *before* the test months are a validation
 period. Every candidate is fitted on the months before it and scored by validation MAE:
 L in ``LAGS`` for gradient boosting; for zeronn the cell (LSTM or GRU) x W x target, and
-the number of epochs (scored every ``EPOCH_STEP`` epochs of one fit). Then the chosen
+the number of epochs (scored after every ``EPOCH_STEP`` epochs of one model, its fits
+continuing one another; the final fits train in the same steps). Then the chosen
 configuration of each is refitted on all the months before the test period and scored
 once on the test months. The chosen zeronn configuration is also refitted with other
 seeds, to show the spread.
@@ -413,7 +414,9 @@ def run(series: Series, horizon: int = HORIZON, lags: Sequence[int] = LAGS,
                                           cpu, f"L={best_lag} lags + month", pred)
     seed_maes = []
     for seed in seeds:
-        model = Forecaster(best_cfg, series, test.start, seed=seed).fit(best_epochs)
+        model = Forecaster(best_cfg, series, test.start, seed=seed)
+        for _ in range(best_epochs // epoch_step):  # in the same steps as the tuning's fits
+            model.fit(epoch_step)
         pred = model.predict(test)
         mae, rmse = errors(pred, y_test)
         seed_maes.append(mae)
