@@ -22,6 +22,12 @@ softmax; float32, Adam 1e-3, batch 32, no augmentation) beside the dense MLP abo
 *stratified* splits (test_size 0.25, random_state 0..4; the seed of each fit too). The
 target: a mean test accuracy of at least 0.985, above the MLP's, and the five fits in
 under a minute.
+
+``forecast``: ``benchmarks/forecasting.py`` on statsmodels' bundled ``elnino`` (monthly
+sea temperatures; the last 24 months held out, 24 one-step-ahead forecasts): a zeronn
+LSTM/GRU tuned on the 24 months before them, beside seasonal-naive and gradient boosting
+on lagged values. The targets: zeronn below seasonal-naive, within 10% of the better
+baseline (MAE and RMSE).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +55,9 @@ from sklearn.preprocessing import StandardScaler
 import zeronn as zn
 from zeronn.sklearn import MLPClassifier, MLPRegressor
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import forecasting  # beside this file, also when quality.py is imported from elsewhere
+
 DATASETS: dict[str, tuple[Callable[..., Any], str]] = {
     "diabetes": (datasets.load_diabetes, "regression"),
     "digits": (datasets.load_digits, "classification"),
@@ -60,6 +70,7 @@ TOLERANCE = 0.01
 CONVNET_TARGET = 0.985
 CONVNET_EPOCHS = 30
 CONVNET_SECONDS = 60.0
+WORKLOADS = ["digits_convnet", "forecast"]  # rows of their own, after the MLP table
 HAS_ENGINE = "engine" in inspect.signature(zn.Sequential.fit).parameters
 ENGINES = ["numpy", "auto"] if HAS_ENGINE else ["numpy"]
 
@@ -172,8 +183,8 @@ def evaluate(name: str, engines: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datasets", nargs="*", default=[*DATASETS, "digits_convnet"],
-                        help="subset of: " + ", ".join([*DATASETS, "digits_convnet"]))
+    parser.add_argument("datasets", nargs="*", default=[*DATASETS, *WORKLOADS],
+                        help="subset of: " + ", ".join([*DATASETS, *WORKLOADS]))
     parser.add_argument("--compiled", action="store_true",
                         help="also time zeronn's fits with engine='compiled' (what auto could "
                              "reach where it keeps NumPy)")
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'fit time':>9}  target  {'numpy s':>8} {'auto s':>8} {'auto/numpy':>10}  auto ran")
     ok_all = True
     for name in args.datasets:
-        if name == "digits_convnet":
+        if name in WORKLOADS:
             continue
         r = evaluate(name, engines)
         diff = r["zeronn"] - r["sklearn"]
@@ -217,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnet: {c['cpu']:.1f} CPU seconds in its {c['times']['convnet']:.1f} s")
         print(f"target: convnet >= {CONVNET_TARGET}, above the MLP, fits under "
               f"{CONVNET_SECONDS:.0f} s: {'ok' if ok else 'MISSED'}", flush=True)
+    if "forecast" in args.datasets:
+        report = forecasting.run(forecasting.load_elnino())
+        ok_all &= all(report.targets_met().values())
+        print("\nforecasting (benchmarks/forecasting.py):")
+        print(forecasting.format_report(report), flush=True)
     return 0 if ok_all else 1
 
 
