@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=2000, help="training steps (max_iters)")
     p.add_argument("--eval-interval", type=int, default=250)
     p.add_argument("--eval-iters", type=int, default=20, help="batches per loss estimate")
+    p.add_argument("--final-eval-iters", type=int, default=200,
+                   help="batches of the last, steadier estimate (0: none)")
     p.add_argument("--block-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--n-layer", type=int, default=4)
@@ -105,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.iters} steps in {seconds:.0f} s ({1000 * seconds / max(args.iters, 1):.0f} ms "
           f"per step, evaluations included); final val loss {losses['val']:.4f} "
           f"(nanoGPT's published CPU run: 1.88)")
+    if args.final_eval_iters:
+        # 20 batches (nanoGPT's estimate) vary by a few hundredths from draw to draw.
+        steady = estimate_loss(trainer, {"val": val}, args.block_size, args.batch_size,
+                               args.final_eval_iters, eval_rng)
+        print(f"val loss over {args.final_eval_iters} batches: {steady['val']:.4f}")
     for k in range(args.samples):
         print(f"--- sample {k + 1} ---")
         print(zn.text.generate(net, vocab, "\n", args.sample_length, temperature=0.8,

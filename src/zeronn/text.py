@@ -412,6 +412,9 @@ def generate(model: LanguageModel, vocab: CharVocab, prompt: str, length: int,
     are kept), applies softmax and draws the next id with one ``np.random.Generator``
     made from ``seed`` (an int for a reproducible run, a Generator, or None).
 
+    ``top_k`` larger than the vocabulary keeps every character (nanoGPT's sample.py
+    passes top_k=200 to a 65-character model).
+
     ``temperature=0`` means greedy: always the most likely character (the first of equal
     ones), and no random draw. ``top_k=1`` is greedy too (drawing among equal ones, as
     nanoGPT does).
@@ -428,8 +431,9 @@ def generate(model: LanguageModel, vocab: CharVocab, prompt: str, length: int,
         raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
     n = int(number_in("length", length, 0, integer=True))
     temp = non_negative_number("temperature", temperature)
-    k = None if top_k is None else int(number_in("top_k", top_k, 1, len(vocab),
-                                                 integer=True))
+    # A top_k beyond the vocabulary keeps every character (nanoGPT: min(top_k, vocab)).
+    k = None if top_k is None else min(int(number_in("top_k", top_k, 1, integer=True)),
+                                       len(vocab))
     if not callable(getattr(model, "predict", None)):
         raise ValueError(f"model must have a predict(ids) method, got "
                          f"{type(model).__name__}: pass a trained network")
