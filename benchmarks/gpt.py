@@ -1,7 +1,7 @@
 """nanoGPT's character-level GPT step: zeronn beside PyTorch eager on the same threads.
 
-``TorchGPT`` is nanoGPT's ``model.py`` written as the zeronn model ``zn.gpt`` is built
-(tanh GELU, lm_head not tied to wte, LayerNorm with its bias), so the same weights copy
+``torch_gpt`` is nanoGPT's ``model.py`` written as the zeronn model ``zn.gpt`` is built
+(tanh GELU, LayerNorm with its bias; lm_head tied to wte as in nanoGPT), so the same weights copy
 across (``copy_weights``): the parity suite proves the two equal, and this script times
 one training step of each (forward, backward, gradient clipping, AdamW) on the same
 random batches, in interleaved rounds::
@@ -32,7 +32,7 @@ VOCAB = 65  # tiny Shakespeare's characters
 
 
 def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
-              bias: bool = False) -> Any:
+              bias: bool = False, tie_weights: bool = True) -> Any:
     """nanoGPT's GPT (dropout 0) as zn.gpt builds it, in PyTorch."""
     import torch
     from torch import nn
@@ -74,6 +74,8 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             self.h = nn.ModuleList([Block() for _ in range(n_layer)])
             self.ln_f = nn.LayerNorm(n_embd)
             self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+            if tie_weights:  # nanoGPT: self.transformer.wte.weight = self.lm_head.weight
+                self.wte.weight = self.lm_head.weight
 
         def forward(self, idx: Any) -> Any:
             pos = torch.arange(idx.size(1))
@@ -108,8 +110,9 @@ def parameter_map(net: zn.Sequential) -> dict[str, tuple[Any, str, bool]]:
                         "c_fc.bias": (fc, "b", False), "c_proj.bias": (proj, "b", False)}
         out |= {f"h.{i}.{k}": v for k, v in entries.items()}
     ln_f, head = layers[-2], layers[-1]
-    out |= {"ln_f.weight": (ln_f, "gamma", False), "ln_f.bias": (ln_f, "beta", False),
-            "lm_head.weight": (head, "W", True)}
+    out |= {"ln_f.weight": (ln_f, "gamma", False), "ln_f.bias": (ln_f, "beta", False)}
+    if not isinstance(head, zn.TiedDense):  # tied: torch lists the shared matrix once (wte)
+        out["lm_head.weight"] = (head, "W", True)
     return out
 
 

@@ -168,3 +168,49 @@ def test_network_backward_through_an_embedding_gives_no_input_gradient(rng):
     assert np.abs(net.layers[0].dW).sum() > 0
     # Prediction takes shorter contexts: every layer works step by step.
     assert net.predict(ids[:, :2]).shape == (2, 4)
+
+
+def _tied_net(dtype="float64"):
+    return zn.Sequential([zn.Embedding(7, 4), zn.LSTM(4, return_sequences=True),
+                          zn.TiedDense(7, activation="softmax")], input_shape=(5,),
+                         dtype=dtype, seed=0)
+
+
+def test_tied_dense_reads_the_embedding_transposed_and_adds_both_gradients(rng):
+    """TiedDense: z = x·W.T with the Embedding's W; W's gradient is the scatter's plus
+    the head's (checked against central differences and against an untied copy)."""
+    net = _tied_net()
+    emb, head = net.layers[0], net.layers[2]
+    assert head.n_params == 0 and net.n_params == emb.n_params + net.layers[1].n_params
+    np.testing.assert_array_equal(head.W, emb.W.T)
+    ids, y = rng.integers(0, 7, (3, 5)), rng.integers(0, 7, (3, 5))
+    assert zn.check_gradients(net, ids, y, loss="categorical_crossentropy").passed(1e-6)
+    untied = zn.Sequential([zn.Embedding(7, 4), zn.LSTM(4, return_sequences=True),
+                            zn.Dense(7, activation="softmax", use_bias=False)],
+                           input_shape=(5,), seed=0)
+    untied.set_params([emb.W, *net.layers[1].params, emb.W.T])
+    _, tied_grads = net.loss_and_gradients(ids, y, loss="categorical_crossentropy")
+    _, grads = untied.loss_and_gradients(ids, y, loss="categorical_crossentropy")
+    np.testing.assert_allclose(tied_grads[0], grads[0] + grads[-1].T, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="read-only"):
+        head.W[0, 0] = 1.0
+
+
+def test_tied_dense_survives_copies_and_model_files(rng, tmp_path):
+    net = _tied_net()
+    ids, y = rng.integers(0, 7, (6, 5)), rng.integers(0, 7, (6, 5))
+    net.fit(ids, y, loss="categorical_crossentropy", epochs=2, batch_size=3, seed=0)
+    zn.save(net, tmp_path / "tied.zeronn")
+    back = zn.load(tmp_path / "tied.zeronn")
+    np.testing.assert_array_equal(back.predict(ids), net.predict(ids))
+    assert np.shares_memory(back.layers[2].W, back.layers[0].W)
+    f32 = net.copy(dtype="float32")
+    assert np.shares_memory(f32.layers[2].W, f32.layers[0].W)
+    np.testing.assert_allclose(f32.predict(ids), net.predict(ids), rtol=1e-5, atol=1e-6)
+
+
+def test_tied_dense_errors():
+    with pytest.raises(ValueError, match="the network has none: put an Embedding first"):
+        zn.Sequential([zn.Dense(4), zn.TiedDense(3)], input_dim=2)
+    with pytest.raises(ValueError, match=r"give it units=7 and inputs of 4 features"):
+        zn.Sequential([zn.Embedding(7, 4), zn.TiedDense(6)], input_shape=(3,))

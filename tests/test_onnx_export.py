@@ -971,3 +971,14 @@ def test_sequence_refusals(tmp_path):
     with pytest.raises(ValueError, match=r"layer 2\.0 \(LayerNorm\).*opset=17"):
         zn.export_onnx(ln, tmp_path / "m.onnx", opset=16)
     assert not any(tmp_path.iterdir())
+
+
+def test_tied_gpt_exports_its_shared_matrix(tmp_path):
+    """zn.gpt (lm_head tied to wte): the head is a MatMul by the Embedding's W.T."""
+    net = zn.gpt(11, 6, n_layer=1, n_head=2, n_embd=8, seed=0)
+    ids = np.random.default_rng(0).integers(0, 11, (4, 6))
+    path = tmp_path / "gpt.onnx"
+    zn.export_onnx(net, path)
+    sess = ort.InferenceSession(str(path))
+    got = sess.run(None, {sess.get_inputs()[0].name: ids.astype(np.int64)})[0]
+    np.testing.assert_allclose(got, net.predict(ids), rtol=1e-5, atol=1e-6)

@@ -840,3 +840,16 @@ def test_sequence_str_reads_as_a_table() -> None:
                  "M = 22 steps with y != -100", "dW1[X[b, t]] += dx2[b, t]"]:
         assert line in text, line
     assert "emb1(4, 6, 8)" in repr(zn.trace(net, X, y, loss="categorical_crossentropy"))
+
+
+def test_trace_of_a_tied_gpt_adds_the_heads_gradient_to_the_embedding(rng):
+    """zn.gpt ties lm_head to wte: the trace's dW1 is the scatter plus the head's dW.T,
+    equal to the engine's gradient."""
+    net = zn.gpt(11, 6, n_layer=1, n_head=2, n_embd=8, dtype="float64", seed=0)
+    ids, y = rng.integers(0, 11, (3, 6)), rng.integers(0, 11, (3, 6))
+    t = zn.trace(net, ids, y, loss="categorical_crossentropy")
+    _, grads = net.loss_and_gradients(ids, y, loss="categorical_crossentropy")
+    for name, g in zip(t.grad_names, grads):
+        np.testing.assert_allclose(t[name], g, rtol=1e-12, atol=1e-12 * np.abs(g).max())
+    last = len(net.layers)
+    assert f"+ dW{last}.T" in t.formulas["dW1"]

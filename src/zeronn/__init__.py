@@ -33,6 +33,7 @@ from zeronn.layers import (
     MultiHeadAttention,
     PositionalEmbedding,
     Residual,
+    TiedDense,
 )
 from zeronn.losses import LOSSES, Loss, get_loss, register_loss
 from zeronn.models import MLP, Sequential, gpt
@@ -81,6 +82,7 @@ __all__ = [
     "PositionalEmbedding",
     "Residual",
     "Sequential",
+    "TiedDense",
     "Trace",
     "Trainer",
     "TrainingInterrupted",

@@ -25,6 +25,7 @@ from zeronn.layers import (
     MultiHeadAttention,
     PositionalEmbedding,
     Residual,
+    TiedDense,
 )
 from zeronn.losses import Loss
 from zeronn.network import Network
@@ -190,8 +191,8 @@ class MLP(Sequential):
 
 
 def gpt(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
-        dropout: float = 0.0, bias: bool = False, dtype: DTypeLike = "float32",
-        seed: int | None = None) -> Sequential:
+        dropout: float = 0.0, bias: bool = False, tie_weights: bool = True,
+        dtype: DTypeLike = "float32", seed: int | None = None) -> Sequential:
     """A character-level GPT, nanoGPT's ``model.py`` as a Sequential of zeronn layers.
 
     ids (n, T <= block_size) -> next-token probabilities (n, T, vocab_size)::
@@ -199,15 +200,16 @@ def gpt(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_e
         Embedding(vocab, C), PositionalEmbedding(block_size)  (wte, wpe)  [Dropout]
         n_layer x [ Residual([LayerNorm(), MultiHeadAttention(n_head, causal=True), [Dropout]]),
                     Residual([LayerNorm(), Dense(4C, gelu), Dense(C), [Dropout]]) ]
-        LayerNorm(), Dense(vocab, softmax)                    (ln_f, lm_head)
+        LayerNorm(), TiedDense(vocab, softmax)                (ln_f, lm_head)
 
     As nanoGPT: weights and embeddings N(0, 0.02^2), the blocks' output projections
     scaled by (2 n_layer)^-1/2, no biases in the projections with ``bias=False`` (nanoGPT's
     default; LayerNorm keeps its beta), ``dropout`` after the embeddings, inside the
-    attention and after each block's projection. Two differences: GELU is the tanh form
-    (zeronn's ``gelu``; nanoGPT's ``nn.GELU()`` uses erf), and lm_head has its own weights
-    (nanoGPT ties them to wte). Train it with ``loss="categorical_crossentropy"`` on class
-    indices (n, T) (:class:`~zeronn.training.Trainer` for nanoGPT's loop).
+    attention and after each block's projection, and lm_head tied to wte
+    (``tie_weights=False``: a Dense of its own). One difference: GELU is the tanh form
+    (zeronn's ``gelu``; nanoGPT's ``nn.GELU()`` uses erf). Train it with
+    ``loss="categorical_crossentropy"`` on class indices (n, T)
+    (:class:`~zeronn.training.Trainer` for nanoGPT's loop).
     """
     for name, value in (("vocab_size", vocab_size), ("block_size", block_size),
                         ("n_layer", n_layer), ("n_head", n_head), ("n_embd", n_embd)):
@@ -228,8 +230,9 @@ def gpt(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_e
         projections.append(proj)
         layers += [Residual(dropped([LayerNorm(), attention])),
                    Residual(dropped([LayerNorm(), fc, proj]))]
-    layers += [LayerNorm(), Dense(vocab_size, activation="softmax", init="gpt_normal",
-                                  use_bias=False)]
+    head = (TiedDense(vocab_size, activation="softmax") if tie_weights
+            else Dense(vocab_size, activation="softmax", init="gpt_normal", use_bias=False))
+    layers += [LayerNorm(), head]
     net = Sequential(layers, input_shape=(block_size,), dtype=dtype, seed=seed)
     for proj in projections:  # nanoGPT: c_proj.weight ~ N(0, (0.02 / sqrt(2 n_layer))^2)
         proj.W = proj.W * proj.W.dtype.type(scale)

@@ -91,6 +91,8 @@ class Network:
     def _bind(self) -> None:
         for layer, s in zip(self.layers, self.slices):
             layer.bind(self._flat_params[s], self._flat_grads[s])
+        for layer in self.layers:  # views of another layer's arrays (a tied output layer)
+            layer.link(self.layers)
 
     def _make_loss_bufs(self, n: int) -> tuple[NDArray, NDArray]:
         return (np.empty((n, *self.output_shape), self.dtype),

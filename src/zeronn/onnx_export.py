@@ -461,6 +461,12 @@ def _dense(g: _Graph, layer: Layer, x: str, i: str) -> str:
     return _activation(g, _activation_name(layer), z, f"a{i}")
 
 
+def _tied_dense(g: _Graph, layer: Layer, x: str, i: str) -> str:
+    # The Embedding's matrix, transposed (layer.W is that view): a constant of its own here.
+    W = g.const(f"W{i}", np.ascontiguousarray(layer.W))  # type: ignore[attr-defined]
+    return _activation(g, _activation_name(layer), g.op("MatMul", [x, W], f"z{i}"), f"a{i}")
+
+
 def _activation_layer(g: _Graph, layer: Layer, x: str, i: str) -> str:
     return _activation(g, _activation_name(layer), x, f"a{i}")
 
@@ -544,6 +550,7 @@ class _LayerOp:
 
 _LAYER_OPS: dict[str, _LayerOp] = {
     "dense": _LayerOp(_dense, "Gemm"),
+    "tied_dense": _LayerOp(_tied_dense, "MatMul"),
     "activation": _LayerOp(_activation_layer, "its activation"),
     "dropout": _LayerOp(_dropout, "nothing"),
     "batchnorm": _LayerOp(_batchnorm, "BatchNormalization"),

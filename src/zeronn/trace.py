@@ -187,6 +187,7 @@ from zeronn.layers import (
     MultiHeadAttention,
     PositionalEmbedding,
     Residual,
+    TiedDense,
 )
 from zeronn.layers.conv import add_windows, col2im, im2col, windows
 from zeronn.layers.recurrent import RNN, Recurrent
@@ -218,6 +219,8 @@ class Trace(dict[str, Any]):
         self.formulas: dict[str, str] = {}
         #: the names of the parameter gradients, aligned with ``net.grads``
         self.grad_names: list[str] = []
+        # A TiedDense's weight gradient (dim, vocab), for the Embedding whose W it shares.
+        self._tied: list[tuple[str, NDArray]] = []
 
     def _add(self, name: str, value: Any, formula: str) -> None:
         self[name] = value
@@ -685,7 +688,11 @@ def _backward(out: Trace, s: _Step, g: NDArray, g_name: str, is_top: bool,
         # A sequence's steps are rows: (n, T, k) is taken as (n·T, k).
         rows, drows = s.x.reshape(-1, s.x.shape[-1]), delta.reshape(-1, delta.shape[-1])
         seq = " (the n·T steps as rows)" if s.x.ndim == 3 else ""
-        out._add(f"dW{i}", np.dot(rows.T, drows), f"{s.x_name}.T·{label(i)}{seq}")
+        dW = np.dot(rows.T, drows)
+        tied = " (the Embedding's W.T: added to its dW)" if isinstance(layer, TiedDense) else ""
+        out._add(f"dW{i}", dW, f"{s.x_name}.T·{label(i)}{seq}{tied}")
+        if tied:
+            out._tied.append((f"dW{i}", dW))
         if layer.use_bias:
             out._add(f"db{i}", np.sum(drows, axis=0, keepdims=True),
                      f"sum({label(i)}, axis={(0, 1) if seq else 0})")
@@ -702,7 +709,11 @@ def _backward(out: Trace, s: _Step, g: NDArray, g_name: str, is_top: bool,
         # The book's scatter: row k of dW gets the gradient of every step whose id is k.
         dW = np.zeros_like(layer.W)
         np.add.at(dW, s.x, g)
-        out._add(f"dW{i}", dW, f"dW{i}[{s.x_name}[b, t]] += {g_name}[b, t]  (zeros elsewhere)")
+        formula = f"dW{i}[{s.x_name}[b, t]] += {g_name}[b, t]  (zeros elsewhere)"
+        for name, head in out._tied:  # weight tying: the output layer's gradient joins
+            dW += head.T
+            formula += f", + {name}.T"
+        out._add(f"dW{i}", dW, formula)
         return g, ""  # token ids have no gradient
     if isinstance(layer, PositionalEmbedding):
         T = s.x.shape[1]

@@ -29,9 +29,11 @@ VOCAB, BLOCK = 13, 16
 DTYPES = [("float64", F64_TOL), ("float32", F32_TOL)]
 
 
-def _pair(dtype: str, bias: bool, seed: int = 0) -> tuple[zn.Sequential, Any]:
-    net = zn.gpt(VOCAB, BLOCK, n_layer=2, n_head=2, n_embd=8, bias=bias, dtype=dtype, seed=seed)
-    model = gpt_bench.torch_gpt(VOCAB, BLOCK, 2, 2, 8, bias=bias).to(getattr(torch, dtype))
+def _pair(dtype: str, bias: bool, seed: int = 0, tie: bool = True) -> tuple[zn.Sequential, Any]:
+    net = zn.gpt(VOCAB, BLOCK, n_layer=2, n_head=2, n_embd=8, bias=bias, tie_weights=tie,
+                 dtype=dtype, seed=seed)
+    model = gpt_bench.torch_gpt(VOCAB, BLOCK, 2, 2, 8, bias=bias, tie_weights=tie).to(
+        getattr(torch, dtype))
     gpt_bench.copy_weights(net, model)
     return net, model
 
@@ -49,16 +51,17 @@ def _torch_loss(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
 
 
 @pytest.mark.parametrize(("dtype", "tol"), DTYPES)
-@pytest.mark.parametrize("bias", [False, True])
-def test_gpt_logits_loss_and_gradients(parity: Any, dtype: str, tol: float, bias: bool) -> None:
-    net, model = _pair(dtype, bias)
+@pytest.mark.parametrize(("bias", "tie"), [(False, True), (True, True), (False, False)])
+def test_gpt_logits_loss_and_gradients(parity: Any, dtype: str, tol: float, bias: bool,
+                                       tie: bool) -> None:
+    net, model = _pair(dtype, bias, tie=tie)
     x, y = _batch(1)
     y[0, :3] = -100  # ignored targets: both skip them
     logits, loss = _torch_loss(model, x, y)
     loss.backward()
     value, _ = net.loss_and_gradients(x, y, loss="categorical_crossentropy")
     probs = net.predict(x)
-    what = f"gpt {dtype} bias={bias}"
+    what = f"gpt {dtype} bias={bias} tied={tie}"
     parity.check(f"gpt {dtype} probabilities", probs,
                  torch.softmax(logits, -1).detach().numpy(), tol, what)
     parity.check(f"gpt {dtype} loss", value, loss.item(), tol, what)

@@ -10,7 +10,7 @@ from zeronn.layers.composite import Composite, Residual
 from zeronn.layers.conv import Conv2D
 from zeronn.layers.dense import Activation, Dense
 from zeronn.layers.dropout import Dropout
-from zeronn.layers.embedding import Embedding
+from zeronn.layers.embedding import Embedding, TiedDense
 from zeronn.layers.normalization import BatchNorm, LayerNorm
 from zeronn.layers.pooling import AvgPool2D, MaxPool2D
 from zeronn.layers.positional import PositionalEmbedding
@@ -19,8 +19,10 @@ from zeronn.layers.reshape import Flatten
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Activation, AvgPool2D, BatchNorm, Composite, Conv2D, Dense, Dropout, Embedding, Flatten,
-    GRU, LSTM, LayerNorm, MaxPool2D, MultiHeadAttention, PositionalEmbedding, RNN, Residual)}
+    GRU, LSTM, LayerNorm, MaxPool2D, MultiHeadAttention, PositionalEmbedding, RNN, Residual,
+    TiedDense)}
 
 __all__ = ["GRU", "LAYERS", "LSTM", "RNN", "Activation", "AvgPool2D", "BatchNorm", "Composite",
            "Conv2D", "Dense", "Dropout", "Embedding", "Flatten", "Layer", "LayerNorm",
-           "MaxPool2D", "MultiHeadAttention", "Param", "PositionalEmbedding", "Residual"]
+           "MaxPool2D", "MultiHeadAttention", "Param", "PositionalEmbedding", "Residual",
+           "TiedDense"]

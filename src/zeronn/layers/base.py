@@ -175,6 +175,10 @@ class Layer:
     def initialize(self, rng: np.random.Generator) -> None:
         """Sets the initial parameters (and resets the state); default: nothing to do."""
 
+    def link(self, layers: list[Layer]) -> None:
+        """Called by the network once every layer is bound, with its layers: a layer that
+        uses another's arrays (``TiedDense``) finds them here; default: nothing to do."""
+
     @property
     def params(self) -> list[NDArray]:
         """The live parameter arrays, in ``param_names`` order."""

@@ -110,6 +110,10 @@ class Composite(Layer):
         for layer in self.layers:
             layer.initialize(rng)
 
+    def link(self, layers: list[Layer]) -> None:
+        for layer in self.layers:
+            layer.link(layers)
+
     @property
     def params(self) -> list[NDArray]:
         return [p for layer in self.layers for p in layer.params]

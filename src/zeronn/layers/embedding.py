@@ -5,6 +5,12 @@ Forward picks rows: ``out[b, t] = W[ids[b, t]]``. Backward is the book's scatter
 row ``W[k]`` gets the sum of the upstream gradients of the positions that picked it
 (``dW[ids[b, t]] += dout[b, t]``; a repeated id adds up, it does not overwrite). Ids are
 integers, so there is no gradient for the input: backward returns ``None``.
+
+``TiedDense`` is the output layer that reads the same matrix the other way round (weight
+tying, as GPT-2 and nanoGPT's ``lm_head.weight = wte.weight``): ``z = x·W.T`` scores every
+token of the vocabulary by its embedding. The one matrix then gets two gradients, the
+head's (``delta.T·x``, written first: backward runs from the output) and the scatter's,
+which the Embedding adds to it.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
+from zeronn.layers.dense import Dense
 
-__all__ = ["Embedding"]
+__all__ = ["Embedding", "TiedDense"]
 
 
 def _positive_int(what: str, value: Any) -> int:
@@ -55,6 +63,8 @@ class Embedding(Layer):
         self._cache: BufferCache[NDArray] | None = None
         self._ids: NDArray | None = None
         self._out: NDArray | None = None
+        #: True when a TiedDense also writes dW: backward then adds to it (see the module doc)
+        self.tied = False
 
     def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
         if len(input_shape) != 1:
@@ -129,8 +139,9 @@ class Embedding(Layer):
         sorted_ids = flat[order]
         starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
         dW = self.dW
-        dW.fill(0)
-        dW[sorted_ids[starts]] = np.add.reduceat(
+        if not self.tied:  # tied: the head's gradient is already there; add to it
+            dW.fill(0)
+        dW[sorted_ids[starts]] += np.add.reduceat(
             dout.reshape(-1, self.dim)[order], starts, axis=0)
         return None
 
@@ -142,3 +153,68 @@ class Embedding(Layer):
         init = cfg.get("init", getattr(self.init, "__name__", "custom"))
         extra = "" if init == "standard_normal" else f", init={init!r}"
         return f"Embedding({self.vocab_size}, {self.dim}{extra})"
+
+
+class TiedDense(Dense):
+    """The output layer tied to the network's Embedding: x (n, T, dim) -> (n, T, vocab_size),
+    ``z = x·W.T`` with the Embedding's ``W`` (vocab_size, dim), then ``activation``.
+
+    It has no parameters of its own (GPT-2's and nanoGPT's ``lm_head`` shares ``wte``'s
+    weight): the network links it to its first Embedding layer, whose ``W`` gets both
+    gradients. ``units`` must be that Embedding's ``vocab_size`` and the input's features its
+    ``dim``. No bias, as nanoGPT's ``lm_head``.
+    """
+
+    kind = "tied_dense"
+    no_decay = ()
+
+    def __init__(self, units: int, activation: str | ActivationFunction | None = None) -> None:
+        super().__init__(units, activation=activation, use_bias=False)
+        self.param_names = ()  # type: ignore[misc]
+        self._embedding: Embedding | None = None
+
+    def param_shapes(self) -> list[Shape]:
+        return []  # the weights are the Embedding's
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        """Nothing to draw: the weights are the Embedding's."""
+
+    def link(self, layers: list[Layer]) -> None:
+        embedding = next((layer for layer in layers if isinstance(layer, Embedding)), None)
+        if embedding is None:
+            raise ValueError("TiedDense reads the weights of the network's Embedding, but the "
+                             "network has none: put an Embedding first, or use Dense")
+        if (embedding.vocab_size, embedding.dim) != (self.units, self.fan_in):
+            raise ValueError(f"TiedDense({self.units}) on {self.fan_in} features cannot share "
+                             f"the weights of Embedding({embedding.vocab_size}, "
+                             f"{embedding.dim}): give it units={embedding.vocab_size} and "
+                             f"inputs of {embedding.dim} features")
+        embedding.tied = True
+        self._embedding = embedding
+        self._W = embedding._W.T  # (dim, vocab): Dense's forward reads x·_W
+
+    @property
+    def W(self) -> NDArray:
+        """The Embedding's weights, transposed (dim, vocab_size): a read-only view here."""
+        view = self._W.view()
+        view.flags.writeable = False
+        return view
+
+    def _backward_rows(self, delta: NDArray, buf: Any, x: NDArray,
+                       need_dx: bool) -> NDArray | None:
+        assert self._embedding is not None
+        # The Embedding's dW in its own (vocab, dim) layout; written, not added: this layer's
+        # backward comes first, and the Embedding's adds the scatter to it.
+        np.dot(delta.T, x, out=self._embedding.dW)
+        if not need_dx:
+            return None
+        if buf.dx is None:
+            buf.dx = np.empty((delta.shape[0], self.fan_in), self.dtype)
+        return np.dot(delta, self._embedding._W, out=buf.dx)
+
+    def config(self) -> dict[str, Any]:
+        return {"units": self.units, "activation": self.activation.name}
+
+    def __repr__(self) -> str:
+        act = self.activation.name
+        return f"TiedDense({self.units}{'' if act == 'identity' else f', activation={act!r}'})"
