@@ -1354,3 +1354,99 @@ def test_bad_convnet_arrays(tmp_path, conv_file, member, value, words):
                           lambda h: h["arrays"][member].update(dtype=value.dtype.name,
                                                                 shape=list(value.shape)))
     _load_fails(agreed, *words)
+
+
+# -- sequence, attention and composite layers: their fields in hostile files -------------
+@pytest.fixture()
+def gpt_file(tmp_path) -> Path:
+    """A trained little GPT: Embedding, PositionalEmbedding, Residual blocks (LayerNorm,
+    MultiHeadAttention; LayerNorm, Dense, Dense), LayerNorm, TiedDense."""
+    net = zn.gpt(9, 6, n_layer=1, n_head=2, n_embd=4, bias=True, dtype="float64", seed=0)
+    ids = np.random.default_rng(0).integers(0, 9, (8, 6))
+    net.fit(ids, np.roll(ids, -1, axis=1), loss="categorical_crossentropy", epochs=1,
+            batch_size=4)
+    path = tmp_path / "gpt.zeronn"
+    zn.save(net, path)
+    return path
+
+
+@pytest.fixture()
+def lstm_file(tmp_path) -> Path:
+    """A trained char model: Embedding, LSTM (stateful), GRU, Dense."""
+    net = zn.Sequential([zn.Embedding(7, 3), zn.LSTM(4, return_sequences=True, stateful=True),
+                         zn.GRU(5, return_sequences=True), zn.Dense(7, activation="softmax")],
+                        input_shape=(5,), seed=0)
+    ids = np.random.default_rng(1).integers(0, 7, (6, 5))
+    net.fit(ids, ids, loss="categorical_crossentropy", epochs=1, batch_size=3, shuffle=False)
+    path = tmp_path / "lstm.zeronn"
+    zn.save(net, path)
+    return path
+
+
+def _sub(i: int, j: int, **cfg: Any) -> Callable[[dict], None]:
+    """An edit of sublayer ``j`` of composite layer ``i``'s config (0-based)."""
+    return lambda h: h["network"]["layers"][i]["config"]["layers"][j]["config"].update(cfg)
+
+
+def _nest(depth: int) -> Callable[[dict], None]:
+    def edit(h: dict) -> None:
+        entry = h["network"]["layers"][2]
+        for _ in range(depth):
+            entry = {"type": "Composite", "config": {"layers": [entry]}}
+        h["network"]["layers"][2] = entry
+    return edit
+
+
+def test_sequence_and_gpt_files_round_trip(tmp_path, gpt_file, lstm_file):
+    ids = np.random.default_rng(2).integers(0, 7, (3, 5))
+    for path, x in ((gpt_file, ids[:, :5] % 9), (lstm_file, ids)):
+        net = zn.load(path)
+        assert zn.load(path).predict(x).shape == net.predict(x).shape
+        np.testing.assert_array_equal(zn.load(path).predict(x), net.predict(x))
+
+
+@pytest.mark.parametrize("edit,words", [
+    (_layer(0, vocab_size=0), ["layer 1", "vocab_size"]),
+    (_layer(0, vocab_size=8), ["network/1/W.npy", "(8, 4)"]),
+    (_layer(0, dim="4"), ["layer 1", "dim"]),
+    (_layer(1, max_len=3), ["layer 2", "PositionalEmbedding(6)"]),
+    (_sub(2, 1, num_heads=3), ["layer 3", "num_heads"]),
+    (_sub(2, 1, dropout=1.5), ["layer 3", "dropout"]),
+    (_sub(2, 1, causal="yes"), ["layer 3"]),
+    (_sub(2, 1, evil=1), ["layer 3", "evil"]),
+    (_sub(3, 1, activation="quux"), ["'quux'", "register_activation"]),
+    (lambda h: h["network"]["layers"][2]["config"].update(layers=[]), ["layer 3", "1 to"]),
+    (lambda h: h["network"]["layers"][2]["config"].update(layers="LayerNorm"), ["layer 3"]),
+    (lambda h: h["network"]["layers"][2]["config"]["layers"][0].update(type="os.system"),
+     ["layer 3", "'os.system'"]),
+    (lambda h: h["network"]["layers"][2]["config"]["layers"].append(
+        {"type": "Dense", "config": {"units": 5}}), ["layer 3", "parameters"]),
+    (_nest(9), ["layer 3", "nested at most 8 deep"]),
+    (lambda h: h["network"]["layers"][-1].update(type="Dense"), ["layer 6", "parameters"]),
+    (_layer(5, units=8), ["TiedDense(8)", "units=9"]),
+    (lambda h: h["network"]["layers"].pop(0), ["layer"]),
+], ids=lambda x: "" if callable(x) else x[0])
+def test_hostile_gpt_files(tmp_path, gpt_file, edit, words):
+    _load_fails(_edit_header(gpt_file, tmp_path / "bad.zeronn", edit), *words)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (_layer(1, units=-4), ["layer 2", "units"]),
+    (_layer(1, return_sequences="yes"), ["layer 2", "return_sequences"]),
+    (_layer(1, stateful=1), ["layer 2", "stateful"]),
+    (_layer(1, use_bias=False), ["layer 2", "parameters"]),
+    (_layer(2, units=6), ["network/3/weight_ih.npy", "(18, 4)"]),
+    (_entry(1, type="GRU"), ["network/2/weight_ih.npy"]),
+    (lambda h: h["network"].update(input_shape=[5, 1]), ["layer 1"]),
+], ids=lambda x: "" if callable(x) else x[0])
+def test_hostile_sequence_files(tmp_path, lstm_file, edit, words):
+    _load_fails(_edit_header(lstm_file, tmp_path / "bad.zeronn", edit), *words)
+
+
+def test_bad_recurrent_and_attention_arrays(tmp_path, gpt_file, lstm_file):
+    members = _members(lstm_file)
+    members["network/2/weight_hh.npy"] = _npy(np.full((16, 4), np.nan))
+    _load_fails(_write_zip(tmp_path / "a.zeronn", members), "network/2/weight_hh.npy", "NaN")
+    members = _members(gpt_file)
+    members["network/3/1.W_qkv.npy"] = _npy(np.ones((4, 4)))
+    _load_fails(_write_zip(tmp_path / "b.zeronn", members), "network/3/1.W_qkv.npy")

@@ -183,6 +183,10 @@ class MultiHeadAttention(Layer):
                 or not (math.isfinite(proj_scale) and proj_scale > 0)):
             raise ValueError(f"MultiHeadAttention proj_scale must be a positive number "
                              f"(nanoGPT: (2 * n_layer) ** -0.5), got {proj_scale!r}")
+        for flag, value in (("causal", causal), ("use_bias", use_bias)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"MultiHeadAttention {flag} must be True or False, got "
+                                 f"{value!r}")
         self.num_heads = int(num_heads)
         self.causal = bool(causal)
         self.dropout = float(dropout)
