@@ -274,7 +274,9 @@ def test_conv_notebook_headings_and_stored_outputs() -> None:
 
 
 # The sequence and attention notebooks: each cell gets at most a minute (they run in
-# about 15 s each); the text slice and the short runs keep them so.
+# about 15 s each); the text slice and the short runs keep them so. Their kernels use one
+# BLAS thread: their matrices are small, and on a busy machine threads that wait for each
+# other made a 10-second run take minutes.
 SEQ_NOTEBOOK = NOTEBOOK.parent / "03_sequences.ipynb"
 ATT_NOTEBOOK = NOTEBOOK.parent / "04_attention.ipynb"
 
@@ -283,8 +285,10 @@ def _execute(path: Path) -> tuple[Any, float]:
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
+    one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                         "MKL_NUM_THREADS")}
     t0 = time.perf_counter()
-    client.execute()
+    client.execute(env={**os.environ, **one_thread})   # the kernel's environment
     return nb, time.perf_counter() - t0
 
 
