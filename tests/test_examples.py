@@ -271,3 +271,164 @@ def test_conv_notebook_headings_and_stored_outputs() -> None:
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code)
     assert "the loops equal the layer: True" in _stdout(_cell(nb, "by-hand"))
+
+
+# The sequence and attention notebooks: each cell gets at most a minute (they run in
+# about 15 s each); the text slice and the short runs keep them so. Their kernels use one
+# BLAS thread: their matrices are small, and on a busy machine threads that wait for each
+# other made a 10-second run take minutes.
+SEQ_NOTEBOOK = NOTEBOOK.parent / "03_sequences.ipynb"
+ATT_NOTEBOOK = NOTEBOOK.parent / "04_attention.ipynb"
+
+
+def _execute(path: Path) -> tuple[Any, float]:
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    one_thread = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                         "MKL_NUM_THREADS")}
+    t0 = time.perf_counter()
+    client.execute(env={**os.environ, **one_thread})   # the kernel's environment
+    return nb, time.perf_counter() - t0
+
+
+def _number(cell_out: str, pattern: str) -> float:
+    match = re.search(pattern, cell_out)
+    assert match, f"{pattern!r} not in {cell_out!r}"
+    return float(match.group(1))
+
+
+def _one_png(nb: Any, tag: str) -> None:
+    pngs = _pngs(_cell(nb, tag))
+    assert len(pngs) == 1 and pngs[0].startswith(PNG) and len(pngs[0]) > 5000, tag
+
+
+def _no_errors(nb: Any) -> None:
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            assert o.output_type != "error", cell.source
+            assert not (o.output_type == "stream" and o.name == "stderr"), o.text
+
+
+def _headings_and_stored_outputs(path: Path, minimum: int) -> Any:
+    nb = nbformat.read(path, as_version=4)
+    headings = [line for c in nb.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("#")]
+    assert len(headings) >= minimum
+    for h in headings:
+        ja, _, en = h.partition(" / ")
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", ja), h
+        assert re.search(r"[A-Za-z]{3}", en), h
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code)  # saved executed, as 01 and 02
+    assert all(c.metadata.get("tags") for c in code)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def executed_seq() -> tuple[Any, float]:
+    return _execute(SEQ_NOTEBOOK)
+
+
+def test_seq_notebook_rnn_and_bptt_by_hand_equal_zeronn(executed_seq) -> None:
+    nb, _ = executed_seq
+    forward = _stdout(_cell(nb, "rnn-forward"))
+    assert len(re.findall(r"^h[123] = tanh\(x[123]·Wx \+ h[012]·Wh \+ b\) = \[", forward,
+                          re.MULTILINE)) == 3
+    assert _number(forward, r"max difference \(h, y_pred, loss\): (\S+)") < 1e-12
+    bptt = _stdout(_cell(nb, "bptt"))
+    assert [int(s) for s in re.findall(r"^step (\d): dL/dh", bptt, re.MULTILINE)] == [3, 2, 1]
+    for name in ("dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh", "dW", "db", "dh (trace)"):
+        assert re.search(rf"^{re.escape(name)}\s", bptt, re.MULTILINE), name
+    assert _number(bptt, r"max difference: (\S+)") < 1e-12
+
+
+def test_seq_notebook_gradients_vanish_explode_and_clipping_helps(executed_seq) -> None:
+    nb, _ = executed_seq
+    norms = _stdout(_cell(nb, "grad-norms"))
+    last, first = {}, {}
+    for scale, at_last, at_first in re.findall(
+            r"scale (\S+): \|dL/dh_50\| = (\S+), \|dL/dh_1\| = (\S+)", norms):
+        last[scale], first[scale] = float(at_last), float(at_first)
+    assert first["0.5"] < 1e-6 * last["0.5"]   # vanished over 49 steps
+    assert first["1.5"] > 10 * last["1.5"]     # exploded
+    _one_png(nb, "grad-norms")
+    clip = _stdout(_cell(nb, "clipping"))
+    plain_last = _number(clip, r"without clipping: loss first \S+, last (\S+),")
+    clip_first = _number(clip, r"with clip_grad_norm=1.0: loss first (\S+),")
+    clip_last = _number(clip, r"with clip_grad_norm=1.0: loss first \S+, last (\S+),")
+    assert clip_last < 0.5 * clip_first and clip_last < plain_last
+    _one_png(nb, "clipping")
+
+
+def test_seq_notebook_lstm_learns_the_switch_and_draws_its_gates(executed_seq) -> None:
+    nb, _ = executed_seq
+    out = _stdout(_cell(nb, "lstm-train"))
+    first = _number(out, r"loss: first (\S+),")
+    assert _number(out, r"loss: first \S+, last (\S+)") < 0.1 * first
+    assert _number(out, r"accuracy over every step: (\S+)") >= 0.99
+    _one_png(nb, "lstm-gates")
+    gates = _stdout(_cell(nb, "lstm-gates"))
+    target = re.search(r"target:\s+([01]+)", gates).group(1)
+    assert re.search(r"prediction:\s+([01]+)", gates).group(1) == target
+
+
+def test_seq_notebook_char_model_learns_and_samples(executed_seq) -> None:
+    nb, _ = executed_seq
+    assert "tiny Shakespeare: 200,000 of its characters" in _stdout(_cell(nb, "char-data"))
+    out = _stdout(_cell(nb, "char-train"))
+    assert _number(out, r"training loss: first \S+, last (\S+)") < _number(
+        out, r"training loss: first (\S+),")
+    before = _number(out, r"validation loss: before (\S+),")
+    assert _number(out, r"validation loss: before \S+, after (\S+)") < before - 1.0
+    _one_png(nb, "char-train")
+    before_text = _stdout(_cell(nb, "char-before")).split("--- generated before training ---\n")[1]
+    after_text = _stdout(_cell(nb, "char-after")).split("(temperature 0.8) ---\n")[1]
+    assert before_text.startswith("ROMEO:") and after_text.startswith("ROMEO:")
+    assert len(after_text) > 300 and after_text[:200] != before_text[:200]
+    _no_errors(nb)
+
+
+def test_seq_notebook_headings_and_stored_outputs() -> None:
+    nb = _headings_and_stored_outputs(SEQ_NOTEBOOK, 6)
+    assert _number(_stdout(_cell(nb, "bptt")), r"max difference: (\S+)") < 1e-12
+
+
+@pytest.fixture(scope="module")
+def executed_att() -> tuple[Any, float]:
+    return _execute(ATT_NOTEBOOK)
+
+
+def test_att_notebook_attention_by_hand_equals_the_layer(executed_att) -> None:
+    nb, _ = executed_att
+    out = _stdout(_cell(nb, "attention-by-hand"))
+    assert _number(out, r"max difference \(output\): (\S+)") < 1e-12
+    assert _number(out, r"max difference \(attention weights\): (\S+)") < 1e-12
+    assert out.count("-inf") == 2 * 10 // 2  # head 1's scores: the 10 future entries
+    _one_png(nb, "mask")
+    assert "[[1 0 0 0 0]\n [1 1 0 0 0]" in _stdout(_cell(nb, "mask"))
+
+
+def test_att_notebook_gpt_learns_and_shows_its_attention(executed_att) -> None:
+    nb, _ = executed_att
+    out = _stdout(_cell(nb, "gpt-train"))
+    assert _number(out, r"training loss: first \S+, last (\S+)") < _number(
+        out, r"training loss: first (\S+),") - 1.0
+    before = _number(out, r"validation loss: before (\S+),")
+    assert _number(out, r"validation loss: before \S+, after (\S+)") < before - 1.0
+    assert "1.88" in _cell(nb, "plot-loss").source  # the full run's line
+    _one_png(nb, "plot-loss")
+    _one_png(nb, "attention-maps")
+    assert "2 attention layers x 4 heads" in _stdout(_cell(nb, "attention-maps"))
+    before_text = _stdout(_cell(nb, "sample-before")).split("before training ---\n")[1]
+    after_text = _stdout(_cell(nb, "sample-after")).split("after training ---\n")[1]
+    assert before_text.startswith("ROMEO:") and after_text.startswith("ROMEO:")
+    assert len(after_text) > 300 and after_text[:200] != before_text[:200]
+    _no_errors(nb)
+
+
+def test_att_notebook_headings_and_stored_outputs() -> None:
+    nb = _headings_and_stored_outputs(ATT_NOTEBOOK, 6)
+    assert "gpt_shakespeare.py" in "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert _number(_stdout(_cell(nb, "attention-by-hand")),
+                   r"max difference \(output\): (\S+)") < 1e-12
