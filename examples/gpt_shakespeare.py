@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--- sample {k + 1} ---")
         # nanoGPT's top_k=200, clamped to the vocabulary as its generate does (65 characters)
         print(zn.text.generate(net, vocab, "\n", args.sample_length, temperature=0.8,
-                               top_k=min(200, len(vocab)), seed=k))
+                               top_k=200, seed=k))  # nanoGPT's sample.py
     if args.save is not None:
         zn.save(net, args.save)
         print(f"saved to {args.save}")
