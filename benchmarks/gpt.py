@@ -19,6 +19,7 @@ import math
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ VOCAB = 65  # tiny Shakespeare's characters
 
 
 def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
-              bias: bool = False, tie_weights: bool = True) -> Any:
+              bias: bool = False, tie_weights: bool = True, gelu: str = "tanh") -> Any:
     """nanoGPT's GPT (dropout 0) as zn.gpt builds it, in PyTorch."""
     import torch
     from torch import nn
@@ -60,7 +61,7 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             self.ln_2 = nn.LayerNorm(n_embd)
             self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
             self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
-            self.gelu = nn.GELU(approximate="tanh")
+            self.gelu = nn.GELU(approximate=gelu)  # "tanh": zeronn's; "none": nanoGPT's erf
 
         def forward(self, x: Any) -> Any:
             x = x + self.attn(self.ln_1(x))
@@ -217,19 +218,91 @@ def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float3
     return result
 
 
+def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interval: int = 250,
+                eval_iters: int = 20, final_eval_iters: int = 200, tie_weights: bool = True,
+                gelu: str = "tanh", printer: Any = print) -> dict[str, float]:
+    """nanoGPT's CPU run with the PyTorch model, on exactly the batches and from exactly
+    the weights that ``examples/gpt_shakespeare.py --seed SEED`` uses (the same
+    generators, draws and initial zn.gpt weights): the side-by-side reference run."""
+    import torch
+
+    c = CONFIG
+    text = zn.text.load_text(text_path)
+    vocab = zn.text.CharVocab.from_text(text)
+    train, val = zn.text.split(vocab.encode(text), 0.9)
+    net = zn.gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
+                 tie_weights=tie_weights, dtype="float32", seed=seed)
+    model = torch_gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
+                      tie_weights=tie_weights, gelu=gelu)
+    copy_weights(net, model)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": rest, "weight_decay": 0.0}], lr=1e-3,
+                            betas=(0.9, 0.99))
+    schedule = zn.optim.WarmupCosine(100, iters, min_lr=1e-4)
+    rng, eval_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    vocab_size = len(vocab)
+
+    def loss_of(x: np.ndarray, y: np.ndarray) -> Any:
+        logits = model(torch.from_numpy(x))
+        return torch.nn.functional.cross_entropy(logits.view(-1, vocab_size),
+                                                 torch.from_numpy(y).view(-1))
+
+    @torch.no_grad()
+    def estimate(data: np.ndarray, k: int) -> float:
+        return float(np.mean([loss_of(*zn.text.random_blocks(data, c["block_size"],
+                                                             c["batch_size"], eval_rng)).item()
+                              for _ in range(k)]))
+
+    t0 = time.perf_counter()
+    result: dict[str, float] = {}
+    for it in range(iters + 1):
+        if it % eval_interval == 0 or it == iters:
+            result = {"train": estimate(train, eval_iters), "val": estimate(val, eval_iters)}
+            printer(f"torch step {it}: train loss {result['train']:.4f}, val loss "
+                    f"{result['val']:.4f} ({time.perf_counter() - t0:.0f} s)")
+        if it == iters:
+            break
+        x, y = zn.text.random_blocks(train, c["block_size"], c["batch_size"], rng)
+        for group in opt.param_groups:
+            group["lr"] = schedule.lr(it, 1e-3)
+        loss = loss_of(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    if final_eval_iters:
+        result["val_steady"] = estimate(val, final_eval_iters)
+        printer(f"torch val loss over {final_eval_iters} batches: {result['val_steady']:.4f}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--train", type=Path, default=None, metavar="TEXT",
+                   help="instead of timing: PyTorch's whole 2000-step run on this text file, "
+                        "on the batches examples/gpt_shakespeare.py --seed SEED draws")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--untied", action="store_true", help="lm_head not tied to wte")
+    p.add_argument("--gelu", default="tanh", choices=("tanh", "none"),
+                   help="torch's GELU approximation ('none': nanoGPT's erf form)")
     args = p.parse_args(argv)
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         print("PyTorch is not installed (pip install 'zeronn[parity]'): nothing to compare",
               file=sys.stderr)
         return 1
+    if args.train is not None:
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        train_torch(args.train, args.seed, tie_weights=not args.untied, gelu=args.gelu)
+        return 0
     run(args.rounds, args.steps, args.threads, args.dtype)
     return 0
 

@@ -15,6 +15,7 @@ EXPECTED_STD = {
     "he_uniform": lambda fi, fo: math.sqrt(2 / fi),  # limit sqrt(6/fi) -> std limit/sqrt(3)
     "glorot_normal": lambda fi, fo: math.sqrt(2 / (fi + fo)),
     "glorot_uniform": lambda fi, fo: math.sqrt(2 / (fi + fo)),
+    "gpt_normal": lambda fi, fo: 0.02,  # GPT-2's and nanoGPT's, whatever the size
 }
 
 
