@@ -33,7 +33,8 @@ VOCAB = 65  # tiny Shakespeare's characters
 
 
 def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
-              bias: bool = False, tie_weights: bool = True, gelu: str = "tanh") -> Any:
+              bias: bool = False, tie_weights: bool = True, gelu: str = "tanh",
+              ln_bias: bool = True) -> Any:
     """nanoGPT's GPT (dropout 0) as zn.gpt builds it, in PyTorch."""
     import torch
     from torch import nn
@@ -57,8 +58,8 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
     class Block(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.ln_1, self.attn = nn.LayerNorm(n_embd), Attention()
-            self.ln_2 = nn.LayerNorm(n_embd)
+            self.ln_1, self.attn = nn.LayerNorm(n_embd, bias=ln_bias), Attention()
+            self.ln_2 = nn.LayerNorm(n_embd, bias=ln_bias)
             self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
             self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
             self.gelu = nn.GELU(approximate=gelu)  # "tanh": zeronn's; "none": nanoGPT's erf
@@ -73,7 +74,7 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             self.wte = nn.Embedding(vocab_size, n_embd)
             self.wpe = nn.Embedding(block_size, n_embd)
             self.h = nn.ModuleList([Block() for _ in range(n_layer)])
-            self.ln_f = nn.LayerNorm(n_embd)
+            self.ln_f = nn.LayerNorm(n_embd, bias=ln_bias)
             self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
             if tie_weights:  # nanoGPT: self.transformer.wte.weight = self.lm_head.weight
                 self.wte.weight = self.lm_head.weight
@@ -220,7 +221,8 @@ def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float3
 
 def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interval: int = 250,
                 eval_iters: int = 20, final_eval_iters: int = 200, tie_weights: bool = True,
-                gelu: str = "tanh", printer: Any = print) -> dict[str, float]:
+                gelu: str = "tanh", ln_bias: bool = True,
+                printer: Any = print) -> dict[str, float]:
     """nanoGPT's CPU run with the PyTorch model, on exactly the batches and from exactly
     the weights that ``examples/gpt_shakespeare.py --seed SEED`` uses (the same
     generators, draws and initial zn.gpt weights): the side-by-side reference run."""
@@ -233,7 +235,7 @@ def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interv
     net = zn.gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
                  tie_weights=tie_weights, dtype="float32", seed=seed)
     model = torch_gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
-                      tie_weights=tie_weights, gelu=gelu)
+                      tie_weights=tie_weights, gelu=gelu, ln_bias=ln_bias)
     copy_weights(net, model)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
@@ -291,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--untied", action="store_true", help="lm_head not tied to wte")
     p.add_argument("--gelu", default="tanh", choices=("tanh", "none"),
                    help="torch's GELU approximation ('none': nanoGPT's erf form)")
+    p.add_argument("--no-ln-bias", action="store_true",
+                   help="LayerNorm without its bias (nanoGPT's bias=False)")
     args = p.parse_args(argv)
     try:
         import torch
@@ -301,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.train is not None:
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
-        train_torch(args.train, args.seed, tie_weights=not args.untied, gelu=args.gelu)
+        train_torch(args.train, args.seed, tie_weights=not args.untied, gelu=args.gelu,
+                    ln_bias=not args.no_ln_bias)
         return 0
     run(args.rounds, args.steps, args.threads, args.dtype)
     return 0
