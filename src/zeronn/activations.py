@@ -188,7 +188,7 @@ def _sigmoid(z: NDArray, out: NDArray) -> NDArray:
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     np.add(out, 1, out=out)
-    return np.reciprocal(out, out=out)
+    return np.divide(1, out, out=out)  # faster than np.reciprocal here (same result)
 
 
 def _sigmoid_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> None:
