@@ -211,10 +211,10 @@ class TorchTrainer:
         total = 0.0
         with torch.no_grad():
             for s in range(0, len(x), chunk):
-                logits = self.model(torch.from_numpy(np.ascontiguousarray(x[s:s + chunk])))
+                logits = self.model(torch.from_numpy(np.array(x[s:s + chunk])))
                 total += float(torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]),
-                    torch.from_numpy(np.ascontiguousarray(y[s:s + chunk])).reshape(-1),
+                    torch.from_numpy(np.array(y[s:s + chunk])).reshape(-1),
                     reduction="sum"))
         return total / y.size
 

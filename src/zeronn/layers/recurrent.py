@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._fast import available as fast_available
 from zeronn.activations import get_activation
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
 
@@ -42,6 +43,16 @@ __all__ = ["GRU", "LSTM", "RNN", "Recurrent"]
 
 _SIGMOID = get_activation("sigmoid").forward  # stable for any input (logaddexp)
 _TANH = get_activation("tanh").forward
+
+
+def fast_kernels() -> Any:
+    """zeronn._fast.recurrent's compiled LSTM backward step when numba is installed and not
+    switched off (``ZERONN_NO_FAST=1``), else None: the NumPy loops below."""
+    if not fast_available():
+        return None
+    from zeronn._fast.recurrent import kernels
+
+    return kernels()
 
 
 class _Work:
@@ -400,6 +411,15 @@ class LSTM(Recurrent):
         Wh, a, cs, tanh_c, da = self._weight_hh, w.a, w.cs, w.tanh_c, w.da
         dh, dc, dhs, tmp, tmp2 = w.dh, w.dc, w.dhs, w.tmp, w.tmp2
         dc.fill(0)
+        fast = fast_kernels()
+        if fast is not None:  # the same formulas, term for term, as one compiled loop
+            one = self.dtype.type(1)
+            for t in range(T - 1, -1, -1):
+                fast.lstm_step_back(a[t], tanh_c[t], cs[t], dh,
+                                    dh if dhs is None else dhs[t], dhs is not None, dc,
+                                    da[t], one)
+                np.dot(da[t], Wh, out=dh)
+            return da, da
         for t in range(T - 1, -1, -1):
             if dhs is not None:
                 dh += dhs[t]
