@@ -41,7 +41,7 @@ from zeronn.layers.base import BufferCache, Layer, Param, Shape
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent"]
 
-_SIGMOID = get_activation("sigmoid").forward  # stable for any input (logaddexp)
+_SIGMOID = get_activation("sigmoid").forward  # stable for any input
 _TANH = get_activation("tanh").forward
 
 
