@@ -22,6 +22,17 @@ softmax; float32, Adam 1e-3, batch 32, no augmentation) beside the dense MLP abo
 *stratified* splits (test_size 0.25, random_state 0..4; the seed of each fit too). The
 target: a mean test accuracy of at least 0.985, above the MLP's, and the five fits in
 under a minute.
+
+``tinyshakespeare_charlstm``: text instead of tables: ``benchmarks/charlstm.py``'s
+character-level language model (Embedding 32 -> LSTM 128 -> Dense softmax, float32, T=64,
+batch 32, Adam 3e-3, clip 1.0, 6 epochs over the first 200,000 training characters of
+the tiny Shakespeare text) trained by zeronn and by PyTorch from the same weights on the
+same batches. The score is the validation loss per character (mean cross-entropy in nats
+over every window of the held-out 10%; lower is better), of both and their difference.
+The targets: equal within ``charlstm.LOSS_TOLERANCE`` and zeronn's below
+``CHARLSTM_TARGET`` (a unigram model of the text scores 3.3, a uniform guess ln 65 =
+4.17). Skipped with a note when the text (``../shared/data/tinyshakespeare.txt`` beside
+the repository) is absent; nothing is downloaded. Its speed is ``make bench``'s.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +60,9 @@ from sklearn.preprocessing import StandardScaler
 import zeronn as zn
 from zeronn.sklearn import MLPClassifier, MLPRegressor
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import charlstm  # beside this file
+
 DATASETS: dict[str, tuple[Callable[..., Any], str]] = {
     "diabetes": (datasets.load_diabetes, "regression"),
     "digits": (datasets.load_digits, "classification"),
@@ -61,6 +76,8 @@ CONVNET_TARGET = 0.985
 CONVNET_EPOCHS = 30
 CONVNET_SECONDS = 60.0
 HAS_ENGINE = "engine" in inspect.signature(zn.Sequential.fit).parameters
+CHARLSTM_TARGET = 2.2
+
 ENGINES = ["numpy", "auto"] if HAS_ENGINE else ["numpy"]
 
 
@@ -172,8 +189,9 @@ def evaluate(name: str, engines: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datasets", nargs="*", default=[*DATASETS, "digits_convnet"],
-                        help="subset of: " + ", ".join([*DATASETS, "digits_convnet"]))
+    extra = ["digits_convnet", "tinyshakespeare_charlstm"]
+    parser.add_argument("datasets", nargs="*", default=[*DATASETS, *extra],
+                        help="subset of: " + ", ".join([*DATASETS, *extra]))
     parser.add_argument("--compiled", action="store_true",
                         help="also time zeronn's fits with engine='compiled' (what auto could "
                              "reach where it keeps NumPy)")
@@ -184,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'fit time':>9}  target  {'numpy s':>8} {'auto s':>8} {'auto/numpy':>10}  auto ran")
     ok_all = True
     for name in args.datasets:
-        if name == "digits_convnet":
+        if name in extra:
             continue
         r = evaluate(name, engines)
         diff = r["zeronn"] - r["sklearn"]
@@ -217,7 +235,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnet: {c['cpu']:.1f} CPU seconds in its {c['times']['convnet']:.1f} s")
         print(f"target: convnet >= {CONVNET_TARGET}, above the MLP, fits under "
               f"{CONVNET_SECONDS:.0f} s: {'ok' if ok else 'MISSED'}", flush=True)
+    if "tinyshakespeare_charlstm" in args.datasets:
+        ok_all &= report_charlstm()
     return 0 if ok_all else 1
+
+
+def report_charlstm(cfg: charlstm.Config | None = None) -> bool:
+    """Trains charlstm's model with both libraries and prints the validation losses;
+    True when the targets are met or the text is absent (the note says so)."""
+    print("\ntiny Shakespeare, character-level LSTM: validation loss per character (nats)")
+    if not charlstm.TEXT.exists():
+        print(f"skipped: no text at {charlstm.TEXT} (nothing is downloaded)")
+        return True
+    res = charlstm.run(cfg or charlstm.Config(sample=0), charlstm.TEXT, threads=1,
+                       log=lambda line: None)
+    va, vb = res["val_after"], res["val_before"]
+    ok = res["loss_ok"] and va["zeronn"] < CHARLSTM_TARGET
+    print(f"{'':<10} {'before':>8} {'after':>8}")
+    for name in ("zeronn", "torch"):
+        print(f"{name:<10} {vb[name]:8.4f} {va[name]:8.4f}")
+    print(f"difference {res['val_diff']:+.4f} (tolerance {charlstm.LOSS_TOLERANCE}); "
+          f"{charlstm.describe(res['config'], res['vocab'])}")
+    print(f"target: equal within {charlstm.LOSS_TOLERANCE}, zeronn below {CHARLSTM_TARGET}: "
+          f"{'ok' if ok else 'MISSED'}", flush=True)
+    return ok
 
 
 if __name__ == "__main__":
