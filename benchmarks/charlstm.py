@@ -337,7 +337,7 @@ def report(res: dict[str, Any]) -> list[str]:
         f"{res['blas']}; NumPy {res['numpy']}, PyTorch {res['torch']}",
         f"validation loss per character (nats): before zeronn {vb['zeronn']:.4f} torch "
         f"{vb['torch']:.4f}; after zeronn {va['zeronn']:.4f} torch {va['torch']:.4f} "
-        f"(difference {res['val_diff']:+.4f}, tolerance {LOSS_TOLERANCE}: "
+        f"(difference {res['val_diff']:+.1e}, tolerance {LOSS_TOLERANCE}: "
         f"{'ok' if res['loss_ok'] else 'MISSED'})",
         f"time per epoch: zeronn {med['zeronn']:.2f} s, torch {med['torch']:.2f} s "
         f"(medians); zeronn / torch median {res['ratio']:.2f} (range {min(r):.2f}-"
