@@ -254,7 +254,7 @@ def report_charlstm(cfg: charlstm.Config | None = None) -> bool:
     print(f"{'':<10} {'before':>8} {'after':>8}")
     for name in ("zeronn", "torch"):
         print(f"{name:<10} {vb[name]:8.4f} {va[name]:8.4f}")
-    print(f"difference {res['val_diff']:+.4f} (tolerance {charlstm.LOSS_TOLERANCE}); "
+    print(f"difference {res['val_diff']:+.1e} (tolerance {charlstm.LOSS_TOLERANCE}); "
           f"{charlstm.describe(res['config'], res['vocab'])}")
     print(f"target: equal within {charlstm.LOSS_TOLERANCE}, zeronn below {CHARLSTM_TARGET}: "
           f"{'ok' if ok else 'MISSED'}", flush=True)
