@@ -18,11 +18,16 @@ train the same numbers, and their losses track each other to float32 rounding
 Reported: each epoch's training loss (the mean of its batch losses) for both; the
 validation loss per character (the mean cross-entropy, in nats, over every window of the
 held-out 10%) before and after training for both, and the difference; the time per
-epoch side by side: the libraries train their epochs in turns (zeronn's epoch k, then
-torch's epoch k, alternately first), so a busy neighbour slows both alike, and the ratio
-is the median of the epochs' ratios, with its range. BLAS and torch get the same number
-of threads (threadpoolctl and ``torch.set_num_threads``). And text sampled from zeronn's
-model before and after training (``zn.text.generate``).
+epoch side by side: each epoch is cut into ``parts`` runs of whole batches, and the
+libraries train each run in turns (alternately first), so a busy neighbour slows both
+alike; the ratio is the median of the runs' ratios, with its range. BLAS and torch get
+the same number of threads (threadpoolctl and ``torch.set_num_threads``). And text
+sampled from zeronn's model before and after training (``zn.text.generate``).
+
+PyTorch's ``nn.LSTM`` on the CPU runs oneDNN's fused LSTM (``mkldnn_rnn_layer``, forward
+and backward), twice as fast as its own per-step path here; that is the peer. zeronn
+runs its NumPy forward loop and, with the extra ``fast`` (numba), its compiled backward
+step (``zeronn._fast.recurrent``).
 
 The text is read from ``../shared/data/tinyshakespeare.txt`` beside the repository (or
 ``--text``); nothing is downloaded. The target: zeronn's time per epoch <= 1.0x
