@@ -28,6 +28,17 @@ sea temperatures; the last 24 months held out, 24 one-step-ahead forecasts): a z
 LSTM/GRU tuned on the 24 months before them, beside seasonal-naive and gradient boosting
 on lagged values. The targets: zeronn below seasonal-naive, within 10% of the better
 baseline (MAE and RMSE).
+
+``tinyshakespeare_charlstm``: text instead of tables: ``benchmarks/charlstm.py``'s
+character-level language model (Embedding 32 -> LSTM 128 -> Dense softmax, float32, T=64,
+batch 32, Adam 3e-3, clip 1.0, 6 epochs over the first 200,000 training characters of
+the tiny Shakespeare text) trained by zeronn and by PyTorch from the same weights on the
+same batches. The score is the validation loss per character (mean cross-entropy in nats
+over every window of the held-out 10%; lower is better), of both and their difference.
+The targets: equal within ``charlstm.LOSS_TOLERANCE`` and zeronn's below
+``CHARLSTM_TARGET`` (a unigram model of the text scores 3.3, a uniform guess ln 65 =
+4.17). Skipped with a note when the text (``../shared/data/tinyshakespeare.txt`` beside
+the repository) is absent; nothing is downloaded. Its speed is ``make bench``'s.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ import zeronn as zn
 from zeronn.sklearn import MLPClassifier, MLPRegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import charlstm  # beside this file
 import forecasting  # beside this file, also when quality.py is imported from elsewhere
 
 DATASETS: dict[str, tuple[Callable[..., Any], str]] = {
@@ -70,8 +82,11 @@ TOLERANCE = 0.01
 CONVNET_TARGET = 0.985
 CONVNET_EPOCHS = 30
 CONVNET_SECONDS = 60.0
-WORKLOADS = ["digits_convnet", "forecast"]  # rows of their own, after the MLP table
+# Rows of their own, after the MLP table.
+WORKLOADS = ["digits_convnet", "tinyshakespeare_charlstm", "forecast"]
 HAS_ENGINE = "engine" in inspect.signature(zn.Sequential.fit).parameters
+CHARLSTM_TARGET = 2.2
+
 ENGINES = ["numpy", "auto"] if HAS_ENGINE else ["numpy"]
 
 
@@ -228,12 +243,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnet: {c['cpu']:.1f} CPU seconds in its {c['times']['convnet']:.1f} s")
         print(f"target: convnet >= {CONVNET_TARGET}, above the MLP, fits under "
               f"{CONVNET_SECONDS:.0f} s: {'ok' if ok else 'MISSED'}", flush=True)
+    if "tinyshakespeare_charlstm" in args.datasets:
+        ok_all &= report_charlstm()
     if "forecast" in args.datasets:
         report = forecasting.run(forecasting.load_elnino())
         ok_all &= all(report.targets_met().values())
         print("\nforecasting (benchmarks/forecasting.py):")
         print(forecasting.format_report(report), flush=True)
     return 0 if ok_all else 1
+
+
+def report_charlstm(cfg: charlstm.Config | None = None) -> bool:
+    """Trains charlstm's model with both libraries and prints the validation losses;
+    True when the targets are met or the text is absent (the note says so)."""
+    print("\ntiny Shakespeare, character-level LSTM: validation loss per character (nats)")
+    if not charlstm.TEXT.exists():
+        print(f"skipped: no text at {charlstm.TEXT} (nothing is downloaded)")
+        return True
+    res = charlstm.run(cfg or charlstm.Config(sample=0), charlstm.TEXT, threads=1,
+                       log=lambda line: None)
+    va, vb = res["val_after"], res["val_before"]
+    ok = res["loss_ok"] and va["zeronn"] < CHARLSTM_TARGET
+    print(f"{'':<10} {'before':>8} {'after':>8}")
+    for name in ("zeronn", "torch"):
+        print(f"{name:<10} {vb[name]:8.4f} {va[name]:8.4f}")
+    print(f"difference {res['val_diff']:+.1e} (tolerance {charlstm.LOSS_TOLERANCE}); "
+          f"{charlstm.describe(res['config'], res['vocab'])}")
+    print(f"target: equal within {charlstm.LOSS_TOLERANCE}, zeronn below {CHARLSTM_TARGET}: "
+          f"{'ok' if ok else 'MISSED'}", flush=True)
+    return ok
 
 
 if __name__ == "__main__":

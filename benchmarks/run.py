@@ -27,6 +27,13 @@ forward and backward GEMMs' flops, 2·m·n·k each) beside the machine's peak, o
 GEMM (2000x2000). Prints a table of ratios and writes ``docs/benchmarks.md`` with a
 chart. ``python benchmarks/run.py --quick`` runs only the cells that have targets, with
 fewer repeats and without the peers no target of the cell names (a minute or two).
+
+The workload ``charlstm`` (in the default list; ``--workloads charlstm`` alone runs only
+it) is ``benchmarks/charlstm.py``'s character-level language model on the tiny
+Shakespeare text, Embedding -> LSTM -> Dense softmax, zeronn beside PyTorch from the same
+weights on the same batches, its epochs timed in turns on the same threads: its time per
+epoch ratio (target <= 1.0) and validation losses get their own section of the report
+(``--quick``: a shorter run). Skipped with a note when the text is absent.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ import zeronn as zn
 from zeronn.classic import NN, mse_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import charlstm  # beside this file too
 import jax_peer  # beside this file, also when run.py is imported from elsewhere
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -596,15 +604,16 @@ def blas_description() -> str:
 
 
 def fast_description() -> str:
-    """Whether zeronn's compiled kernels (Conv2D, MaxPool2D) are in use, and numba's
-    version: they change the lenet row."""
+    """Whether zeronn's compiled kernels (Conv2D, MaxPool2D, the LSTM's backward step) are
+    in use, and numba's version: they change the lenet and charlstm rows."""
     from zeronn._fast import available
 
     if not available():
         return "off (NumPy only: numba absent or ZERONN_NO_FAST=1)"
     import numba
 
-    return f"on (numba {numba.__version__}: Conv2D (im2col/col2im, direct), MaxPool2D)"
+    return (f"on (numba {numba.__version__}: Conv2D (im2col/col2im, direct), MaxPool2D, "
+            "the LSTM backward step)")
 
 
 def run_cells(names: list[str], dtypes: list[str], optimizers: list[str], impls: list[str],
@@ -787,8 +796,34 @@ def write_chart(cells: list[Cell], path: Path) -> None:
     plt.close(fig)
 
 
+# -- the character-level language model (benchmarks/charlstm.py) -------------------------
+TEXT_MODEL = "charlstm"
+# --quick: the same model, fewer characters and epochs (about a third of the time).
+TEXT_MODEL_QUICK = {"epochs": 2, "chars": 100_000, "sample": 0}
+
+
+def split_workloads(names: list[str]) -> tuple[list[str], bool]:
+    """The MLP/convnet workloads among ``names``, and whether ``charlstm`` is one."""
+    return [n for n in names if n != TEXT_MODEL], TEXT_MODEL in names
+
+
+def run_text_model(threads: int, quick: bool) -> list[str]:
+    """charlstm's run on ``threads`` threads, as report lines (a note when it cannot run)."""
+    if not charlstm.TEXT.exists():
+        return [f"skipped: no text at {charlstm.TEXT} (the tiny Shakespeare corpus beside "
+                "the repository; nothing is downloaded)"]
+    cfg = charlstm.Config(**TEXT_MODEL_QUICK) if quick else charlstm.Config(sample=0)
+    res = charlstm.run(cfg, charlstm.TEXT, threads, log=lambda line: print(line, flush=True))
+    r = res["ratios"]
+    return [*charlstm.report(res),
+            f"target charlstm float32 adam: zeronn/torch {res['ratio']:.2f} <= "
+            f"{charlstm.SPEED_TARGET}: {'met' if res['speed_ok'] else 'not met'} (turns: "
+            f"{min(r):.2f}-{max(r):.2f})"]
+
+
 def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, str],
-                   command: str, peaks: dict[str, float]) -> None:
+                   command: str, peaks: dict[str, float],
+                   text_model: list[str] | None = None) -> None:
     lines = [
         "# Benchmarks",
         "",
@@ -886,6 +921,13 @@ def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, s
                      f"{LABELS.get(t.impl, t.impl)} / {LABELS.get(t.ref, t.ref)} | "
                      f"<= {t.limit} | {fmt(r)} | {c.spread(t.impl, t.ref)} | "
                      f"{fmt(c.best_ratio(t.impl, t.ref))} | {target_status(t, c, ok)} |")
+    if text_model:
+        lines += ["", "## Character-level LSTM against PyTorch", "",
+                  "`benchmarks/charlstm.py`: Embedding -> LSTM -> Dense softmax on the tiny",
+                  "Shakespeare text, PyTorch (`nn.LSTM`, its oneDNN kernel) from zeronn's initial",
+                  "weights on the same batches; each epoch is timed in turns of 1/8 epoch per",
+                  "library, the ratio is the median of the turns' ratios.", ""]
+        lines += [f"- {line}" for line in text_model]
     lines += ["", "The NumPy path's GEMM-bound and scikit-learn targets are checked with SGD",
               "(the optimizer their reference figures were measured with); the Adam rows",
               "above are for information. The compiled path's targets are issue 16's; on",
@@ -978,8 +1020,8 @@ NOTES = """## Where the time goes
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help="comma-separated subset of " + ",".join(WORKLOADS))
+    p.add_argument("--workloads", default=",".join([*WORKLOADS, TEXT_MODEL]),
+                   help="comma-separated subset of " + ",".join([*WORKLOADS, TEXT_MODEL]))
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--optimizers", default="sgd,adam")
     p.add_argument("--impls", default=",".join(IMPLS))
@@ -998,10 +1040,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                    help="markdown report to write ('' for none); the chart goes beside it")
     args = p.parse_args(argv)
-    names = [s for s in args.workloads.split(",") if s]
+    names, text_model = split_workloads([s for s in args.workloads.split(",") if s])
     for s in names:
         if s not in WORKLOADS:
-            p.error(f"unknown workload {s!r}: choose from {', '.join(WORKLOADS)}")
+            p.error(f"unknown workload {s!r}: choose from "
+                    f"{', '.join([*WORKLOADS, TEXT_MODEL])}")
     impls = [s for s in args.impls.split(",") if s]
     for s in impls:
         if s not in IMPLS:
@@ -1049,6 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cells = run_cells(names, dtypes, args.optimizers.split(","), impls, scale, args.quick,
                           args.compiled_everywhere, partial_report)
+        text_lines = run_text_model(args.threads, args.quick) if text_model else None
         print(f"total {time.perf_counter() - t0:.0f} s")
     print()
     for c, r in flop_rates(cells, peaks):
@@ -1059,10 +1103,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target {t.workload} {c.dtype} {c.optimizer}: {t.impl}/{t.ref} {fmt(r)} "
               f"<= {t.limit}: {target_status(t, c, ok)} (rounds: {c.spread(t.impl, t.ref)}, "
               f"of bests {fmt(c.best_ratio(t.impl, t.ref))})")
+    for line in text_lines or []:
+        print(line)
     if out is not None:
         chart = out.with_suffix(".png")
         write_chart(cells, chart)
-        write_markdown(cells, out, chart, meta, command, peaks)
+        write_markdown(cells, out, chart, meta, command, peaks, text_lines)
         print(f"wrote {out} and {chart}")
     return 0
 

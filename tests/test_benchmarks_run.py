@@ -135,3 +135,26 @@ def test_time_rounds_takes_turns_on_the_chosen_clock(monkeypatch):
     assert calls == ["a", "b"] + ["a", "b"] * 3  # a warm-up each, then turns
     assert times == {"a": [0.5] * 3, "b": [0.5] * 3}  # one tick a call, over k=2 epochs
     assert engines == {}
+
+
+def test_charlstm_is_a_workload_of_its_own():
+    assert run.split_workloads(["small", "charlstm", "wide"]) == (["small", "wide"], True)
+    assert run.split_workloads(["small"]) == (["small"], False)
+
+
+def test_charlstm_says_why_it_did_not_run_without_the_text(monkeypatch, tmp_path):
+    monkeypatch.setattr(run.charlstm, "TEXT", tmp_path / "absent.txt")
+    (line,) = run.run_text_model(1, quick=True)
+    assert line.startswith("skipped: no text at") and "absent.txt" in line
+
+
+def test_the_report_has_a_charlstm_section_only_when_it_ran(tmp_path):
+    cell = _cell("small", "float64", "sgd", {"gemm": [0.001], "zeronn": [0.002]})
+    out = tmp_path / "bench.md"
+    run.write_markdown([cell], out, out.with_suffix(".png"), {}, "run.py", {"float64": 1.0})
+    assert "Character-level LSTM" not in out.read_text()
+    run.write_markdown([cell], out, out.with_suffix(".png"), {}, "run.py", {"float64": 1.0},
+                       ["time per epoch: zeronn 1.00 s, torch 1.00 s"])
+    text = out.read_text()
+    assert "## Character-level LSTM against PyTorch" in text
+    assert "- time per epoch: zeronn 1.00 s, torch 1.00 s" in text

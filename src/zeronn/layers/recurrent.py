@@ -35,13 +35,24 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._fast import available as fast_available
 from zeronn.activations import get_activation
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent"]
 
-_SIGMOID = get_activation("sigmoid").forward  # stable for any input (logaddexp)
+_SIGMOID = get_activation("sigmoid").forward  # stable for any input
 _TANH = get_activation("tanh").forward
+
+
+def fast_kernels() -> Any:
+    """zeronn._fast.recurrent's compiled LSTM backward step when numba is installed and not
+    switched off (``ZERONN_NO_FAST=1``), else None: the NumPy loops below."""
+    if not fast_available():
+        return None
+    from zeronn._fast.recurrent import kernels
+
+    return kernels()
 
 
 class _Work:
@@ -52,6 +63,7 @@ class _Work:
     a: NDArray        # (T, n, G·H) A[t]: the gates' pre-activations, then their values
     hs: NDArray       # (T + 1, n, H) the initial state h[-1], then h[0] .. h[T-1]
     hw: NDArray       # (n, G·H) one step's h[t-1]·Wh
+    wh: NDArray       # (H, G·H) Wh = weight_hh.T, copied contiguous for each forward pass
     tmp: NDArray      # (n, H) scratch
     tmp2: NDArray
     out: NDArray | None  # (n, T, H) the output sequence (return_sequences)
@@ -173,6 +185,7 @@ class Recurrent(Layer):
         w.a = np.empty((T, n, gh), dt)
         w.hs = np.empty((T + 1, n, H), dt)
         w.hw = np.empty((n, gh), dt)
+        w.wh = np.empty((H, gh), dt)
         w.tmp = np.empty((n, H), dt)
         w.tmp2 = np.empty((n, H), dt)
         w.out = np.empty((n, T, H), dt) if self.return_sequences else None
@@ -268,6 +281,13 @@ class Recurrent(Layer):
         np.copyto(w.dx, w.dxs.transpose(1, 0, 2))
         return w.dx
 
+    def _hidden_weights(self, w: _Work) -> NDArray:
+        """Wh = weight_hh.T (H, G·H) as a contiguous copy: OpenBLAS's step product
+        h·Wh runs 15-20% faster from it than from the transposed view (measured at
+        n=64, H=128, float32), and the copy is one pass per forward, not per step."""
+        np.copyto(w.wh, self._weight_hh.T)
+        return w.wh
+
     def _steps(self, w: _Work, T: int) -> None:
         raise NotImplementedError
 
@@ -318,7 +338,7 @@ class RNN(Recurrent):
         return cfg
 
     def _steps(self, w: _Work, T: int) -> None:
-        Wh, a, hs, hw, f = self._weight_hh.T, w.a, w.hs, w.hw, self._act.forward
+        Wh, a, hs, hw, f = self._hidden_weights(w), w.a, w.hs, w.hw, self._act.forward
         for t in range(T):
             np.dot(hs[t], Wh, out=hw)          # h[t-1]·Wh
             np.add(a[t], hw, out=hs[t + 1])
@@ -366,15 +386,18 @@ class LSTM(Recurrent):
 
     def _steps(self, w: _Work, T: int) -> None:
         H = self.units
-        Wh, a, hs, cs, tanh_c, hw, tmp = (self._weight_hh.T, w.a, w.hs, w.cs, w.tanh_c,
+        Wh, a, hs, cs, tanh_c, hw, tmp = (self._hidden_weights(w), w.a, w.hs, w.cs, w.tanh_c,
                                           w.hw, w.tmp)
         for t in range(T):
             at = a[t]
             np.dot(hs[t], Wh, out=hw)
             at += hw                                     # A = x·Wx + h·Wh + b
-            _SIGMOID(at[:, :2 * H], at[:, :2 * H])       # i, f
-            _TANH(at[:, 2 * H:3 * H], at[:, 2 * H:3 * H])  # g
-            _SIGMOID(at[:, 3 * H:], at[:, 3 * H:])       # o
+            # g = tanh(A_g) aside, then one sigmoid over the whole row (i, f, o and the
+            # discarded g): a pass over contiguous memory is ~1.8x faster than the three
+            # column blocks' strided views, even with the g block's wasted quarter.
+            _TANH(at[:, 2 * H:3 * H], tmp)
+            _SIGMOID(at, at)                             # i, f, o
+            np.copyto(at[:, 2 * H:3 * H], tmp)           # g
             i, f, g, o = at[:, :H], at[:, H:2 * H], at[:, 2 * H:3 * H], at[:, 3 * H:]
             c = cs[t + 1]
             np.multiply(f, cs[t], out=c)                 # c = f * c_prev + g * i
@@ -388,6 +411,15 @@ class LSTM(Recurrent):
         Wh, a, cs, tanh_c, da = self._weight_hh, w.a, w.cs, w.tanh_c, w.da
         dh, dc, dhs, tmp, tmp2 = w.dh, w.dc, w.dhs, w.tmp, w.tmp2
         dc.fill(0)
+        fast = fast_kernels()
+        if fast is not None:  # the same formulas, term for term, as one compiled loop
+            one = self.dtype.type(1)
+            for t in range(T - 1, -1, -1):
+                fast.lstm_step_back(a[t], tanh_c[t], cs[t], dh,
+                                    dh if dhs is None else dhs[t], dhs is not None, dc,
+                                    da[t], one)
+                np.dot(da[t], Wh, out=dh)
+            return da, da
         for t in range(T - 1, -1, -1):
             if dhs is not None:
                 dh += dhs[t]
@@ -452,7 +484,7 @@ class GRU(Recurrent):
 
     def _steps(self, w: _Work, T: int) -> None:
         H = self.units
-        Wh, a, hs, hh, tmp = self._weight_hh.T, w.a, w.hs, w.hh, w.tmp
+        Wh, a, hs, hh, tmp = self._hidden_weights(w), w.a, w.hs, w.hh, w.tmp
         for t in range(T):
             at, ht = a[t], hh[t]
             np.dot(hs[t], Wh, out=ht)
