@@ -34,6 +34,12 @@ Shakespeare text, Embedding -> LSTM -> Dense softmax, zeronn beside PyTorch from
 weights on the same batches, its epochs timed in turns on the same threads: its time per
 epoch ratio (target <= 1.0) and validation losses get their own section of the report
 (``--quick``: a shorter run). Skipped with a note when the text is absent.
+
+The workload ``gpt`` (in the default list too) is ``benchmarks/gpt.py``: one training
+step of nanoGPT's CPU configuration (a 4-layer GPT of width 128, batches of 12 blocks of
+64 characters, AdamW, clipping) in zeronn and in PyTorch eager with the same weights and
+batches, in interleaved rounds on the same threads: its time per step ratio (target <=
+1.0) gets its own section of the report.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from zeronn.classic import NN, mse_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import charlstm  # beside this file too
+import gpt  # beside this file too
 import jax_peer  # beside this file, also when run.py is imported from elsewhere
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -807,6 +814,31 @@ def split_workloads(names: list[str]) -> tuple[list[str], bool]:
     return [n for n in names if n != TEXT_MODEL], TEXT_MODEL in names
 
 
+# -- nanoGPT's character-level GPT (benchmarks/gpt.py) ----------------------------------
+GPT_MODEL = "gpt"
+GPT_TARGET = 1.0  # zeronn's time per step / PyTorch eager's
+
+
+def take_gpt(names: list[str]) -> tuple[list[str], bool]:
+    """``names`` without ``gpt``, and whether it was there."""
+    return [n for n in names if n != GPT_MODEL], GPT_MODEL in names
+
+
+def run_gpt(threads: int, quick: bool) -> list[str]:
+    """The GPT step's interleaved timing on ``threads`` threads, as report lines."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return ["skipped: PyTorch is not installed (the parity extra)"]
+    lines: list[str] = []
+    res = gpt.run(rounds=6 if quick else 20, steps=3 if quick else 5, threads=threads,
+                  printer=lines.append)
+    ok = res["ratio"] <= GPT_TARGET
+    return [*lines, f"target gpt float32 adamw: zeronn/torch {res['ratio']:.2f} <= "
+                    f"{GPT_TARGET}: {'met' if ok else 'not met'} (rounds: "
+                    f"{res['ratio_min']:.2f}-{res['ratio_max']:.2f})"]
+
+
 def run_text_model(threads: int, quick: bool) -> list[str]:
     """charlstm's run on ``threads`` threads, as report lines (a note when it cannot run)."""
     if not charlstm.TEXT.exists():
@@ -823,7 +855,8 @@ def run_text_model(threads: int, quick: bool) -> list[str]:
 
 def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, str],
                    command: str, peaks: dict[str, float],
-                   text_model: list[str] | None = None) -> None:
+                   text_model: list[str] | None = None,
+                   gpt_lines: list[str] | None = None) -> None:
     lines = [
         "# Benchmarks",
         "",
@@ -928,6 +961,13 @@ def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, s
                   "weights on the same batches; each epoch is timed in turns of 1/8 epoch per",
                   "library, the ratio is the median of the turns' ratios.", ""]
         lines += [f"- {line}" for line in text_model]
+    if gpt_lines:
+        lines += ["", "## nanoGPT's character-level GPT against PyTorch", "",
+                  "`benchmarks/gpt.py`: one training step (forward, backward, clipping, AdamW)",
+                  "of nanoGPT's CPU configuration (4 layers, 4 heads, width 128, 12 blocks of",
+                  "64 characters), zeronn and PyTorch eager from the same weights on the same",
+                  "batches, in interleaved rounds; the ratio is the median of the rounds'.", ""]
+        lines += [f"- {line}" for line in gpt_lines]
     lines += ["", "The NumPy path's GEMM-bound and scikit-learn targets are checked with SGD",
               "(the optimizer their reference figures were measured with); the Adam rows",
               "above are for information. The compiled path's targets are issue 16's; on",
@@ -1020,8 +1060,9 @@ NOTES = """## Where the time goes
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workloads", default=",".join([*WORKLOADS, TEXT_MODEL]),
-                   help="comma-separated subset of " + ",".join([*WORKLOADS, TEXT_MODEL]))
+    p.add_argument("--workloads", default=",".join([*WORKLOADS, TEXT_MODEL, GPT_MODEL]),
+                   help="comma-separated subset of "
+                        + ",".join([*WORKLOADS, TEXT_MODEL, GPT_MODEL]))
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--optimizers", default="sgd,adam")
     p.add_argument("--impls", default=",".join(IMPLS))
@@ -1041,10 +1082,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="markdown report to write ('' for none); the chart goes beside it")
     args = p.parse_args(argv)
     names, text_model = split_workloads([s for s in args.workloads.split(",") if s])
+    names, gpt_model = take_gpt(names)
     for s in names:
         if s not in WORKLOADS:
             p.error(f"unknown workload {s!r}: choose from "
-                    f"{', '.join([*WORKLOADS, TEXT_MODEL])}")
+                    f"{', '.join([*WORKLOADS, TEXT_MODEL, GPT_MODEL])}")
     impls = [s for s in args.impls.split(",") if s]
     for s in impls:
         if s not in IMPLS:
@@ -1093,6 +1135,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = run_cells(names, dtypes, args.optimizers.split(","), impls, scale, args.quick,
                           args.compiled_everywhere, partial_report)
         text_lines = run_text_model(args.threads, args.quick) if text_model else None
+        gpt_lines = run_gpt(args.threads, args.quick) if gpt_model else None
         print(f"total {time.perf_counter() - t0:.0f} s")
     print()
     for c, r in flop_rates(cells, peaks):
@@ -1103,12 +1146,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target {t.workload} {c.dtype} {c.optimizer}: {t.impl}/{t.ref} {fmt(r)} "
               f"<= {t.limit}: {target_status(t, c, ok)} (rounds: {c.spread(t.impl, t.ref)}, "
               f"of bests {fmt(c.best_ratio(t.impl, t.ref))})")
-    for line in text_lines or []:
+    for line in [*(text_lines or []), *(gpt_lines or [])]:
         print(line)
     if out is not None:
         chart = out.with_suffix(".png")
         write_chart(cells, chart)
-        write_markdown(cells, out, chart, meta, command, peaks, text_lines)
+        write_markdown(cells, out, chart, meta, command, peaks, text_lines, gpt_lines)
         print(f"wrote {out} and {chart}")
     return 0
 

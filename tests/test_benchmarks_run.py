@@ -158,3 +158,15 @@ def test_the_report_has_a_charlstm_section_only_when_it_ran(tmp_path):
     text = out.read_text()
     assert "## Character-level LSTM against PyTorch" in text
     assert "- time per epoch: zeronn 1.00 s, torch 1.00 s" in text
+
+
+def test_gpt_is_a_workload_of_its_own(tmp_path):
+    assert run.take_gpt(["small", "gpt", "charlstm"]) == (["small", "charlstm"], True)
+    assert run.take_gpt(["small"]) == (["small"], False)
+    cell = _cell("small", "float64", "sgd", {"gemm": [0.001], "zeronn": [0.002]})
+    out = tmp_path / "bench.md"
+    run.write_markdown([cell], out, out.with_suffix(".png"), {}, "run.py", {"float64": 1.0})
+    assert "character-level GPT" not in out.read_text()
+    run.write_markdown([cell], out, out.with_suffix(".png"), {}, "run.py", {"float64": 1.0},
+                       None, ["gpt step (float32, 2 threads): zeronn 50 ms, torch 50 ms"])
+    assert "## nanoGPT's character-level GPT against PyTorch" in out.read_text()
