@@ -145,6 +145,43 @@ def zeronn_grads(net: zn.Sequential, model: Any) -> dict[str, np.ndarray]:
     return out
 
 
+class TorchTrainer:
+    """nanoGPT's training step in PyTorch: AdamW (betas (0.9, 0.99), weight decay 0.1 on
+    the parameters of 2+ dimensions only), the schedule's lr for step ``t``, the mean
+    cross-entropy of the logits, gradient clipping at 1.0: ``zn.Trainer``'s counterpart."""
+
+    def __init__(self, model: Any, lr: float, schedule: zn.optim.Schedule) -> None:
+        import torch
+
+        self.torch, self.model, self.lr, self.schedule, self.t = torch, model, lr, schedule, 0
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                      {"params": rest, "weight_decay": 0.0}], lr=lr,
+                                     betas=(0.9, 0.99))
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """The mean cross-entropy of the model's logits for (x, y) (a tensor)."""
+        logits = self.model(self.torch.from_numpy(x))
+        return self.torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)),
+                                                      self.torch.from_numpy(y).reshape(-1))
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = self.schedule.lr(self.t, self.lr)
+        loss = self.loss(x, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.t += 1
+        return float(loss.item())
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+        with self.torch.no_grad():
+            return float(self.loss(x, y).item())
+
+
 def blas() -> str:
     info = [d for d in threadpool_info() if d.get("user_api") == "blas"]
     return ", ".join(f"{d['internal_api']} {d.get('version', '')} {d.get('architecture', '')} "
@@ -169,23 +206,10 @@ def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float3
                                                   decay="weights"),
                          lr_schedule=zn.optim.WarmupCosine(100, 2000, min_lr=1e-4),
                          clip_grad_norm=1.0)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-3,
-                            betas=(0.9, 0.99))
+    torch_trainer = TorchTrainer(model, 1e-3, zn.optim.WarmupCosine(100, 2000, min_lr=1e-4))
+    torch_step = torch_trainer.step
     rng = np.random.default_rng(seed)
     data = rng.integers(0, VOCAB, 100_000)
-
-    def torch_step(x: np.ndarray, y: np.ndarray) -> float:
-        logits = model(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, VOCAB),
-                                                 torch.from_numpy(y).view(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss.item()
 
     def batch() -> tuple[np.ndarray, np.ndarray]:
         return zn.text.random_blocks(data, c["block_size"], c["batch_size"], rng)
@@ -226,7 +250,6 @@ def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interv
     """nanoGPT's CPU run with the PyTorch model, on exactly the batches and from exactly
     the weights that ``examples/gpt_shakespeare.py --seed SEED`` uses (the same
     generators, draws and initial zn.gpt weights): the side-by-side reference run."""
-    import torch
 
     c = CONFIG
     text = zn.text.load_text(text_path)
@@ -237,25 +260,12 @@ def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interv
     model = torch_gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
                       tie_weights=tie_weights, gelu=gelu, ln_bias=ln_bias)
     copy_weights(net, model)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": rest, "weight_decay": 0.0}], lr=1e-3,
-                            betas=(0.9, 0.99))
-    schedule = zn.optim.WarmupCosine(100, iters, min_lr=1e-4)
+    trainer = TorchTrainer(model, 1e-3, zn.optim.WarmupCosine(100, iters, min_lr=1e-4))
     rng, eval_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    vocab_size = len(vocab)
 
-    def loss_of(x: np.ndarray, y: np.ndarray) -> Any:
-        logits = model(torch.from_numpy(x))
-        return torch.nn.functional.cross_entropy(logits.view(-1, vocab_size),
-                                                 torch.from_numpy(y).view(-1))
-
-    @torch.no_grad()
     def estimate(data: np.ndarray, k: int) -> float:
-        return float(np.mean([loss_of(*zn.text.random_blocks(data, c["block_size"],
-                                                             c["batch_size"], eval_rng)).item()
-                              for _ in range(k)]))
+        return float(np.mean([trainer.evaluate(*zn.text.random_blocks(
+            data, c["block_size"], c["batch_size"], eval_rng)) for _ in range(k)]))
 
     t0 = time.perf_counter()
     result: dict[str, float] = {}
@@ -266,14 +276,7 @@ def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interv
                     f"{result['val']:.4f} ({time.perf_counter() - t0:.0f} s)")
         if it == iters:
             break
-        x, y = zn.text.random_blocks(train, c["block_size"], c["batch_size"], rng)
-        for group in opt.param_groups:
-            group["lr"] = schedule.lr(it, 1e-3)
-        loss = loss_of(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        trainer.step(*zn.text.random_blocks(train, c["block_size"], c["batch_size"], rng))
     if final_eval_iters:
         result["val_steady"] = estimate(val, final_eval_iters)
         printer(f"torch val loss over {final_eval_iters} batches: {result['val_steady']:.4f}")

@@ -70,23 +70,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         text = zn.text.load_text(args.data)
-    except ValueError as exc:
+        vocab = zn.text.CharVocab.from_text(text)
+        train, val = zn.text.split(vocab.encode(text), 0.9)
+        net = zn.gpt(len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd,
+                     dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+        trainer = zn.Trainer(
+            net, loss="categorical_crossentropy",
+            optimizer=zn.optim.AdamW(args.lr, betas=(0.9, 0.99), weight_decay=0.1,
+                                     decay="weights"),
+            lr_schedule=zn.optim.WarmupCosine(args.warmup, args.iters, min_lr=args.min_lr),
+            clip_grad_norm=1.0, seed=args.seed)
+        if len(val) <= args.block_size:
+            raise ValueError(f"the validation part of {args.data} has {len(val)} characters, "
+                             f"fewer than a block of {args.block_size}: use a longer text")
+    except ValueError as exc:  # a bad file or setting: say which, no traceback
         print(f"gpt_shakespeare: error: {exc}", file=sys.stderr)
         return 2
-    vocab = zn.text.CharVocab.from_text(text)
-    train, val = zn.text.split(vocab.encode(text), 0.9)
     print(f"{len(text):,} characters, {len(vocab)} distinct; train {len(train):,}, "
           f"val {len(val):,}")
-    net = zn.gpt(len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd,
-                 dropout=args.dropout, dtype=args.dtype, seed=args.seed)
     print(f"GPT: {args.n_layer} layers, {args.n_head} heads, width {args.n_embd}: "
           f"{net.n_params / 1e6:.2f}M parameters ({args.dtype})")
-    trainer = zn.Trainer(
-        net, loss="categorical_crossentropy",
-        optimizer=zn.optim.AdamW(args.lr, betas=(0.9, 0.99), weight_decay=0.1,
-                                 decay="weights"),
-        lr_schedule=zn.optim.WarmupCosine(args.warmup, args.iters, min_lr=args.min_lr),
-        clip_grad_norm=1.0, seed=args.seed)
     rng = np.random.default_rng(args.seed)          # the training batches
     eval_rng = np.random.default_rng(args.seed + 1)  # the evaluation batches
     splits = {"train": train, "val": val}

@@ -432,3 +432,46 @@ def test_att_notebook_headings_and_stored_outputs() -> None:
     assert "gpt_shakespeare.py" in "".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert _number(_stdout(_cell(nb, "attention-by-hand")),
                    r"max difference \(output\): (\S+)") < 1e-12
+
+
+def _gpt_example() -> Any:
+    import importlib.util
+
+    path = NOTEBOOK.parent / "gpt_shakespeare.py"
+    spec = importlib.util.spec_from_file_location("gpt_shakespeare", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY_GPT = ["--iters", "8", "--warmup", "2", "--eval-interval", "4", "--eval-iters", "2",
+            "--final-eval-iters", "2", "--block-size", "16", "--batch-size", "4",
+            "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--samples", "1",
+            "--sample-length", "20"]
+
+
+def test_the_gpt_example_runs_a_short_run_and_saves(tmp_path, capsys) -> None:
+    """examples/gpt_shakespeare.py, nanoGPT's run, in miniature on a text of our own."""
+    text = tmp_path / "verse.txt"
+    text.write_text("Shall I compare thee to a summer's day?\n" * 60, encoding="utf-8")
+    model = tmp_path / "gpt.zeronn"
+    assert _gpt_example().main(["--data", str(text), *TINY_GPT, "--save", str(model)]) == 0
+    out = capsys.readouterr().out
+    steps = re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", out)
+    assert [int(s) for s, _, _ in steps] == [0, 4, 8]
+    assert float(steps[-1][1]) < float(steps[0][1])  # it learns
+    assert "val loss over 2 batches" in out and "--- sample 1 ---" in out
+    import zeronn as zn
+
+    assert zn.load(model).n_params > 0
+
+
+def test_the_gpt_example_says_what_is_wrong(tmp_path, capsys) -> None:
+    example = _gpt_example()
+    assert example.main(["--data", str(tmp_path / "absent.txt"), *TINY_GPT]) == 2
+    assert capsys.readouterr().err.startswith("gpt_shakespeare: error: ")
+    text = tmp_path / "t.txt"
+    text.write_text("abc " * 400, encoding="utf-8")
+    assert example.main(["--data", str(text), *TINY_GPT, "--warmup", "50"]) == 2
+    assert "must be larger than warmup" in capsys.readouterr().err
