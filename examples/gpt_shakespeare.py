@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--bias", action="store_true",
+                   help="biases in the projections (nanoGPT's --bias=True; its default is False)")
+    p.add_argument("--untied", action="store_true",
+                   help="an output layer of its own instead of the embedding's matrix")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=100)
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         vocab = zn.text.CharVocab.from_text(text)
         train, val = zn.text.split(vocab.encode(text), 0.9)
         net = zn.gpt(len(vocab), args.block_size, args.n_layer, args.n_head, args.n_embd,
-                     dropout=args.dropout, dtype=args.dtype, seed=args.seed)
+                     dropout=args.dropout, bias=args.bias, tie_weights=not args.untied,
+                     dtype=args.dtype, seed=args.seed)
         trainer = zn.Trainer(
             net, loss="categorical_crossentropy",
             optimizer=zn.optim.AdamW(args.lr, betas=(0.9, 0.99), weight_decay=0.1,
