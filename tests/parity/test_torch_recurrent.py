@@ -21,6 +21,7 @@ pre-activation on the other side of the kink in one framework only.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -217,3 +218,54 @@ def test_random_recurrent_stacks_match_torch(parity: Any, dtype: str, tol: float
         parity.check(f"{group} eval", net.predict(X2), teval.numpy(), tol, arch)
 
     run()
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_few_epochs_of_training_equal_torchs(parity: Any, dtype: str, tol: float,
+                                               optimizer: str) -> None:
+    """A char model (Embedding -> LSTM -> GRU -> Dense softmax) trained by ``fit`` for 3
+    epochs (batches in order, clip_grad_norm=0.5, SGD with momentum or Adam) and by a
+    torch loop over the same batches (cross_entropy on the logits, clip_grad_norm_,
+    torch.optim): the same epoch losses and the same weights after."""
+    vocab, T, n, bs = 7, 9, 12, 4
+    net = zn.Sequential([zn.Embedding(vocab, 5), zn.LSTM(6, return_sequences=True),
+                         zn.GRU(5, return_sequences=True),
+                         zn.Dense(vocab, activation="softmax")],
+                        input_shape=(T,), dtype=dtype, seed=3)
+    rng = np.random.default_rng(4)
+    X, Y = rng.integers(0, vocab, (n, T)), rng.integers(0, vocab, (n, T))
+    # The torch modules of the layers before the Dense head, their weights copied.
+    stack = TorchStack(SimpleNamespace(layers=net.layers[:-1], dtype=net.dtype))
+    head = net.layers[3]
+    linear = torch.nn.Linear(5, vocab, dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor(head.W.T))
+        linear.bias.copy_(torch.tensor(head.b.reshape(-1)))
+    params = [*stack.parameters(), linear.weight, linear.bias]
+    if optimizer == "sgd":
+        ours: zn.optim.Optimizer = zn.optim.SGD(0.5, momentum=0.9)
+        theirs = torch.optim.SGD(params, lr=0.5, momentum=0.9)
+    else:
+        ours, theirs = zn.optim.Adam(0.05), torch.optim.Adam(params, lr=0.05)
+    hist = net.fit(X, Y, loss="categorical_crossentropy", optimizer=ours, epochs=3,
+                   batch_size=bs, shuffle=False, clip_grad_norm=0.5, engine="numpy")
+    assert max(hist["grad_norm"]) > 0.5  # the clipping acts
+    for epoch in range(3):
+        total = 0.0
+        for s in range(0, n, bs):
+            logits = linear(stack(torch.tensor(X[s:s + bs]), carry=False))
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab),
+                                                     torch.tensor(Y[s:s + bs]).reshape(-1))
+            theirs.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 0.5)
+            theirs.step()
+            total += loss.item() * bs
+        parity.check(f"recurrent {dtype} fit", hist["loss"][epoch], total / n, tol,
+                     f"epoch {epoch + 1} loss, {optimizer}")
+    for ours_p, their_p in zip(net.params, [*stack.parameters(), linear.weight.T,
+                                            linear.bias.reshape(1, -1)]):
+        parity.check(f"recurrent {dtype} fit", ours_p, their_p.detach().numpy(), tol,
+                     f"weights after 3 epochs, {optimizer}")
+
