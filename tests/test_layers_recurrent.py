@@ -318,3 +318,23 @@ def test_fit_with_a_stateful_layer_resets_each_epoch_and_refuses_shuffling(rng):
     lstm.forward = spy
     net.fit(X, y, epochs=2, batch_size=4, shuffle=False, optimizer=zn.optim.SGD(0.01))
     assert seen == [True, False, True, False]  # zeros at each epoch's first batch only
+
+
+def test_fit_on_sequences_with_validation_early_stopping_and_callbacks(rng):
+    """A sequence model uses the whole fit: validation, early stopping (best weights back),
+    callbacks, the History, and prediction on a shorter context."""
+    X = rng.normal(size=(40, 6, 2))
+    y = X.sum(axis=(1, 2))[:, None]
+    net = zn.Sequential([zn.GRU(8, return_sequences=True), zn.LayerNorm(), zn.LSTM(4),
+                         zn.Dense(1)], input_shape=(6, 2), seed=0)
+    seen: list[int] = []
+    hist = net.fit(X, y, optimizer=zn.optim.Adam(0.01), epochs=200, batch_size=8,
+                   validation_split=0.25, early_stopping=zn.EarlyStopping(patience=3),
+                   callbacks=[lambda epoch, h: seen.append(epoch)], seed=0)
+    assert hist.stopped_early and hist.best_epoch is not None
+    assert seen == list(range(1, hist.epochs + 1))
+    assert len(hist["val_loss"]) == hist.epochs and hist["loss"][-1] < hist["loss"][0]
+    best = hist["val_loss"][hist.best_epoch - 1]
+    assert net.eval_loss(*net.check_data(X[30:], y[30:]), zn.get_loss("mse")) == \
+        pytest.approx(best, rel=1e-9)  # the best epoch's weights are back
+    assert net.predict(X[:3, :4]).shape == (3, 1)
