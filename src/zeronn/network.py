@@ -287,7 +287,7 @@ class Network:
     def time_flexible(self) -> bool:
         """Whether prediction takes sequences shorter than the built T (every layer works
         step by step: Embedding, recurrent, Dense, LayerNorm, ...)."""
-        return len(self.input_shape) >= 1 and all(layer.time_flexible for layer in self.layers)
+        return all(layer.time_flexible for layer in self.layers)
 
     @property
     def sparse_targets(self) -> bool:

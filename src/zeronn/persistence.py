@@ -258,22 +258,28 @@ def _rebuild(cls: type[Layer], config: dict[str, Any], where: str, depth: int = 
     if not isinstance(entries, list) or not 1 <= len(entries) <= _MAX_LAYERS or depth >= 8:
         raise _Bad(f"{where} ({cls.__name__}) must list 1 to {_MAX_LAYERS} layers, nested at "
                    f"most 8 deep")
-    subs = []
-    for j, entry in enumerate(entries):
-        sub_where = f"{where}'s layer {j}"
-        name = _get(entry, "type", str, sub_where)
-        sub_cls = LAYERS.get(name)
-        if sub_cls is None:
-            raise _Bad(f"{sub_where} has type {name!r}, not a zeronn layer")
-        sub_config = _get(entry, "config", dict, sub_where)
-        if isinstance(sub_config.get("activation"), str):
-            _known_activation(sub_config["activation"])
-        try:
-            subs.append(_rebuild(sub_cls, sub_config, sub_where, depth + 1))
-        except (TypeError, ValueError) as exc:
-            raise _Bad(f"{sub_where} ({name}) has an invalid config {sub_config!r}: "
-                       f"{exc}") from None
+    subs = [_layer_of(entry, f"{where}'s layer {j}", f"{where}'s layer {j}", depth + 1)
+            for j, entry in enumerate(entries)]
     return cls(**{**config, "layers": subs})
+
+
+def _layer_of(entry: Any, where: str, label: str, depth: int = 0) -> Layer:
+    """The layer a header entry names: a type from ``LAYERS`` and its config, checked by
+    the layer's own constructor (``where`` names the entry in the header, ``label`` the
+    layer in messages)."""
+    name = _get(entry, "type", str, where)
+    cls = LAYERS.get(name)
+    if cls is None:
+        raise _Bad(f"{label} has type {name!r}, not a zeronn layer "
+                   f"({', '.join(LAYERS)}): was it written by a newer zeronn?")
+    config = _get(entry, "config", dict, where)
+    act = config.get("activation")
+    if isinstance(act, str):
+        _known_activation(act)
+    try:
+        return _rebuild(cls, config, label, depth)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(f"{label} ({name}) has an invalid config {config!r}: {exc}") from None
 
 
 def _layer_entry(i: int, layer: Layer, w: _Writer) -> dict[str, Any]:
@@ -689,19 +695,7 @@ def _make_layer(i: int, entry: Any) -> Layer:
     """Layer ``i`` (1-based) from its header entry: a type from ``LAYERS`` and its config,
     checked by the layer's own constructor."""
     where = f"network.layers[{i - 1}]"
-    name = _get(entry, "type", str, where)
-    cls = LAYERS.get(name)
-    if cls is None:
-        raise _Bad(f"layer {i} has type {name!r}, not a zeronn layer "
-                   f"({', '.join(LAYERS)}): was it written by a newer zeronn?")
-    config = _get(entry, "config", dict, where)
-    act = config.get("activation")
-    if isinstance(act, str):
-        _known_activation(act)
-    try:
-        layer = _rebuild(cls, config, f"layer {i}")
-    except (TypeError, ValueError) as exc:
-        raise _Bad(f"layer {i} ({name}) has an invalid config {config!r}: {exc}") from None
+    layer = _layer_of(entry, where, f"layer {i}")
     for key, names in (("params", layer.param_names), ("state", layer.state_names)):
         listed = _get(entry, key, list, where)
         if listed != list(names):
