@@ -19,8 +19,11 @@ import math
 import os
 import statistics
 import sys
-import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved  # beside this file
 
 
 def main() -> None:
@@ -95,16 +98,8 @@ def main() -> None:
 
     steps = {"zeronn": zeronn_step, "torch eager": torch_step(CausalSelfAttention(False)),
              "torch sdpa": torch_step(CausalSelfAttention(True))}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():  # warm-up: buffers, thread pools
-        for _ in range(3):
-            step()
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.reps):
-                step()
-            times[name].append((time.perf_counter() - start) / args.reps)
+    # A warm-up first: buffers, thread pools.
+    times = interleaved(steps, args.rounds, args.reps, warm_up=3)
     print(f"n={n} T={t} C={c} heads={h} float32, {args.threads} thread(s), "
           f"{args.rounds} rounds of {args.reps} steps; numpy {np.__version__}, "
           f"torch {torch.__version__}, python {sys.version.split()[0]}")

@@ -51,6 +51,9 @@ import numpy as np
 
 import zeronn as zn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import blas_description  # beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 #: How far apart the two libraries' final validation losses may be (nats per character):
@@ -234,15 +237,6 @@ class TorchTrainer:
                     torch.from_numpy(np.array(y[s:s + chunk])).reshape(-1),
                     reduction="sum"))
         return total / y.size
-
-
-def blas_description() -> str:
-    from threadpoolctl import threadpool_info
-
-    return ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')} "
-                     f"kernel, {i.get('num_threads')} threads)"
-                     for i in threadpool_info() if i.get("user_api") == "blas"
-                     and "numpy" in i.get("filepath", "")) or "unknown"
 
 
 def warm_up(net: zn.Sequential, tt: TorchTrainer, data: Data, cfg: Config) -> None:

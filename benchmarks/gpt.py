@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import zeronn as zn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import blas_description  # beside this file
 
 # nanoGPT's CPU run: --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
 CONFIG = {"block_size": 64, "batch_size": 12, "n_layer": 4, "n_head": 4, "n_embd": 128}
@@ -182,12 +185,6 @@ class TorchTrainer:
             return float(self.loss(x, y).item())
 
 
-def blas() -> str:
-    info = [d for d in threadpool_info() if d.get("user_api") == "blas"]
-    return ", ".join(f"{d['internal_api']} {d.get('version', '')} {d.get('architecture', '')} "
-                     f"({d['num_threads']} threads)" for d in info)
-
-
 def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float32",
         seed: int = 0, printer: Any = print) -> dict[str, Any]:
     """Interleaved rounds of ``steps`` training steps each; returns the medians and ratios."""
@@ -228,7 +225,7 @@ def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float3
                 for x, y in xs:
                     step(x, y)
                 times[name].append((time.perf_counter() - t0) / steps)
-        kernel = blas()
+        kernel = blas_description()
     ratios = [a / b for a, b in zip(times["zeronn"], times["torch"])]
     result = {
         "zeronn_ms": 1000 * statistics.median(times["zeronn"]),

@@ -18,7 +18,10 @@ import argparse
 import os
 import statistics
 import sys
-import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import blas_description, interleaved  # beside this file
 
 
 def main() -> None:
@@ -36,7 +39,6 @@ def main() -> None:
         os.environ[var] = str(args.threads)
     import numpy as np
     import torch
-    from threadpoolctl import threadpool_info
 
     import zeronn as zn
 
@@ -75,20 +77,9 @@ def main() -> None:
         lstm(xt)[0].backward(gt)
 
     steps = {"zeronn": zeronn_step, "torch": torch_step}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():  # warm-up: buffers, thread pools
-        for _ in range(2):
-            step()
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.reps):
-                step()
-            times[name].append((time.perf_counter() - start) / args.reps)
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} "
-                     f"({i.get('architecture')} kernel, {i.get('num_threads')} threads)"
-                     for i in threadpool_info() if i.get("user_api") == "blas"
-                     and "numpy" in i.get("filepath", ""))
+    # A warm-up first: buffers, thread pools.
+    times = interleaved(steps, args.rounds, args.reps, warm_up=2)
+    blas = blas_description()
     what = "forward" if args.forward else "forward+backward"
     print(f"LSTM {what}: n={n} T={t} D={d} H={h} float32, {args.threads} thread(s), "
           f"{args.rounds} rounds of {args.reps} steps; numpy {np.__version__} ({blas}), "

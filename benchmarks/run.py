@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import zeronn as zn
 from zeronn.classic import NN, mse_loss
@@ -69,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import charlstm  # beside this file too
 import gpt  # beside this file too
 import jax_peer  # beside this file, also when run.py is imported from elsewhere
+from timing import blas_description  # beside this file too
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPLS = ("zeronn", "compiled", "auto", "gemm", "jax", "sklearn", "torch", "classic")
@@ -600,16 +601,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def blas_description() -> str:
-    parts = []
-    for info in threadpool_info():
-        if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
-            parts.append(f"{info.get('internal_api')} {info.get('version')} "
-                         f"({info.get('architecture')} kernel, "
-                         f"{info.get('num_threads')} threads)")
-    return ", ".join(parts) or "unknown"
-
-
 def fast_description() -> str:
     """Whether zeronn's compiled kernels (Conv2D, MaxPool2D, the LSTM's backward step) are
     in use, and numba's version: they change the lenet and charlstm rows."""
@@ -807,6 +798,11 @@ def write_chart(cells: list[Cell], path: Path) -> None:
 TEXT_MODEL = "charlstm"
 # --quick: the same model, fewer characters and epochs (about a third of the time).
 TEXT_MODEL_QUICK = {"epochs": 2, "chars": 100_000, "sample": 0}
+TEXT_MODEL_ABOUT = [
+    "`benchmarks/charlstm.py`: Embedding -> LSTM -> Dense softmax on the tiny",
+    "Shakespeare text, PyTorch (`nn.LSTM`, its oneDNN kernel) from zeronn's initial",
+    "weights on the same batches; each epoch is timed in turns of 1/8 epoch per",
+    "library, the ratio is the median of the turns' ratios."]
 
 
 def split_workloads(names: list[str]) -> tuple[list[str], bool]:
@@ -817,6 +813,11 @@ def split_workloads(names: list[str]) -> tuple[list[str], bool]:
 # -- nanoGPT's character-level GPT (benchmarks/gpt.py) ----------------------------------
 GPT_MODEL = "gpt"
 GPT_TARGET = 1.0  # zeronn's time per step / PyTorch eager's
+GPT_ABOUT = [
+    "`benchmarks/gpt.py`: one training step (forward, backward, clipping, AdamW)",
+    "of nanoGPT's CPU configuration (4 layers, 4 heads, width 128, 12 blocks of",
+    "64 characters), zeronn and PyTorch eager from the same weights on the same",
+    "batches, in interleaved rounds; the ratio is the median of the rounds'."]
 
 
 def take_gpt(names: list[str]) -> tuple[list[str], bool]:
@@ -954,20 +955,11 @@ def write_markdown(cells: list[Cell], path: Path, chart: Path, meta: dict[str, s
                      f"{LABELS.get(t.impl, t.impl)} / {LABELS.get(t.ref, t.ref)} | "
                      f"<= {t.limit} | {fmt(r)} | {c.spread(t.impl, t.ref)} | "
                      f"{fmt(c.best_ratio(t.impl, t.ref))} | {target_status(t, c, ok)} |")
-    if text_model:
-        lines += ["", "## Character-level LSTM against PyTorch", "",
-                  "`benchmarks/charlstm.py`: Embedding -> LSTM -> Dense softmax on the tiny",
-                  "Shakespeare text, PyTorch (`nn.LSTM`, its oneDNN kernel) from zeronn's initial",
-                  "weights on the same batches; each epoch is timed in turns of 1/8 epoch per",
-                  "library, the ratio is the median of the turns' ratios.", ""]
-        lines += [f"- {line}" for line in text_model]
-    if gpt_lines:
-        lines += ["", "## nanoGPT's character-level GPT against PyTorch", "",
-                  "`benchmarks/gpt.py`: one training step (forward, backward, clipping, AdamW)",
-                  "of nanoGPT's CPU configuration (4 layers, 4 heads, width 128, 12 blocks of",
-                  "64 characters), zeronn and PyTorch eager from the same weights on the same",
-                  "batches, in interleaved rounds; the ratio is the median of the rounds'.", ""]
-        lines += [f"- {line}" for line in gpt_lines]
+    sections = (("Character-level LSTM against PyTorch", TEXT_MODEL_ABOUT, text_model),
+                ("nanoGPT's character-level GPT against PyTorch", GPT_ABOUT, gpt_lines))
+    for title, about, report in sections:  # the sequence models' runs, when they ran
+        if report:
+            lines += ["", f"## {title}", "", *about, "", *(f"- {line}" for line in report)]
     lines += ["", "The NumPy path's GEMM-bound and scikit-learn targets are checked with SGD",
               "(the optimizer their reference figures were measured with); the Adam rows",
               "above are for information. The compiled path's targets are issue 16's; on",
