@@ -264,24 +264,12 @@ class Network:
             raise ValueError(f"{name} has 0 samples")
 
     def _check_ids(self, X: Any, any_length: bool) -> NDArray:
-        """Token ids (n, T): whole numbers in [0, vocab_size), as an index array."""
+        """Token ids (n, T), checked by the first layer's own ``ids`` (whole numbers in
+        its vocabulary) after the shape: an index array."""
         arr = np.asarray(X)
-        if arr.dtype.kind not in "biuf":
-            raise ValueError(f"X must hold integer token ids, got dtype {arr.dtype}: encode "
-                             f"the text first (e.g. zeronn.text.CharVocab.encode)")
         self._check_shape("X", arr, any_length)
-        if arr.dtype.kind == "f":
-            if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-                raise ValueError("X holds token ids, which must be whole numbers: found a "
-                                 "fractional or non-finite value")
-        vocab = int(self.layers[0].vocab_size)  # type: ignore[attr-defined]
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= vocab:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"X holds token id {bad:g}, outside [0, {vocab}): the "
-                             f"Embedding has vocab_size={vocab}; encode with the vocabulary "
-                             f"the model was built for")
-        return arr.astype(np.intp, copy=False)
+        ids: NDArray = self.layers[0].ids(arr)  # type: ignore[attr-defined]
+        return ids
 
     @property
     def time_flexible(self) -> bool:
@@ -375,45 +363,35 @@ class Network:
         out = self.layers[-1]
         bufs = self._loss_bufs
         delta, work = bufs.get(x.shape[0]) or bufs.make(x.shape[0])
-        if a.ndim > 2 or y.ndim != a.ndim:  # a sequence's steps (or class indices): as rows
-            return self._rows_loss(out, a, y, loss, w, delta, work), delta
+        d, rows = delta, None  # rows: the (n*T, K) shape the loss sees a sequence in
+        if a.ndim > 2 or y.ndim != a.ndim:
+            # A sequence's steps (n, T, K), or class indices: the loss of n*T rows of K (the
+            # mean over every step, torch's default), in views of the same buffers; a
+            # sample's weight is each of its steps' weight.
+            k = a.shape[-1]
+            rows = (-1, k)
+            steps = a.size // (a.shape[0] * k)
+            if w is not None and steps > 1:
+                w = np.repeat(w, steps, axis=0)
+            a, d, work = a.reshape(rows), delta.reshape(rows), work.reshape(rows)
+            if y.dtype.kind != "f":
+                if loss.sparse is None:
+                    raise ValueError(f"loss {loss.name!r} takes one-hot or float targets, "
+                                     f"not class indices: use 'categorical_crossentropy'")
+                return loss.sparse(out.logits.reshape(rows), a, y.reshape(-1), d, w), delta
+            y = y.reshape(rows)
         if loss.fused is not None:
-            return loss.fused(out.logits, a, y, delta, w), delta
+            z = out.logits if rows is None else out.logits.reshape(rows)
+            return loss.fused(z, a, y, d, w), delta
         assert loss.value_and_grad is not None
-        value = loss.value_and_grad(a, y, delta, work, w)
+        value = loss.value_and_grad(a, y, d, work, w)
         act = out.activation
         if act is not None and act is not IDENTITY:  # identity (the seed's): dL/dz = dL/da
-            act.backward(delta, out.logits if getattr(out, "keep_z", True) else None, a,
-                         work)
+            zk: NDArray | None = None
+            if getattr(out, "keep_z", True):
+                zk = out.logits if rows is None else out.logits.reshape(rows)
+            act.backward(d, zk, a, work)
         return value, delta
-
-    @staticmethod
-    def _rows_loss(out: Layer, a: NDArray, y: NDArray, loss: Loss, w: NDArray | None,
-                   delta: NDArray, work: NDArray) -> float:
-        """``batch_loss`` for sequence outputs (n, T, K) and class-index targets: the loss
-        over n*T rows of K (the mean over every step, as torch's default), dL/dz in
-        ``delta``'s place."""
-        k = a.shape[-1]
-        steps = a.size // (a.shape[0] * k)
-
-        def rows(arr: NDArray) -> NDArray:
-            return arr.reshape(-1, k)  # a view: the buffers are contiguous
-
-        # A sample's weight is each of its steps' weight.
-        wr = w if w is None or steps == 1 else np.repeat(w, steps, axis=0)
-        if y.dtype.kind != "f":
-            if loss.sparse is None:
-                raise ValueError(f"loss {loss.name!r} takes one-hot or float targets, not "
-                                 f"class indices: use 'categorical_crossentropy'")
-            return loss.sparse(rows(out.logits), rows(a), y.reshape(-1), rows(delta), wr)
-        if loss.fused is not None:
-            return loss.fused(rows(out.logits), rows(a), rows(y), rows(delta), wr)
-        assert loss.value_and_grad is not None
-        value = loss.value_and_grad(rows(a), rows(y), rows(delta), rows(work), wr)
-        act = out.activation
-        if act is not None and act is not IDENTITY:
-            act.backward(delta, out.logits if getattr(out, "keep_z", True) else None, a, work)
-        return value
 
     def loss_grad(self, x: NDArray, y: NDArray, loss: Loss, w: NDArray | None = None,
                   scale: float = 1.0, training: bool = True) -> float:

@@ -119,8 +119,8 @@ class Layer:
     #: a short name for summaries and traces ("dense", "dropout", ...)
     kind: ClassVar[str] = "layer"
     #: what the layer takes as the network's first layer: "values" (floats in the network's
-    #: dtype), or "ids" (integer token ids in [0, vocab_size): Embedding, which has
-    #: ``vocab_size``); the network checks and converts X accordingly.
+    #: dtype), or "ids" (integer token ids: Embedding, whose ``ids(x)`` checks and converts
+    #: them); the network checks and converts X accordingly.
     input_kind: ClassVar[str] = "values"
     #: whether ``infer`` works step by step on a sequence of any length up to the built
     #: one (Dense, LayerNorm, recurrent layers, ...): prediction then takes shorter ones.
