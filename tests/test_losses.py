@@ -137,3 +137,17 @@ def test_register_loss():
             net.loss_and_gradients(X, y, loss="test_quartic", sample_weight=np.ones(5))
     finally:
         del LOSSES["test_quartic"]
+
+
+def test_a_loss_without_a_class_index_form_says_so():
+    """A softmax loss that has only the one-hot form refuses class indices, in fit and in
+    loss_and_gradients alike (one rule: Loss.sparse_step)."""
+    one_hot_only = zn.Loss("one_hot_ce", None, "softmax", get_loss("cce").fused)
+    net = zn.MLP([2, 3], output_activation="softmax", seed=0)
+    X, ids = np.ones((4, 2)), np.array([0, 1, 2, 1])
+    for call in (lambda: net.fit(X, ids, loss=one_hot_only, epochs=1),
+                 lambda: net.loss_and_gradients(X, ids, loss=one_hot_only)):
+        with pytest.raises(ValueError, match="takes one-hot or float targets, not class"):
+            call()
+    value, _ = net.loss_and_gradients(X, np.eye(3)[ids], loss=one_hot_only)
+    assert value > 0

@@ -63,6 +63,13 @@ class Loss:
         assert self.value_and_grad is not None
         return self.value_and_grad(y_pred, y, np.empty_like(y_pred), np.empty_like(y_pred), None)
 
+    def sparse_step(self) -> FusedValueAndGrad:
+        """``sparse``, or the user's ``ValueError`` for a loss that takes no class indices."""
+        if self.sparse is None:
+            raise ValueError(f"loss {self.name!r} takes one-hot or float targets, not class "
+                             f"indices: use 'categorical_crossentropy'")
+        return self.sparse
+
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
 

@@ -375,10 +375,8 @@ class Network:
                 w = np.repeat(w, steps, axis=0)
             a, d, work = a.reshape(rows), delta.reshape(rows), work.reshape(rows)
             if y.dtype.kind != "f":
-                if loss.sparse is None:
-                    raise ValueError(f"loss {loss.name!r} takes one-hot or float targets, "
-                                     f"not class indices: use 'categorical_crossentropy'")
-                return loss.sparse(out.logits.reshape(rows), a, y.reshape(-1), d, w), delta
+                sparse = loss.sparse_step()
+                return sparse(out.logits.reshape(rows), a, y.reshape(-1), d, w), delta
             y = y.reshape(rows)
         if loss.fused is not None:
             z = out.logits if rows is None else out.logits.reshape(rows)

@@ -232,10 +232,8 @@ class _Stopper:
 
 
 def _check_targets(loss: Loss, y: NDArray) -> None:
-    if y.dtype.kind != "f":  # class indices: checked by the network
-        if loss.sparse is None:
-            raise ValueError(f"loss {loss.name!r} takes one-hot or float targets, not class "
-                             f"indices: use 'categorical_crossentropy'")
+    if y.dtype.kind != "f":  # class indices: their values are checked by the network
+        loss.sparse_step()
         return
     if loss.output_activation is not None and (y.min() < 0 or (
             loss.name == "binary_crossentropy" and y.max() > 1)):
