@@ -325,8 +325,7 @@ class _Trainer:
         assert yc is not None
         _check_targets(self.loss, yc)
         self.epochs = positive_number("epochs", epochs, integer=True)
-        self.clip = None if clip_grad_norm is None else float(
-            positive_number("clip_grad_norm", clip_grad_norm))
+        self.clip = _max_norm(clip_grad_norm)
         self.engine = engines.check_engine(engine)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
@@ -350,10 +349,7 @@ class _Trainer:
                              "the next, which shuffled batches would make meaningless: pass "
                              "shuffle=False (with batch k of each epoch continuing batch k of "
                              "the previous chunk of the series)")
-        if optimizer is None:
-            self.opt = net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
-        else:
-            self.opt = get_optimizer(optimizer)
+        self.opt = _optimizer_of(net, optimizer)
         self.monitor = "val_loss" if self.val is not None else "loss"
         if stop_config is not None:
             if stop_config.monitor == "val_loss" and self.val is None:
@@ -754,6 +750,21 @@ class _Trainer:
         return stop
 
 
+def _optimizer_of(net: Network, optimizer: str | Optimizer | None) -> Optimizer:
+    """The optimizer asked for; None: the network's last one (its state kept), else
+    Adam(lr=1e-3)."""
+    if optimizer is not None:
+        return get_optimizer(optimizer)
+    return net.optimizer if net.optimizer is not None else Adam(lr=1e-3)
+
+
+def _max_norm(clip_grad_norm: Any) -> float | None:
+    """``clip_grad_norm`` checked: None (no clipping) or a positive number."""
+    if clip_grad_norm is None:
+        return None
+    return float(positive_number("clip_grad_norm", clip_grad_norm))
+
+
 def _clip(flat_g: NDArray, gsq: float, unscale: float, max_norm: float) -> float:
     """torch.nn.utils.clip_grad_norm_ on the gradient buffer: scaled by
     ``max_norm / (norm + 1e-6)`` when that is below 1. ``gsq``: the buffer's squared norm,
@@ -795,11 +806,9 @@ class Trainer:
                  lr_schedule: str | Schedule | None = None,
                  clip_grad_norm: float | None = None, seed: int | None = None) -> None:
         self.net, self.loss = net, net.check_loss(loss)
-        self.opt = (net.optimizer if optimizer is None and net.optimizer is not None
-                    else Adam(lr=1e-3) if optimizer is None else get_optimizer(optimizer))
+        self.opt = _optimizer_of(net, optimizer)
         self.schedule = get_schedule(lr_schedule)
-        self.clip = None if clip_grad_norm is None else float(
-            positive_number("clip_grad_norm", clip_grad_norm))
+        self.clip = _max_norm(clip_grad_norm)
         self.flat_p, self.flat_g = net.flat_params, net.flat_grads
         self.opt.prepare([self.flat_p], [self.flat_g])
         self.opt.prepare_decay(net.decay_mask)
