@@ -29,7 +29,8 @@ from zeronn._validation import (
     resolve_dtype,
 )
 from zeronn.activations import IDENTITY
-from zeronn.layers.base import BufferCache, Layer, Shape
+from zeronn.layers import LAYERS
+from zeronn.layers.base import BufferCache, Layer, Shape, check_new_layers
 from zeronn.layers.dense import Dense
 from zeronn.losses import IGNORE_INDEX, Loss, get_loss
 
@@ -545,24 +546,10 @@ def _check_layers(layers: Any) -> list[Layer]:
     out = list(layers)
     if not out:
         raise ValueError("a network needs at least one layer")
-    for layer in out:
-        if not isinstance(layer, Layer):
-            raise ValueError(f"{layer!r} is not a layer (zeronn.layers: Dense, Conv2D, "
-                             "MaxPool2D, AvgPool2D, Flatten, Activation, Dropout, BatchNorm, "
-                             "LayerNorm)")
-        if layer.built:
-            raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
-                             "for each network")
-    every = [sub for layer in out for sub in _with_sublayers(layer)]
-    if len({id(layer) for layer in every}) != len(every):
-        raise ValueError("the same layer object appears twice: make a new layer for each place")
+    # The kinds a model file can name, Dense first (the one most networks start with).
+    kinds = ", ".join(sorted(LAYERS, key=lambda name: name != "Dense"))
+    check_new_layers(out, f" (zeronn.layers: {kinds})", "network")
     return out
-
-
-def _with_sublayers(layer: Layer) -> list[Layer]:
-    """The layer and, for a composite, every layer inside it."""
-    subs: list[Layer] = getattr(layer, "layers", []) if layer.composite else []
-    return [layer, *(s for sub in subs for s in _with_sublayers(sub))]
 
 
 def _input_shape(input_dim: Any, input_shape: Any) -> Shape:

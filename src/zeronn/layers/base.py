@@ -19,7 +19,7 @@ batch of the same size.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -29,7 +29,7 @@ from zeronn.activations import IDENTITY, Activation, get_activation
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
 
-__all__ = ["AffineLayer", "BufferCache", "Layer", "Param"]
+__all__ = ["AffineLayer", "BufferCache", "Layer", "Param", "check_new_layers"]
 
 Shape = tuple[int, ...]
 T = TypeVar("T")
@@ -268,6 +268,27 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def check_new_layers(layers: Sequence[Any], hint: str, place: str) -> None:
+    """Each entry a layer that belongs nowhere yet, and no layer object twice, inside
+    composites too (a network's layers, a composite's): else the user's ``ValueError``.
+    ``hint`` follows "is not a layer"; ``place`` is what to make a new layer for."""
+    for layer in layers:
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{layer!r} is not a layer{hint}")
+        if layer.built:
+            raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
+                             f"for each {place}")
+    every = [sub for layer in layers for sub in _with_sublayers(layer)]
+    if len({id(layer) for layer in every}) != len(every):
+        raise ValueError("the same layer object appears twice: make a new layer for each place")
+
+
+def _with_sublayers(layer: Layer) -> list[Layer]:
+    """The layer and, for a composite, every layer inside it."""
+    subs: list[Layer] = getattr(layer, "layers", []) if layer.composite else []
+    return [layer, *(s for sub in subs for s in _with_sublayers(sub))]
 
 
 class AffineLayer(Layer):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn.layers.base import BufferCache, Layer, Shape
+from zeronn.layers.base import BufferCache, Layer, Shape, check_new_layers
 
 __all__ = ["Composite", "Residual"]
 
@@ -45,16 +45,7 @@ class Composite(Layer):
         if isinstance(layers, Layer) or not isinstance(layers, Sequence) or not layers:
             raise ValueError(f"{type(self).__name__} takes a non-empty list of layers, got "
                              f"{layers!r}")
-        for layer in layers:
-            if not isinstance(layer, Layer):
-                raise ValueError(f"{layer!r} is not a layer: {type(self).__name__} holds "
-                                 "zeronn layers")
-            if layer.built:
-                raise ValueError(f"{layer!r} already belongs to a network: make a new layer "
-                                 "for each place")
-        if len({id(layer) for layer in layers}) != len(layers):
-            raise ValueError("the same layer object appears twice: make a new layer for "
-                             "each place")
+        check_new_layers(layers, f": {type(self).__name__} holds zeronn layers", "place")
         self.layers: list[Layer] = list(layers)
         self.param_names = tuple(  # type: ignore[misc]
             f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.param_names)
