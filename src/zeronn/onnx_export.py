@@ -440,16 +440,12 @@ def _activation(g: _Graph, name: str, x: str, stem: str) -> str:
 # Each reads the layer through the Layer interface only (params by name, state, config),
 # so a layer class needs nothing export-specific. ``i`` is the layer's place, "3" or, in a
 # composite, "3.1": it makes the names of its constants readable.
-def _params(layer: Layer) -> dict[str, NDArray]:
-    return dict(zip(layer.param_names, layer.params))
-
-
 def _activation_name(layer: Layer) -> str:
     return "identity" if layer.activation is None else layer.activation.name
 
 
 def _dense(g: _Graph, layer: Layer, x: str, i: str) -> str:
-    p = _params(layer)
+    p = onnx_sequences.params_of(layer)
     W = g.const(f"W{i}", p["W"])
     if "b" not in p:
         z = g.op("MatMul", [x, W], f"z{i}")
@@ -478,7 +474,7 @@ def _dropout(g: _Graph, layer: Layer, x: str, i: str) -> str:
 def _batchnorm(g: _Graph, layer: Layer, x: str, i: str) -> str:
     # Inference mode: (x - running_mean) / sqrt(running_var + eps) * gamma + beta, per
     # feature (axis 1), for (n, C) and (n, C, H, W) inputs alike.
-    p, s = _params(layer), layer.state
+    p, s = onnx_sequences.params_of(layer), layer.state
     inputs = [x, g.const(f"gamma{i}", p["gamma"]), g.const(f"beta{i}", p["beta"]),
               g.const(f"running_mean{i}", s["running_mean"]),
               g.const(f"running_var{i}", s["running_var"])]
@@ -488,7 +484,7 @@ def _batchnorm(g: _Graph, layer: Layer, x: str, i: str) -> str:
 def _layernorm(g: _Graph, layer: Layer, x: str, i: str) -> str:
     # Over every axis after the batch (axis 1 on), gamma and beta shaped like one sample;
     # a sequence (batch, T, D) step by step over its last axis, gamma and beta (D,).
-    p = _params(layer)
+    p = onnx_sequences.params_of(layer)
     axis = -1 if len(layer.input_shape) == 2 else 1
     return g.op("LayerNormalization",
                 [x, g.const(f"gamma{i}", p["gamma"]), g.const(f"beta{i}", p["beta"])],
@@ -502,7 +498,7 @@ def _pads(layer: Layer) -> list[int]:
 
 
 def _conv(g: _Graph, layer: Layer, x: str, i: str) -> str:
-    p = _params(layer)
+    p = onnx_sequences.params_of(layer)
     inputs = [x, g.const(f"W{i}", p["W"])]
     if "b" in p:
         inputs.append(g.const(f"b{i}", p["b"]))

@@ -41,8 +41,8 @@ from numpy.typing import NDArray
 
 from zeronn.layers.base import Layer
 
-__all__ = ["GraphBuilder", "attention", "embedding", "positional_embedding", "recurrent",
-           "steps_of"]
+__all__ = ["GraphBuilder", "attention", "embedding", "params_of", "positional_embedding",
+           "recurrent", "steps_of"]
 
 
 class GraphBuilder(Protocol):
@@ -64,7 +64,8 @@ class GraphBuilder(Protocol):
              **attrs: Any) -> None: ...
 
 
-def _params(layer: Layer) -> dict[str, NDArray]:
+def params_of(layer: Layer) -> dict[str, NDArray]:
+    """A layer's parameters by name (the exporters read layers through this alone)."""
     return dict(zip(layer.param_names, layer.params))
 
 
@@ -87,13 +88,13 @@ def _first_steps(g: GraphBuilder, table: str, x: str, axes: Sequence[int]) -> st
 
 def embedding(g: GraphBuilder, layer: Layer, x: str, i: str) -> str:
     """ids (batch, T) int64 -> (batch, T, dim): the rows of W."""
-    return g.op("Gather", [g.const(f"W{i}", _params(layer)["W"]), x], f"emb{i}", axis=0)
+    return g.op("Gather", [g.const(f"W{i}", params_of(layer)["W"]), x], f"emb{i}", axis=0)
 
 
 def positional_embedding(g: GraphBuilder, layer: Layer, x: str, i: str) -> str:
     """x (batch, T, dim) + W[:T]."""
     steps = layer.input_shape[0]
-    table = g.const(f"W{i}", _params(layer)["W"][:steps])
+    table = g.const(f"W{i}", params_of(layer)["W"][:steps])
     return g.op("Add", [x, _first_steps(g, table, x, [0])], f"pos{i}")
 
 
@@ -111,7 +112,7 @@ def _gates(a: NDArray, order: Sequence[int], units: int) -> NDArray:
 def recurrent(g: GraphBuilder, layer: Layer, x: str, i: str) -> str:
     """x (batch, T, D) -> (batch, T, H) with ``return_sequences``, else (batch, H)."""
     kind = layer.kind
-    p = _params(layer)
+    p = params_of(layer)
     H: int = layer.units  # type: ignore[attr-defined]
     order = _GATE_ORDER[kind]
     inputs = [g.op("Transpose", [x], f"steps_first{i}", perm=[1, 0, 2]),
@@ -138,7 +139,7 @@ def recurrent(g: GraphBuilder, layer: Layer, x: str, i: str) -> str:
 
 def attention(g: GraphBuilder, layer: Layer, x: str, i: str) -> str:
     """x (batch, T, C) -> (batch, T, C), the steps of ``MultiHeadAttention.infer``."""
-    p = _params(layer)
+    p = params_of(layer)
     T, C = layer.input_shape
     h: int = layer.num_heads  # type: ignore[attr-defined]
     d = C // h
