@@ -10,6 +10,17 @@ random batches, in interleaved rounds::
 
 It prints the median time per step of each, their ratio (zeronn / torch) with its range
 over rounds, the BLAS library, kernel and thread count. PyTorch is the ``parity`` extra.
+
+Instead of timing, two reference runs of nanoGPT's 2000 steps on a text file::
+
+    python benchmarks/gpt.py --train TEXT --seed S --threads 1            # (a)
+    python benchmarks/gpt.py --train TEXT --seed S --threads 1 --nanogpt  # (b)
+
+(a) trains ``torch_gpt`` from the weights and on the batches of
+``examples/gpt_shakespeare.py --seed S`` (it prints the same losses as that run, to
+float32 rounding); (b) is nanoGPT as it runs itself: its defaults (erf GELU, no biases at
+all), its initialisation and every batch from torch's generator, so its spread over seeds
+is what the recipe gives on this machine.
 """
 
 from __future__ import annotations
@@ -240,44 +251,108 @@ def run(rounds: int = 20, steps: int = 5, threads: int = 2, dtype: str = "float3
     return result
 
 
-def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, eval_interval: int = 250,
-                eval_iters: int = 20, final_eval_iters: int = 200, tie_weights: bool = True,
-                gelu: str = "tanh", ln_bias: bool = True,
-                printer: Any = print) -> dict[str, float]:
-    """nanoGPT's CPU run with the PyTorch model, on exactly the batches and from exactly
-    the weights that ``examples/gpt_shakespeare.py --seed SEED`` uses (the same
-    generators, draws and initial zn.gpt weights): the side-by-side reference run."""
-
-    c = CONFIG
-    text = zn.text.load_text(text_path)
-    vocab = zn.text.CharVocab.from_text(text)
-    train, val = zn.text.split(vocab.encode(text), 0.9)
-    net = zn.gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
-                 tie_weights=tie_weights, dtype="float32", seed=seed)
-    model = torch_gpt(len(vocab), c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
-                      tie_weights=tie_weights, gelu=gelu, ln_bias=ln_bias)
-    copy_weights(net, model)
-    trainer = TorchTrainer(model, 1e-3, zn.optim.WarmupCosine(100, iters, min_lr=1e-4))
-    rng, eval_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-
-    def estimate(data: np.ndarray, k: int) -> float:
-        return float(np.mean([trainer.evaluate(*zn.text.random_blocks(
-            data, c["block_size"], c["batch_size"], eval_rng)) for _ in range(k)]))
-
+def train_loop(trainer: TorchTrainer, train: np.ndarray, val: np.ndarray,
+               draw: Any, iters: int = 2000, eval_interval: int = 250, eval_iters: int = 20,
+               final_eval_iters: int = 200, label: str = "torch",
+               printer: Any = print) -> dict[str, float]:
+    """nanoGPT's loop: ``iters`` steps on ``draw(train, "train")`` batches, the mean loss of
+    ``eval_iters`` ``draw(split, "eval")`` batches of each split every ``eval_interval``
+    steps and at the end, then ``final_eval_iters`` batches of val (a steadier number)."""
     t0 = time.perf_counter()
     result: dict[str, float] = {}
+
+    def estimate(data: np.ndarray, k: int) -> float:
+        return float(np.mean([trainer.evaluate(*draw(data, "eval")) for _ in range(k)]))
+
     for it in range(iters + 1):
         if it % eval_interval == 0 or it == iters:
             result = {"train": estimate(train, eval_iters), "val": estimate(val, eval_iters)}
-            printer(f"torch step {it}: train loss {result['train']:.4f}, val loss "
+            printer(f"{label} step {it}: train loss {result['train']:.4f}, val loss "
                     f"{result['val']:.4f} ({time.perf_counter() - t0:.0f} s)")
         if it == iters:
             break
-        trainer.step(*zn.text.random_blocks(train, c["block_size"], c["batch_size"], rng))
+        trainer.step(*draw(train, "train"))
     if final_eval_iters:
         result["val_steady"] = estimate(val, final_eval_iters)
-        printer(f"torch val loss over {final_eval_iters} batches: {result['val_steady']:.4f}")
+        printer(f"{label} val loss over {final_eval_iters} batches: {result['val_steady']:.4f}")
     return result
+
+
+def splits(text_path: Any) -> tuple[int, np.ndarray, np.ndarray]:
+    """The vocabulary size and nanoGPT's 90/10 split of the text's character ids."""
+    text = zn.text.load_text(text_path)
+    vocab = zn.text.CharVocab.from_text(text)
+    train, val = zn.text.split(vocab.encode(text), 0.9)
+    return len(vocab), train, val
+
+
+def train_torch(text_path: Any, seed: int = 1337, iters: int = 2000, warmup: int = 100,
+                tie_weights: bool = True, gelu: str = "tanh", ln_bias: bool = True,
+                printer: Any = print,
+                **loop: Any) -> dict[str, float]:
+    """nanoGPT's CPU run with the PyTorch model, on exactly the batches and from exactly
+    the weights that ``examples/gpt_shakespeare.py --seed SEED`` uses (the same
+    generators, draws and initial zn.gpt weights): the side-by-side reference run."""
+    c = CONFIG
+    vocab_size, train, val = splits(text_path)
+    net = zn.gpt(vocab_size, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
+                 tie_weights=tie_weights, dtype="float32", seed=seed)
+    model = torch_gpt(vocab_size, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
+                      tie_weights=tie_weights, gelu=gelu, ln_bias=ln_bias)
+    copy_weights(net, model)
+    trainer = TorchTrainer(model, 1e-3, zn.optim.WarmupCosine(warmup, iters, min_lr=1e-4))
+    rngs = {"train": np.random.default_rng(seed), "eval": np.random.default_rng(seed + 1)}
+
+    def draw(data: np.ndarray, use: str) -> tuple[np.ndarray, np.ndarray]:
+        return zn.text.random_blocks(data, c["block_size"], c["batch_size"], rngs[use])
+
+    return train_loop(trainer, train, val, draw, iters, printer=printer, **loop)
+
+
+def nanogpt_init(model: Any, n_layer: int) -> None:
+    """nanoGPT's ``_init_weights`` from torch's generator: Linear and Embedding weights
+    N(0, 0.02^2), biases 0, then every ``c_proj.weight`` N(0, (0.02 / sqrt(2 n_layer))^2)."""
+    import torch
+
+    def init_weights(module: Any) -> None:
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                torch.nn.init.zeros_(bias)
+
+    model.apply(init_weights)  # as nanoGPT: its order of draws from the generator
+    for name, param in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            torch.nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+
+def train_nanogpt(text_path: Any, seed: int = 1337, iters: int = 2000, warmup: int = 100,
+                  printer: Any = print, **loop: Any) -> dict[str, float]:
+    """nanoGPT's CPU run as nanoGPT itself runs it, with nothing of zeronn's but the
+    text's split: its defaults (erf GELU, no biases, LayerNorm without its bias, lm_head
+    tied), its initialisation and every batch (training and evaluation alike) drawn by
+    torch's generator seeded with ``seed`` (``torch.randint``, as its ``get_batch``).
+    The reference for what the recipe gives on this machine, seed to seed."""
+    import torch
+
+    c = CONFIG
+    vocab_size, train, val = splits(text_path)
+    torch.manual_seed(seed)
+    model = torch_gpt(vocab_size, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
+                      gelu="none", ln_bias=False)
+    nanogpt_init(model, c["n_layer"])
+    trainer = TorchTrainer(model, 1e-3, zn.optim.WarmupCosine(warmup, iters, min_lr=1e-4))
+    block, batch = c["block_size"], c["batch_size"]
+
+    def draw(data: np.ndarray, use: str) -> tuple[np.ndarray, np.ndarray]:
+        starts = torch.randint(len(data) - block, (batch,)).numpy()
+        rows = starts[:, None] + np.arange(block + 1)
+        ids = data[rows].astype(np.int64)
+        return ids[:, :-1], ids[:, 1:]
+
+    return train_loop(trainer, train, val, draw, iters, label="nanoGPT", printer=printer,
+                      **loop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch's GELU approximation ('none': nanoGPT's erf form)")
     p.add_argument("--no-ln-bias", action="store_true",
                    help="LayerNorm without its bias (nanoGPT's bias=False)")
+    p.add_argument("--nanogpt", action="store_true",
+                   help="with --train: nanoGPT as it runs itself (its defaults, its "
+                        "initialisation and batches from torch's generator), not the "
+                        "zeronn model's weights and batches")
     args = p.parse_args(argv)
     try:
         import torch
@@ -304,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.train is not None:
         torch.set_num_threads(args.threads)
+        if args.nanogpt:
+            train_nanogpt(args.train, args.seed)
+            return 0
         torch.manual_seed(args.seed)
         train_torch(args.train, args.seed, tie_weights=not args.untied, gelu=args.gelu,
                     ln_bias=not args.no_ln_bias)

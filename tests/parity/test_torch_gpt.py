@@ -96,3 +96,36 @@ def test_gpt_training_equals_torch(parity: Any, dtype: str, tol: float) -> None:
         ours = gpt_bench.in_torch_layout(getattr(layer, pname), transposed, tuple(param.shape))
         parity.check(f"gpt {dtype} weights after 20 steps", ours, param.detach().numpy(),
                      step_tol, name)
+
+
+def test_nanogpt_init_is_nanogpts() -> None:
+    """The reference run's own initialisation: N(0, 0.02^2) weights and embeddings, the
+    residual projections scaled by (2 n_layer)^-1/2, LayerNorm gains 1."""
+    torch.manual_seed(0)
+    model = gpt_bench.torch_gpt(65, 64, 4, 4, 128, gelu="none", ln_bias=False)
+    gpt_bench.nanogpt_init(model, 4)
+    for name, p in model.named_parameters():
+        std = float(p.detach().std())
+        if name.endswith("c_proj.weight"):
+            assert std == pytest.approx(0.02 / 8 ** 0.5, rel=0.05), name
+        elif name.startswith("ln") or ".ln_" in name:
+            assert torch.equal(p.detach(), torch.ones_like(p)), name
+        else:
+            assert std == pytest.approx(0.02, rel=0.05), name
+    assert model.wte.weight is model.lm_head.weight
+
+
+@pytest.mark.parametrize("reference", ["train_torch", "train_nanogpt"])
+def test_reference_runs_train_and_report(tmp_path: Any, reference: str) -> None:
+    """Both PyTorch reference runs (zeronn's weights and batches; nanoGPT as it runs
+    itself) train, evaluate and print nanoGPT's lines: three steps on a short text."""
+    path = tmp_path / "text.txt"
+    path.write_text("".join(np.random.default_rng(0).choice(list("abcdefgh \n"), 3000)))
+    lines: list[str] = []
+    torch.manual_seed(0)
+    result = getattr(gpt_bench, reference)(path, seed=0, iters=3, warmup=1, eval_interval=2,
+                                          eval_iters=2, final_eval_iters=2,
+                                          printer=lines.append)
+    assert [line.split(":")[0].split()[-1] for line in lines] == ["0", "2", "3", "batches"]
+    assert set(result) == {"train", "val", "val_steady"}
+    assert all(np.isfinite(v) and 0 < v < 5 for v in result.values())
