@@ -179,3 +179,31 @@ def test_softmax_acts_on_the_last_axis(rng):
     np.testing.assert_allclose(a.sum(axis=-1), 1.0, rtol=1e-15)
     np.testing.assert_array_equal(a.reshape(-1, 4), act.forward(z.reshape(-1, 4),
                                                                 np.empty((6, 4))))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("size", [0, 1, 1000, "chunk", "chunk+3", "3chunks-1"])
+def test_gelu_in_chunks_equals_gelu_on_the_whole_array(dtype, size):
+    """gelu works through its elements in chunks (small temporaries): the same numbers,
+    to the bit, as its passes over the whole array, at and across chunk boundaries, in
+    place (out is z), and on a strided view (which goes whole)."""
+    from zeronn.activations import CHUNK, GELU_C, GELU_K
+
+    n = {"chunk": CHUNK, "chunk+3": CHUNK + 3, "3chunks-1": 3 * CHUNK - 1}.get(size, size)
+    rng = np.random.default_rng(1)
+    z = (rng.standard_normal(n) * 4).astype(dtype)
+    t = np.tanh((z * z * dtype(GELU_K) + 1) * z * dtype(GELU_C))
+    expected_a = (z * (t + 1)) * dtype(0.5)
+    inner = (z * z * dtype(3 * GELU_K) + 1) * dtype(GELU_C)
+    slope = (t + 1) * dtype(0.5) + (1 - t * t) * inner * z * dtype(0.5)
+    delta = rng.standard_normal(n).astype(dtype)
+    gelu = get_activation("gelu")
+    np.testing.assert_array_equal(gelu(z), expected_a)
+    in_place = z.copy()
+    np.testing.assert_array_equal(gelu.forward(in_place, in_place), expected_a)
+    got = delta.copy()
+    gelu.backward(got, z, expected_a, np.empty_like(z))
+    np.testing.assert_array_equal(got, delta * slope)
+    wide = np.zeros((n, 2), dtype)
+    wide[:, 0] = z
+    np.testing.assert_array_equal(gelu(wide[:, 0]), expected_a)   # a strided view

@@ -137,9 +137,37 @@ GELU_C = math.sqrt(2.0 / math.pi)
 GELU_K = 0.044715
 
 
-def _gelu(z: NDArray, out: NDArray) -> NDArray:
+# Elements per chunk of the activations that make several passes with temporaries (gelu):
+# chunk-sized temporaries are reused from the heap, while whole-array ones are mapped
+# fresh by the allocator on every call and paid for in page faults. gelu's backward over
+# a GPT block's (768, 512) float32 took 2.2 ms in training with whole-array temporaries,
+# 0.93 ms in chunks of 65536 elements (0.96 ms with 32768, 1.5 ms with 8192).
+CHUNK = 65536
+
+
+def _by_chunks(kernel: Callable[..., object], arrays: tuple[NDArray, ...], temps: int) -> None:
+    """``kernel(*arrays, *scratch)`` over consecutive chunks of the arrays' elements (all of
+    one shape and dtype; they may be the same array), with ``temps`` chunk-sized scratch
+    arrays. An elementwise kernel gives the same numbers as on the whole arrays, which it
+    gets, with whole-size scratch, when they are not all C-contiguous."""
+    first = arrays[0]
+    if not all(a.flags.c_contiguous for a in arrays):
+        kernel(*arrays, *(np.empty_like(first) for _ in range(temps)))
+        return
+    n = first.size
+    size = min(CHUNK, n)
+    if size == 0:
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    scratch = [np.empty(size, first.dtype) for _ in range(temps)]
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        kernel(*(f[start:stop] for f in flat), *(t[:stop - start] for t in scratch))
+
+
+def _gelu_kernel(z: NDArray, out: NDArray, inner: NDArray) -> None:
     # tanh approximation: 0.5 z (1 + tanh(c (z + k z^3))), PyTorch's approximate="tanh".
-    inner = np.multiply(z, z)
+    np.multiply(z, z, out=inner)
     inner *= GELU_K
     inner += 1.0
     inner *= z
@@ -148,13 +176,17 @@ def _gelu(z: NDArray, out: NDArray) -> NDArray:
     inner += 1.0
     np.multiply(z, inner, out=out)
     out *= 0.5
+
+
+def _gelu(z: NDArray, out: NDArray) -> NDArray:
+    _by_chunks(_gelu_kernel, (z, out), temps=1)
     return out
 
 
-def _gelu_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> None:
+def _gelu_back_kernel(delta: NDArray, z: NDArray, work: NDArray, z2: NDArray,
+                      left: NDArray) -> None:
     # d/dz = 0.5 (1 + t) + 0.5 z (1 - t^2) c (1 + 3k z^2), with t = tanh(c (z + k z^3)).
-    assert z is not None
-    z2 = np.multiply(z, z)
+    np.multiply(z, z, out=z2)
     np.multiply(z2, GELU_K, out=work)
     work += 1.0
     work *= z
@@ -163,7 +195,7 @@ def _gelu_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> 
     z2 *= 3.0 * GELU_K
     z2 += 1.0
     z2 *= GELU_C  # inner derivative
-    left = np.multiply(work, work)
+    np.multiply(work, work, out=left)
     np.subtract(1.0, left, out=left)
     left *= z2
     left *= z
@@ -172,6 +204,11 @@ def _gelu_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> 
     work *= 0.5  # 0.5 (1 + t)
     work += left
     np.multiply(delta, work, out=delta)
+
+
+def _gelu_back(delta: NDArray, z: NDArray | None, a: NDArray, work: NDArray) -> None:
+    assert z is not None
+    _by_chunks(_gelu_back_kernel, (delta, z, work), temps=2)
 
 
 def _sigmoid(z: NDArray, out: NDArray) -> NDArray:
