@@ -121,6 +121,14 @@ def test_fit_refuses_a_batch_of_one_row_before_training(n, batch_size) -> None:
     net.fit(X, y, epochs=1, batch_size=batch_size + 1 if n % (batch_size + 1) != 1 else n)
 
 
+def test_fit_refuses_a_batch_of_one_row_for_a_batchnorm_inside_a_composite() -> None:
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    net = zn.Sequential([zn.Residual([zn.Dense(3), zn.BatchNorm()])], input_dim=3, seed=0)
+    with pytest.raises(ValueError, match=r"BatchNorm needs at least 2 rows per training "):
+        net.fit(X, y, epochs=1, batch_size=1)
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"momentum": -0.1}, r"momentum must be a number in \[0, 1\] or None"),
     ({"momentum": 1.5}, "momentum must be"), ({"momentum": "0.1"}, "momentum must be"),

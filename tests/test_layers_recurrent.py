@@ -320,6 +320,18 @@ def test_fit_with_a_stateful_layer_resets_each_epoch_and_refuses_shuffling(rng):
     assert seen == [True, False, True, False]  # zeros at each epoch's first batch only
 
 
+def test_a_stateful_layer_inside_a_composite_also_refuses_shuffling(rng):
+    """The check looks through composites: a stateful LSTM inside a Residual is stateful
+    all the same (its state is reset per epoch by the composite's reset_state)."""
+    X = rng.normal(size=(8, 5, 3))
+    y = rng.normal(size=(8, 5, 3))
+    net = zn.Sequential([zn.Residual([zn.LSTM(3, return_sequences=True, stateful=True)])],
+                        input_shape=(5, 3), seed=0)
+    with pytest.raises(ValueError, match="pass shuffle=False"):
+        net.fit(X, y, epochs=1, batch_size=4)
+    net.fit(X, y, epochs=1, batch_size=4, shuffle=False)
+
+
 def test_fit_on_sequences_with_validation_early_stopping_and_callbacks(rng):
     """A sequence model uses the whole fit: validation, early stopping (best weights back),
     callbacks, the History, and prediction on a shorter context."""

@@ -527,3 +527,13 @@ def test_sequence_fit_with_class_indices_padding_and_clipping(rng):
     assert len(hist["loss"]) == len(hist["val_loss"]) == 5
     assert all(isinstance(v, float) for v in hist["val_loss"])
     assert hist["loss"][-1] < hist["loss"][0]
+
+
+def test_walk_lists_every_layer_with_its_path():
+    """Network.walk: composites' sublayers too, depth first, with summary()'s paths."""
+    inner = zn.Residual([zn.Dense(4), zn.Activation("relu")])
+    net = zn.Sequential([zn.Dense(4), zn.Residual([inner, zn.LayerNorm()]), zn.Dense(1)],
+                        input_dim=3, seed=0)
+    paths = [path for path, _ in net.walk()]
+    assert paths == ["0", "1", "1.0", "1.0.0", "1.0.1", "1.1", "2"]
+    assert net.walk()[3][1] is inner.layers[0]

@@ -31,6 +31,7 @@ from zeronn._validation import (
 from zeronn.activations import IDENTITY
 from zeronn.layers import LAYERS
 from zeronn.layers.base import BufferCache, Layer, Shape, check_new_layers
+from zeronn.layers.composite import walk
 from zeronn.layers.dense import Dense
 from zeronn.losses import IGNORE_INDEX, Loss, get_loss
 
@@ -196,6 +197,12 @@ class Network:
         out += [line, f"total parameters: {self.n_params:,}"]
         for text in out:
             print_fn(text)
+
+    def walk(self) -> list[tuple[str, Layer]]:
+        """Every layer, the composites' sublayers included, depth first, with its path
+        (``"0"``, ``"2.1"``, ...: the rows of ``summary()``). What a rule about a kind of
+        layer (stateful, BatchNorm, ...) checks, wherever the layer sits."""
+        return walk(self.layers)
 
     def reset_states(self) -> None:
         """Forgets every stateful recurrent layer's carried state (``Layer.reset_state``)."""

@@ -815,11 +815,8 @@ def _dynamic_time(net: Network) -> bool:
 def _keeps_time(net: Network) -> bool:
     """Whether the output still has the steps axis (no recurrent layer, at the top or in
     a composite, returns only its last state)."""
-    layers = list(net.layers)
-    for layer in net.layers:
-        if isinstance(layer, Composite):
-            layers += [sub for _, sub in layer.walk()]
-    return not any(getattr(layer, "return_sequences", True) is False for layer in layers)
+    return not any(getattr(layer, "return_sequences", True) is False
+                   for _, layer in net.walk())
 
 
 def _build(onnx: Any, spec: GraphSpec, opset: int, dtype: np.dtype) -> Any:

@@ -344,7 +344,7 @@ class _Trainer:
         self.bs = n if batch_size is None else min(
             positive_number("batch_size", batch_size, integer=True), n)
         _check_batch_norm(net, n, self.bs)
-        if shuffle and any(getattr(layer, "stateful", False) for layer in net.layers):
+        if shuffle and any(getattr(layer, "stateful", False) for _, layer in net.walk()):
             raise ValueError("a stateful recurrent layer carries its state from one batch to "
                              "the next, which shuffled batches would make meaningless: pass "
                              "shuffle=False (with batch k of each epoch continuing batch k of "
@@ -852,7 +852,7 @@ class Trainer:
 def _check_batch_norm(net: Network, n: int, bs: int) -> None:
     """A BatchNorm cannot train on a batch of 1 row: say so before the first epoch."""
     if any(isinstance(layer, BatchNorm) and len(layer.input_shape) == 1
-           for layer in net.layers) and (bs == 1 or n % bs == 1):
+           for _, layer in net.walk()) and (bs == 1 or n % bs == 1):
         rows = "every batch has" if bs == 1 else f"the last batch of each epoch ({n} rows "\
             f"in batches of {bs}) has"
         raise ValueError(f"BatchNorm needs at least 2 rows per training batch, but {rows} "

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from zeronn.layers.base import BufferCache, Layer, Shape, check_new_layers
 
-__all__ = ["Composite", "Residual"]
+__all__ = ["Composite", "Residual", "walk"]
 
 
 class Composite(Layer):
@@ -71,12 +71,7 @@ class Composite(Layer):
 
     def walk(self) -> list[tuple[str, Layer]]:
         """Every sublayer, depth first, with its path (``"0"``, ``"1.0"``, ...)."""
-        out: list[tuple[str, Layer]] = []
-        for i, layer in enumerate(self.layers):
-            out.append((str(i), layer))
-            if isinstance(layer, Composite):
-                out += [(f"{i}.{path}", sub) for path, sub in layer.walk()]
-        return out
+        return walk(self.layers)
 
     def build(self, input_shape: Shape, dtype: np.dtype) -> Shape:
         super().build(input_shape, dtype)
@@ -169,6 +164,17 @@ class Composite(Layer):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}([{', '.join(map(repr, self.layers))}])"
+
+
+def walk(layers: Sequence[Layer]) -> list[tuple[str, Layer]]:
+    """``layers`` and every composite's sublayers, depth first, each with its path
+    (``"0"``, ``"2.1"``, ...: the rows of a summary)."""
+    out: list[tuple[str, Layer]] = []
+    for i, layer in enumerate(layers):
+        out.append((str(i), layer))
+        if isinstance(layer, Composite):
+            out += [(f"{i}.{path}", sub) for path, sub in layer.walk()]
+    return out
 
 
 class Residual(Composite):
