@@ -20,7 +20,7 @@ import textwrap
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import numpy as np
 
@@ -691,36 +691,53 @@ def _help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+# What ``add_subparsers`` returns: each ``_add_<command>`` adds its parser to it.
+_Subcommands: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``zeronn`` argument parser with every subcommand."""
-    from zeronn.activations import get_activation
-    from zeronn.losses import get_loss
-    from zeronn.optim import get_optimizer
-
     parser = _Parser(prog="zeronn", description="Neural networks from zero, in NumPy.",
                      formatter_class=_help_formatter,
                      epilog="examples:\n  zeronn demo\n"
                             "  zeronn train data.csv --target y -o model.zeronn\n"
                             "  zeronn COMMAND --help")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(sub)
+    _add_train(sub)
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_export(sub)
+    _add_info(sub)
+    _add_gradcheck(sub)
+    _add_playground(sub)
+    return parser
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str,
-                description: str, examples: str) -> argparse.ArgumentParser:
-        # Raw formatting keeps the examples' lines; the prose paragraphs are wrapped here.
-        text = "\n\n".join(textwrap.fill(par, 79) for par in description.split("\n\n"))
-        p = sub.add_parser(name, help=help, description=text,
-                           epilog="example" + ("s" if "\n" in examples else "") + ":\n  "
-                           + examples.replace("\n", "\n  "),
-                           formatter_class=_help_formatter)
-        p.set_defaults(func=func)
-        return p
 
-    command("demo", _demo, "the seed lesson's run, then the same with the engine",
-            "Prints the seed notebook's ten loss lines exactly, then trains the same data "
-            "with the general engine.", "zeronn demo")
+def _command(sub: _Subcommands, name: str, func: Callable[[argparse.Namespace], int],
+             help: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """One subcommand's parser: its help line, wrapped description and examples."""
+    # Raw formatting keeps the examples' lines; the prose paragraphs are wrapped here.
+    text = "\n\n".join(textwrap.fill(par, 79) for par in description.split("\n\n"))
+    p = sub.add_parser(name, help=help, description=text,
+                       epilog="example" + ("s" if "\n" in examples else "") + ":\n  "
+                       + examples.replace("\n", "\n  "),
+                       formatter_class=_help_formatter)
+    p.set_defaults(func=func)
+    return p
 
-    t = command(
-        "train", _train, "train a model on a CSV file",
+
+def _add_demo(sub: _Subcommands) -> None:
+    """``zeronn demo``: no arguments."""
+    _command(sub, "demo", _demo, "the seed lesson's run, then the same with the engine",
+             "Prints the seed notebook's ten loss lines exactly, then trains the same data "
+             "with the general engine.", "zeronn demo")
+
+
+def _add_train(sub: _Subcommands) -> None:
+    """``zeronn train``: its columns, network, run and outputs, in the order its help lists."""
+    t = _command(
+        sub, "train", _train, "train a model on a CSV file",
         "Trains an MLP on the columns of a CSV file and saves it (with the column names, "
         "the encoding of each column, the scaling and the class labels) to one model "
         "file.\n\nThe task is regression when every target column is numeric, except that "
@@ -734,6 +751,14 @@ def build_parser() -> argparse.ArgumentParser:
         "zeronn train houses.csv --target price --hidden 64,64 --epochs 300 -o price.zeronn"
         "\nzeronn train iris.csv --target species --early-stopping 20 --plot iris.png "
         "-o iris.zeronn")
+    _add_train_columns(t)
+    _add_train_network(t)
+    _add_train_schedule(t)
+    _add_train_output(t)
+
+
+def _add_train_columns(t: argparse.ArgumentParser) -> None:
+    """train's data file, its columns and the task they pose."""
     t.add_argument("data", metavar="DATA.csv", help="the training data, with a header line")
     _dialect_options(t)
     t.add_argument("--target", action="append", type=_column_list, required=True,
@@ -752,6 +777,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "'other' column (default: 50)")
     t.add_argument("--class-weight", choices=("balanced",), default=None,
                    help="balanced: weigh rows against class imbalance (classification)")
+
+
+def _add_train_network(t: argparse.ArgumentParser) -> None:
+    """train's network: its shape, loss and optimizer, and what holds it back from overfitting."""
+    from zeronn.activations import get_activation
+    from zeronn.losses import get_loss
+    from zeronn.optim import get_optimizer
+
     t.add_argument("--weight-decay", type=_non_negative_float, default=1e-4, metavar="L2",
                    help="L2 penalty on the weights (default: 1e-4)")
     t.add_argument("--hidden", type=_hidden, default=[64, 64], metavar="64,64",
@@ -771,6 +804,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-norm", action="store_true",
                    help="batch normalization between each hidden layer and its activation "
                    "(needs batches of at least 2 rows)")
+
+
+def _add_train_schedule(t: argparse.ArgumentParser) -> None:
+    """train's run: step size, budget, batches, held-out rows and stopping, scaling, seed."""
     t.add_argument("--lr", type=_positive_float, default=1e-3,
                    help="learning rate (default: 1e-3)")
     t.add_argument("--epochs", type=_positive_int, default=500,
@@ -790,6 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed the raw column values to the network")
     t.add_argument("--seed", type=_non_negative_int, default=0,
                    help="random seed for initialisation, split and shuffling (default: 0)")
+
+
+def _add_train_output(t: argparse.ArgumentParser) -> None:
+    """train's outputs (the model file, a plot) and how much it prints."""
     t.add_argument("--plot", metavar="FILE.png", help="also draw the loss curves (and, for "
                    "1 or 2 features, the learned function or decision regions)")
     t.add_argument("-o", "--output", required=True, metavar="MODEL",
@@ -800,11 +841,14 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("-v", "--verbose", action="store_true",
                       help="one line per epoch (loss, val_loss, lr, grad_norm, dead ReLUs)")
 
-    p = command("predict", _predict, "predict with a model on a CSV file",
-                "Predicts for every row of a CSV file. Columns are matched by name (extra "
-                "columns are ignored) and the model's scaling is applied. Writes a CSV: one "
-                "column per target (class labels for a classifier).",
-                "zeronn predict price.zeronn new_houses.csv -o predictions.csv")
+
+def _add_predict(sub: _Subcommands) -> None:
+    """``zeronn predict``: a model, a data file, where the predictions go."""
+    p = _command(sub, "predict", _predict, "predict with a model on a CSV file",
+                 "Predicts for every row of a CSV file. Columns are matched by name (extra "
+                 "columns are ignored) and the model's scaling is applied. Writes a CSV: one "
+                 "column per target (class labels for a classifier).",
+                 "zeronn predict price.zeronn new_houses.csv -o predictions.csv")
     p.add_argument("model", metavar="MODEL", help="a model file from `zeronn train`")
     p.add_argument("data", metavar="DATA.csv", help="rows to predict, with the model's features")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="write here (default: stdout)")
@@ -818,11 +862,14 @@ def build_parser() -> argparse.ArgumentParser:
                    f"grow with the file (default: {PREDICT_CHUNK_ROWS})")
     _dialect_options(p)
 
-    e = command("evaluate", _evaluate, "score a model on a labelled CSV file",
-                "Compares the model's predictions with the true targets. Regression: MSE, "
-                "MAE and R2 per target; classification: accuracy, log loss and the "
-                "confusion matrix.",
-                "zeronn evaluate iris.zeronn iris_test.csv --target species")
+
+def _add_evaluate(sub: _Subcommands) -> None:
+    """``zeronn evaluate``: a model, a labelled data file, its target columns."""
+    e = _command(sub, "evaluate", _evaluate, "score a model on a labelled CSV file",
+                 "Compares the model's predictions with the true targets. Regression: MSE, "
+                 "MAE and R2 per target; classification: accuracy, log loss and the "
+                 "confusion matrix.",
+                 "zeronn evaluate iris.zeronn iris_test.csv --target species")
     e.add_argument("model", metavar="MODEL", help="a model file from `zeronn train`")
     e.add_argument("data", metavar="DATA.csv", help="rows with the features and true targets")
     e.add_argument("--target", action="append", type=_column_list, metavar="COL",
@@ -830,27 +877,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "trained on)")
     _dialect_options(e)
 
-    x = command("export", _export, "export a model to ONNX",
-                "Writes the model as an ONNX graph with a dynamic batch size. A model from "
-                "`zeronn train` takes one input per feature column, named after it: float "
-                "for numbers and booleans (1/0), string for categories, double days since "
-                "1970-01-01 for dates; NaN or '' where a value is missing.",
-                "zeronn export price.zeronn price.onnx")
+
+def _add_export(sub: _Subcommands) -> None:
+    """``zeronn export``: a model, the ONNX file to write, its opset."""
+    x = _command(sub, "export", _export, "export a model to ONNX",
+                 "Writes the model as an ONNX graph with a dynamic batch size. A model from "
+                 "`zeronn train` takes one input per feature column, named after it: float "
+                 "for numbers and booleans (1/0), string for categories, double days since "
+                 "1970-01-01 for dates; NaN or '' where a value is missing.",
+                 "zeronn export price.zeronn price.onnx")
     x.add_argument("model", metavar="MODEL", help="a zeronn model file")
     x.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
     x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default: 17)")
 
-    i = command("info", _info, "describe a model file",
-                "Shows the architecture, the parameter count, the columns and the training "
-                "summary of a model file.", "zeronn info price.zeronn")
+
+def _add_info(sub: _Subcommands) -> None:
+    """``zeronn info``: a model file."""
+    i = _command(sub, "info", _info, "describe a model file",
+                 "Shows the architecture, the parameter count, the columns and the training "
+                 "summary of a model file.", "zeronn info price.zeronn")
     i.add_argument("model", metavar="MODEL", help="a zeronn model file")
 
-    g = command("gradcheck", _gradcheck, "check the engine's gradients numerically",
-                "Builds a random network and compares backpropagation's gradients with "
-                "central differences; prints each parameter's error and the worst relative "
-                "error. Exit code 1 if it is above the tolerance.",
-                "zeronn gradcheck --sizes 4,8,3 --activation gelu --loss "
-                "categorical_crossentropy")
+
+def _add_gradcheck(sub: _Subcommands) -> None:
+    """``zeronn gradcheck``: the random network to check and the tolerance."""
+    from zeronn.activations import get_activation
+    from zeronn.losses import get_loss
+
+    g = _command(sub, "gradcheck", _gradcheck, "check the engine's gradients numerically",
+                 "Builds a random network and compares backpropagation's gradients with "
+                 "central differences; prints each parameter's error and the worst relative "
+                 "error. Exit code 1 if it is above the tolerance.",
+                 "zeronn gradcheck --sizes 4,8,3 --activation gelu --loss "
+                 "categorical_crossentropy")
     g.add_argument("--sizes", type=_hidden, default=[3, 5, 4, 2], metavar="3,5,4,2",
                    help="layer sizes, input to output (default: 3,5,4,2)")
     g.add_argument("--activation", type=_registry_name(get_activation), default="tanh",
@@ -863,18 +922,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tol", type=_positive_float, default=1e-6,
                    help="largest acceptable relative error (default: 1e-6)")
 
-    pg = command("playground", _playground, "watch a network learn in the browser",
-                 "Serves the playground, a web page whose engine is zeronn, on 127.0.0.1 "
-                 "only, prints its URL and opens the browser. Pick a dataset (or upload a "
-                 "CSV), shape the network, press play, step through backpropagation, and "
-                 "export the model. Ctrl-C stops it. Needs the extra: pip install "
-                 "\"zeronn[playground]\".",
-                 "zeronn playground\nzeronn playground --port 8000 --no-browser")
+
+def _add_playground(sub: _Subcommands) -> None:
+    """``zeronn playground``: the port and whether to open a browser."""
+    pg = _command(sub, "playground", _playground, "watch a network learn in the browser",
+                  "Serves the playground, a web page whose engine is zeronn, on 127.0.0.1 "
+                  "only, prints its URL and opens the browser. Pick a dataset (or upload a "
+                  "CSV), shape the network, press play, step through backpropagation, and "
+                  "export the model. Ctrl-C stops it. Needs the extra: pip install "
+                  "\"zeronn[playground]\".",
+                  "zeronn playground\nzeronn playground --port 8000 --no-browser")
     pg.add_argument("--port", type=_port, default=0,
                     help="the port on 127.0.0.1 (default: 0, a free one)")
     pg.add_argument("--no-browser", action="store_true",
                     help="only print the URL, do not open a browser")
-    return parser
 
 
 def _one_line(message: str) -> str:
