@@ -151,6 +151,27 @@ def test_missing_target_rows_are_dropped_with_a_count() -> None:
         assert m.evaluate(df)["n"] == 81
 
 
+def test_fit_warnings_name_the_line_that_called_fit() -> None:
+    # fit warns from the helpers it calls: each warning must still point at the user's
+    # code, not at zeronn's own lines.
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=25), "row_id": [f"r{i:03d}" for i in range(25)],
+                       "k": np.where(np.arange(25) % 12 == 0, np.nan, np.arange(25) % 3)})
+    with pytest.warns(UserWarning) as caught:
+        TabularModel(**{**FAST, "validation_split": 0.01}).fit(df, "k")
+    # The noise target of the early-minimum test below: lowest validation loss at once.
+    noise = pd.DataFrame(np.random.default_rng(1).normal(size=(80, 4)),
+                         columns=["a", "b", "c", "y"])
+    with pytest.warns(UserWarning) as more:
+        TabularModel(hidden=(64, 64), epochs=40, lr=0.01, batch_size=8, validation_split=0.3,
+                     early_stopping=None, dropout=0.0).fit(noise, "y")
+    said = " | ".join(str(w.message) for w in [*caught, *more])
+    for remark in ("3 of 25 rows have no target value", "'row_id' holds a distinct text",
+                   "3 distinct whole numbers", "too few to hold out", "in the first tenth"):
+        assert remark in said
+    assert {w.filename for w in [*caught, *more]} == {__file__}
+
+
 def test_missing_feature_cells_are_imputed_in_fit_and_predict() -> None:
     df = linear_frame(60)
     df.loc[df.index % 7 == 0, "b"] = np.nan

@@ -19,7 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +33,7 @@ from zeronn.models import MLP, Sequential
 from zeronn.onnx_export import GraphSpec
 from zeronn.optim import get_optimizer
 from zeronn.persistence import register_kind
-from zeronn.tabular.columns import is_missing, plan_columns
+from zeronn.tabular.columns import ColumnPlan, is_missing, plan_columns
 from zeronn.tabular.onnx_inputs import onnx_columns, onnx_inputs
 from zeronn.tabular.preprocessing import DEFAULT_MAX_CATEGORIES, Preprocessor, Remarks
 from zeronn.tasks import (
@@ -62,6 +62,9 @@ MAX_LISTED = 20  # column names listed in an error message before "... and N mor
 # (a small table's epoch is a handful of steps; iris: 4).
 AUTO_PATIENCE_EPOCHS = 50
 AUTO_PATIENCE_STEPS = 1000
+# The stacklevel of a warning raised in a helper that fit calls: the warning then names the
+# line that called fit (1 would name the helper, 2 fit).
+_FIT_CALLER = 3
 
 
 def _require_pandas() -> Any:
@@ -227,6 +230,115 @@ class _KeepBestAccuracy:
         if self.best_params is not None:
             np.copyto(self.net.flat_params, self.best_params)
             history.best_epoch = self.best_epoch
+
+
+class _FitColumns(NamedTuple):
+    """The columns a fit reads, named by text: the targets, the candidate features, the excluded."""
+
+    targets: list[str]
+    features: list[str]
+    excluded: list[str]
+
+
+def _fit_columns(df: pd.DataFrame, targets: str | Sequence[str],
+                 features: Sequence[str] | None, exclude: Sequence[str] | None) -> _FitColumns:
+    """``fit``'s arguments checked and its columns found in ``df`` (ValueError says what is off)."""
+    if not hasattr(df, "columns") or not hasattr(df, "iloc"):
+        raise ValueError(f"fit needs a pandas DataFrame, got {type(df).__name__}")
+    target_list = [targets] if isinstance(targets, str) else list(targets)
+    if not target_list:
+        raise ValueError("give at least one target column")
+    if len(set(map(str, target_list))) != len(target_list):
+        raise ValueError(f"a target column is listed twice: {_listing(target_list)}")
+    tcols = _resolve_columns(df, target_list, "target")
+    cmap = _column_map(df)
+    exclude_list = [str(e) for e in exclude or ()]
+    if exclude_list:
+        _resolve_columns(df, exclude_list, "excluded")
+    if features is None:
+        tset = {str(c) for c in tcols}
+        feature_list = [name for name in cmap if name not in tset]
+    else:
+        feature_list = [str(f) for f in features]
+        if len(set(feature_list)) != len(feature_list):
+            raise ValueError(f"a feature column is listed twice: {_listing(feature_list)}")
+    fcols = _resolve_columns(df, feature_list, "feature")
+    both = [str(c) for c in fcols if str(c) in {str(t) for t in tcols}]
+    if both:
+        raise ValueError(f"column {_listing(both)} is both a feature and a target: "
+                         "leave it out of the features")
+    if not fcols:
+        raise ValueError("there are no feature columns left besides the targets: "
+                         "the data needs at least one input column")
+    if len(df) == 0:
+        raise ValueError("the data has no rows: it needs at least one")
+    return _FitColumns([str(c) for c in tcols], [str(c) for c in fcols], exclude_list)
+
+
+def _rows_with_targets(df: pd.DataFrame, targets: list[str]) -> tuple[pd.DataFrame, int]:
+    """(``df`` named by text, less the rows without a target (warned); how many those were)."""
+    # From here on columns are named by text (what the model file keeps).
+    df = df.set_axis([str(c) for c in df.columns], axis=1)
+    # Rows without a target teach nothing: drop them, and say how many.
+    absent = np.zeros(len(df), bool)
+    for c in targets:
+        absent |= is_missing(df[c])
+    if absent.all():
+        raise ValueError(f"the target column {_listing(targets)} has no values: every row's "
+                         "target is missing")
+    if absent.any():
+        warnings.warn(f"{int(absent.sum())} of {len(df)} rows have no target value: "
+                      "left out of training", stacklevel=_FIT_CALLER)
+        df = df[~absent]
+    return df, int(absent.sum())
+
+
+def _planned(df: pd.DataFrame, columns: _FitColumns, forced: bool) -> list[ColumnPlan]:
+    """The candidate features' plans; a column the rules leave out says why in a warning."""
+    plans = plan_columns(df, columns.features, forced=forced, exclude=columns.excluded)
+    for plan in plans:
+        if plan.kind == "excluded" and plan.reason and "--exclude" not in plan.reason:
+            warnings.warn(plan.reason, stacklevel=_FIT_CALLER)
+    if all(plan.kind == "excluded" for plan in plans):
+        raise ValueError("every feature column was left out: name the input columns "
+                         "with features (--features)")
+    return plans
+
+
+class _Goal(NamedTuple):
+    """What the network learns: its targets, loss and output activation, and the labels."""
+
+    Y: NDArray  # (n, n_outputs): the values, or the class codes (one-hot, or 0/1 for two)
+    loss: str
+    out_act: str
+    classes: list[Any]  # [] for regression
+    kind: str | None  # the labels' kind (None for regression)
+    weights: NDArray | None  # each row's class weight (class_weight="balanced"), or None
+
+
+class _Scalings(NamedTuple):
+    """The standardization: inputs' means and scales, the regression targets' (none for classes)."""
+
+    x_mean: NDArray
+    x_scale: NDArray
+    y_mean: NDArray
+    y_scale: NDArray
+
+
+class _TrainingData(NamedTuple):
+    """The rows as the network trains on them: shuffled once, inputs (and values) standardized."""
+
+    X: NDArray
+    Y: NDArray
+    weights: NDArray | None
+
+
+class _Stopping(NamedTuple):
+    """How a fit stops early (all None: it trains every epoch)."""
+
+    patience: int | None
+    stopping: EarlyStopping | None  # regression: the engine's, on the validation loss
+    keeper: _KeepBestAccuracy | None  # classification: on the validation accuracy
 
 
 class TabularModel:
@@ -407,98 +519,64 @@ class TabularModel:
         an early minimum of the validation loss) are ``warnings.warn`` lines.
         """
         _require_pandas()
-        if not hasattr(df, "columns") or not hasattr(df, "iloc"):
-            raise ValueError(f"fit needs a pandas DataFrame, got {type(df).__name__}")
-        target_list = [targets] if isinstance(targets, str) else list(targets)
-        if not target_list:
-            raise ValueError("give at least one target column")
-        if len(set(map(str, target_list))) != len(target_list):
-            raise ValueError(f"a target column is listed twice: {_listing(target_list)}")
-        tcols = _resolve_columns(df, target_list, "target")
-        cmap = _column_map(df)
-        exclude_list = [str(e) for e in exclude or ()]
-        if exclude_list:
-            _resolve_columns(df, exclude_list, "excluded")
-        if features is None:
-            tset = {str(c) for c in tcols}
-            feature_list = [name for name in cmap if name not in tset]
-        else:
-            feature_list = [str(f) for f in features]
-            if len(set(feature_list)) != len(feature_list):
-                raise ValueError(f"a feature column is listed twice: {_listing(feature_list)}")
-        fcols = _resolve_columns(df, feature_list, "feature")
-        both = [str(c) for c in fcols if str(c) in {str(t) for t in tcols}]
-        if both:
-            raise ValueError(f"column {_listing(both)} is both a feature and a target: "
-                             "leave it out of the features")
-        if not fcols:
-            raise ValueError("there are no feature columns left besides the targets: "
-                             "the data needs at least one input column")
-        if len(df) == 0:
-            raise ValueError("the data has no rows: it needs at least one")
-
-        # From here on columns are named by text (what the model file keeps).
-        df = df.set_axis([str(c) for c in df.columns], axis=1)
-        tcols, fcols = [str(c) for c in tcols], [str(c) for c in fcols]
-        # Rows without a target teach nothing: drop them, and say how many.
-        absent = np.zeros(len(df), bool)
-        for c in tcols:
-            absent |= is_missing(df[c])
-        if absent.all():
-            raise ValueError(f"the target column {_listing([str(c) for c in tcols])} has no "
-                             "values: every row's target is missing")
-        if absent.any():
-            warnings.warn(f"{int(absent.sum())} of {len(df)} rows have no target value: "
-                          "left out of training", stacklevel=2)
-            df = df[~absent]
-
-        plans = plan_columns(df, fcols, forced=features is not None, exclude=exclude_list)
-        for plan in plans:
-            if plan.kind == "excluded" and plan.reason and "--exclude" not in plan.reason:
-                warnings.warn(plan.reason, stacklevel=2)
-        if all(plan.kind == "excluded" for plan in plans):
-            raise ValueError("every feature column was left out: name the input columns "
-                             "with features (--features)")
-        task = self._decide_task(df, tcols)
+        columns = _fit_columns(df, targets, features, exclude)
+        df, n_dropped = _rows_with_targets(df, columns.targets)
+        plans = _planned(df, columns, forced=features is not None)
+        task = self._decide_task(df, columns.targets)
         pre = Preprocessor(self.max_categories).fit(df, plans)
         X, _ = pre.transform(df)
-        classes: list[Any] = []
-        kind: str | None = None
-        weights: NDArray | None = None
-        if task == "classification":
-            t = df[tcols[0]]
-            if t.dtype.kind == "f" and np.all(t.to_numpy() == np.round(t.to_numpy())):
-                # 0/1/2 read as floats (a column that had empty cells): labels are ints.
-                df = df.copy()
-                df[tcols[0]] = t.astype(np.int64)
-            labels, kind = _label_column(df, tcols[0])
-            classes = sorted(set(labels))
-            if len(classes) < 2:
-                raise ValueError(f"target column {str(tcols[0])!r} has a single class "
-                                 f"{classes[0]!r}: classification needs at least two")
-            index = {c: i for i, c in enumerate(classes)}
-            codes = np.fromiter((index[v] for v in labels), np.intp, len(labels))
-            Y = encode_codes(codes, len(classes))
-            rule = classification_task(len(classes))
-            loss = rule.loss
-            if self.loss not in (None, loss):
-                raise ValueError(f"loss {self.loss!r} is for regression; classification "
-                                 f"trains with {loss}: leave the loss unset")
-            out_act = rule.output_activation
-            if self.class_weight == "balanced":
-                counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
-                weights = (len(codes) / (len(classes) * counts))[codes]
-        else:
-            if self.class_weight is not None:
-                raise ValueError("class_weight is for classification; this target is "
-                                 "regression: leave it out")
-            Y = _numeric_matrix(df, tcols, "target")
-            loss = self.loss or REGRESSION.loss
-            if loss not in REGRESSION_LOSSES:
-                raise ValueError(f"loss {loss!r} is for classification; regression trains with "
-                                 f"one of {', '.join(REGRESSION_LOSSES)}")
-            out_act = REGRESSION.output_activation
+        goal = (self._classification_goal(df, columns.targets[0]) if task == "classification"
+                else self._regression_goal(df, columns.targets))
+        scalings = self._scalings(X, goal.Y, task)
+        data = self._standardized_and_shuffled(X, goal, scalings, task)
+        split = self._validation_share(len(df))
+        net = self._network(X.shape[1], data.Y.shape[1], goal.out_act, self._init())
+        stop = self._early_stopping(net, data, split, task)
+        hist, seconds = self._train(net, data, goal.loss, split, stop, verbose)
+        self._keep(net, pre, columns.targets, goal, scalings)
+        self._record(hist, goal.loss, len(df), split, n_dropped, stop, seconds)
+        return hist
 
+    def _classification_goal(self, df: pd.DataFrame, target: str) -> _Goal:
+        """The labels of column ``target`` as classes and their codes, for cross-entropy."""
+        t = df[target]
+        if t.dtype.kind == "f" and np.all(t.to_numpy() == np.round(t.to_numpy())):
+            # 0/1/2 read as floats (a column that had empty cells): labels are ints.
+            df = df.copy()
+            df[target] = t.astype(np.int64)
+        labels, kind = _label_column(df, target)
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise ValueError(f"target column {target!r} has a single class "
+                             f"{classes[0]!r}: classification needs at least two")
+        index = {c: i for i, c in enumerate(classes)}
+        codes = np.fromiter((index[v] for v in labels), np.intp, len(labels))
+        Y = encode_codes(codes, len(classes))
+        rule = classification_task(len(classes))
+        loss = rule.loss
+        if self.loss not in (None, loss):
+            raise ValueError(f"loss {self.loss!r} is for regression; classification "
+                             f"trains with {loss}: leave the loss unset")
+        weights: NDArray | None = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+            weights = (len(codes) / (len(classes) * counts))[codes]
+        return _Goal(Y, loss, rule.output_activation, classes, kind, weights)
+
+    def _regression_goal(self, df: pd.DataFrame, targets: list[str]) -> _Goal:
+        """The target columns' values (n, n_targets), trained with a regression loss."""
+        if self.class_weight is not None:
+            raise ValueError("class_weight is for classification; this target is "
+                             "regression: leave it out")
+        Y = _numeric_matrix(df, targets, "target")
+        loss = self.loss or REGRESSION.loss
+        if loss not in REGRESSION_LOSSES:
+            raise ValueError(f"loss {loss!r} is for classification; regression trains with "
+                             f"one of {', '.join(REGRESSION_LOSSES)}")
+        return _Goal(Y, loss, REGRESSION.output_activation, [], None, None)
+
+    def _scalings(self, X: NDArray, Y: NDArray, task: str) -> _Scalings:
+        """The data's means and scales with ``standardize``, else ones that change nothing."""
         if self.standardize:
             x_mean, x_scale = _standardizer(X)
         else:
@@ -509,80 +587,100 @@ class TabularModel:
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
         else:
             y_mean, y_scale = np.zeros(0), np.zeros(0)
+        return _Scalings(x_mean, x_scale, y_mean, y_scale)
+
+    def _standardized_and_shuffled(self, X: NDArray, goal: _Goal, scalings: _Scalings,
+                                   task: str) -> _TrainingData:
+        """``X`` standardized and its rows shuffled (once, with ``seed``) in place; Y alike."""
         # In place, and the rows shuffled column by column: a big table's matrix exists
         # once (no full-size temporaries besides it).
-        Xs = X
-        Xs -= x_mean
-        Xs /= x_scale
-        Ys = (Y - y_mean) / y_scale if task == "regression" else Y
+        X -= scalings.x_mean
+        X /= scalings.x_scale
+        Ys = ((goal.Y - scalings.y_mean) / scalings.y_scale if task == "regression"
+              else goal.Y)
 
         # One shuffle before the engine holds out the *last* rows for validation: a table
         # sorted by its target would otherwise validate on one end of it only.
-        order = np.random.default_rng(self.seed).permutation(len(df))
-        for j in range(Xs.shape[1]):  # column by column: no second copy of the matrix
-            Xs[:, j] = Xs[order, j]
-        Ys = Ys[order]
-        if weights is not None:
-            weights = weights[order]
+        order = np.random.default_rng(self.seed).permutation(len(X))
+        for j in range(X.shape[1]):  # column by column: no second copy of the matrix
+            X[:, j] = X[order, j]
+        weights = None if goal.weights is None else goal.weights[order]
+        return _TrainingData(X, Ys[order], weights)
 
+    def _validation_share(self, n_rows: int) -> float:
+        """``validation_split``, or 0 (with a warning) when it would hold out no row."""
         split = self.validation_split
-        if split and round(len(df) * split) == 0:
-            warnings.warn(f"{len(df)} rows are too few to hold out {split:g} of them for "
+        if split and round(n_rows * split) == 0:
+            warnings.warn(f"{n_rows} rows are too few to hold out {split:g} of them for "
                           "validation: training on all rows, without early stopping",
-                          stacklevel=2)
+                          stacklevel=_FIT_CALLER)
             split = 0.0
-        acts = get_activation(self.activation)
-        init = "he_normal" if acts.relu_family else "glorot_uniform"
-        net = self._network(X.shape[1], Ys.shape[1], out_act, init)
-        stopping: EarlyStopping | None = None
-        keeper: _KeepBestAccuracy | None = None
-        callbacks: list[_KeepBestAccuracy] = []
-        patience: int | None = None
-        if self.early_stopping is not None and split:
-            # The engine holds out the last rows (the keeper scores the same rows).
-            cut = len(df) - round(len(df) * split)
-            patience = self.patience(cut)
-            assert patience is not None
-            if task == "classification":
-                keeper = _KeepBestAccuracy(net, Xs[cut:], Ys[cut:], patience,
-                                           None if weights is None else weights[cut:])
-                callbacks.append(keeper)
-            else:
-                stopping = EarlyStopping(patience)
+        return split
+
+    def _init(self) -> str:
+        """The weights' initializer: He's for the ReLU family, else Glorot's."""
+        return "he_normal" if get_activation(self.activation).relu_family else "glorot_uniform"
+
+    def _early_stopping(self, net: Sequential, data: _TrainingData, split: float,
+                        task: str) -> _Stopping:
+        """How the fit of ``net`` stops early when it holds out ``split`` of the rows."""
+        if self.early_stopping is None or not split:
+            return _Stopping(None, None, None)
+        # The engine holds out the last rows (the keeper scores the same rows).
+        cut = len(data.X) - round(len(data.X) * split)
+        patience = self.patience(cut)
+        assert patience is not None
+        if task == "classification":
+            keeper = _KeepBestAccuracy(net, data.X[cut:], data.Y[cut:], patience,
+                                       None if data.weights is None else data.weights[cut:])
+            return _Stopping(patience, None, keeper)
+        return _Stopping(patience, EarlyStopping(patience), None)
+
+    def _train(self, net: Sequential, data: _TrainingData, loss: str, split: float,
+               stop: _Stopping, verbose: int) -> tuple[History, float]:
+        """Trains ``net``, the kept epoch's weights restored; (its History, the seconds taken)."""
         t0 = time.perf_counter()
-        hist = net.fit(Xs, Ys, loss=loss,
+        hist = net.fit(data.X, data.Y, loss=loss,
                        optimizer=get_optimizer(self.optimizer, lr=self.lr,
                                                weight_decay=self.weight_decay),
                        epochs=self.epochs, batch_size=self.batch_size, shuffle=True,
-                       validation_split=split, early_stopping=stopping, callbacks=callbacks,
-                       verbose=verbose, seed=self.seed, sample_weight=weights)
-        if keeper is not None:
-            keeper.restore(hist)
-        seconds = time.perf_counter() - t0
+                       validation_split=split, early_stopping=stop.stopping,
+                       callbacks=[] if stop.keeper is None else [stop.keeper],
+                       verbose=verbose, seed=self.seed, sample_weight=data.weights)
+        if stop.keeper is not None:
+            stop.keeper.restore(hist)
+        return hist, time.perf_counter() - t0
 
+    def _keep(self, net: Sequential, pre: Preprocessor, targets: list[str], goal: _Goal,
+              scalings: _Scalings) -> None:
+        """The fitted network, encoding, names, labels and scalings, in place of any before."""
         self._reset()
         self.net = net
         self.preprocessor = pre
         self.feature_names = pre.input_names
-        self.target_names = [str(c) for c in tcols]
-        self.classes, self.label_kind = classes, kind
-        self.x_mean, self.x_scale, self.y_mean, self.y_scale = x_mean, x_scale, y_mean, y_scale
-        n_val = round(len(df) * split) if split else 0
-        kept = hist.best_epoch if hist.best_epoch and patience else hist.epochs
+        self.target_names = list(targets)
+        self.classes, self.label_kind = goal.classes, goal.kind
+        self.x_mean, self.x_scale, self.y_mean, self.y_scale = scalings
+
+    def _record(self, hist: History, loss: str, n_rows: int, split: float, n_dropped: int,
+                stop: _Stopping, seconds: float) -> None:
+        """``training``, the fit's summary; an early minimum of the validation loss is warned."""
+        kept = hist.best_epoch if hist.best_epoch and stop.patience else hist.epochs
         has_val = "val_loss" in hist
         self.training = {
             "loss_name": loss,
-            "n_samples": len(df),
-            "n_validation": n_val,
-            "n_dropped_no_target": int(absent.sum()),
+            "n_samples": n_rows,
+            "n_validation": round(n_rows * split) if split else 0,
+            "n_dropped_no_target": n_dropped,
             "epochs_run": hist.epochs,
             "final_loss": hist["loss"][-1] if hist.epochs else None,
             "final_val_loss": hist["val_loss"][-1] if has_val else None,
             "kept_epoch": kept,
             "kept_loss": hist["loss"][kept - 1] if kept else None,
             "kept_val_loss": hist["val_loss"][kept - 1] if has_val and kept else None,
-            "kept_val_accuracy": keeper.best_accuracy if keeper is not None else None,
-            "patience": patience,
+            "kept_val_accuracy": (stop.keeper.best_accuracy if stop.keeper is not None
+                                  else None),
+            "patience": stop.patience,
             "early_minimum": False,
             "stopped_early": bool(hist.stopped_early),
             "best_epoch": hist.best_epoch,
@@ -596,8 +694,8 @@ class TabularModel:
                 warnings.warn(f"the validation loss was lowest at epoch {lowest} of "
                               f"{hist.epochs}, in the first tenth of the run: the model "
                               "learns fast and then overfits; a smaller learning rate (--lr) "
-                              "or network (--hidden) may do better", stacklevel=2)
-        return hist
+                              "or network (--hidden) may do better",
+                              stacklevel=_FIT_CALLER)
 
     def patience(self, n_train: int) -> int | None:
         """The early-stopping patience in epochs for ``n_train`` training rows (None: off).
@@ -639,7 +737,7 @@ class TabularModel:
                     warnings.warn(
                         f"target column {str(tcols[0])!r} holds {distinct.size} distinct whole "
                         f"numbers: trained as classification (task 'regression', "
-                        f"--task regression, to predict numbers)", stacklevel=3)
+                        f"--task regression, to predict numbers)", stacklevel=_FIT_CALLER)
                     return "classification"
             return "regression"
         if len(tcols) != 1:
