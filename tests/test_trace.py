@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -331,6 +335,43 @@ def _snapshot(net) -> list[np.ndarray]:
 @settings(max_examples=examples(60), deadline=None)
 @given(sequentials(), st.integers(0, 2**16))
 def test_sequential_trace_equals_loss_and_gradients_with_the_same_masks(problem, seed) -> None:
+    with numpy_engine():  # bit for bit: the NumPy engine's own order of operations
+        _trace_equals_the_engine(problem, seed)
+
+
+def test_trace_equals_the_compiled_layernorm_to_rounding(monkeypatch) -> None:
+    """With numba, LayerNorm trains through compiled kernels whose sums run in another
+    order than trace's NumPy formulas: equal to 1e-12 of each array's scale (float64)."""
+    pytest.importorskip("numba", reason="the compiled kernels need the extra 'fast'")
+    monkeypatch.delenv("ZERONN_NO_FAST", raising=False)
+    net = zn.Sequential([zn.Dense(6, activation="tanh"), zn.LayerNorm(), zn.Dense(2)],
+                        input_dim=3, dtype="float64", seed=0)
+    rng = np.random.default_rng(1)
+    X, y = 3 * rng.standard_normal((7, 3)), rng.standard_normal((7, 2))
+    t = zn.trace(net, X, y, loss="mse")
+    value, grads = net.loss_and_gradients(X, y, loss="mse")
+    assert abs(t["loss"] - value) <= 1e-12 * abs(value)
+    for name, g in zip(_param_names(net), grads):
+        np.testing.assert_allclose(t[name], g, rtol=0,
+                                   atol=1e-12 * max(1.0, float(np.abs(g).max())), err_msg=name)
+
+
+@contextmanager
+def numpy_engine() -> Iterator[None]:
+    """The NumPy reference path for the block (``ZERONN_NO_FAST=1``): trace equals it bit
+    for bit, while compiled kernels (LayerNorm's) may sum in another order."""
+    before = os.environ.get("ZERONN_NO_FAST")
+    os.environ["ZERONN_NO_FAST"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["ZERONN_NO_FAST"]
+        else:
+            os.environ["ZERONN_NO_FAST"] = before
+
+
+def _trace_equals_the_engine(problem, seed) -> None:
     net, X, y, loss = problem
     before = _snapshot(net)
     rng_state = net.rng.bit_generator.state

@@ -7,7 +7,8 @@ flow backwards and the parameter gradients. It uses the same activation and loss
 as the engine; for Dense, Conv2D, pooling, Flatten, Activation, Dropout, BatchNorm and
 LayerNorm layers on (n, features) rows it also takes the engine's order of operations, so
 its gradients equal the engine's bit for bit (the NumPy engine's: a Conv2D that takes the
-compiled direct route of ``zeronn.layers.conv`` sums in another order). The sequence layers
+compiled direct route of ``zeronn.layers.conv``, and LayerNorm's compiled kernels, sum in
+another order). The sequence layers
 (Embedding, RNN, LSTM, GRU, MultiHeadAttention, ...) it writes as the books do, a loop
 over time and one formula per line, not as the engine's fused, time-major buffers: the
 sums run in another order, and the gradients agree to ~1e-15 of each array's largest
