@@ -9,6 +9,7 @@ from zeronn._validation import (
     check_sample_weight,
     check_X,
     check_y,
+    flag,
     fraction,
     non_negative_number,
     normalized_weights,
@@ -96,3 +97,17 @@ def test_fraction_accepts(value):
 def test_fraction_refuses(value):
     with pytest.raises(ValueError, match=r"^beta_1 must be a number in \[0, 1\), got "):
         fraction("beta_1", value)
+
+
+def test_flag_takes_true_or_false_only():
+    assert flag("shuffle", True) is True and flag("shuffle", np.bool_(False)) is False
+    for value in (1, 0, "yes", None, 1.0):
+        with pytest.raises(ValueError, match=r"^shuffle must be True or False, got "):
+            flag("shuffle", value)
+
+
+def test_positive_integer_of_any_size():
+    """An integer is finite however large: no float() overflow on the way."""
+    assert positive_number("n", 10**400, integer=True) == 10**400
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        positive_number("n", -(10**400), integer=True)

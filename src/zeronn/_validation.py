@@ -29,10 +29,18 @@ def positive_number(name: str, value: Any, *, integer: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, ok_type):
         want = "a positive integer" if integer else "a positive finite number"
         raise ValueError(f"{name} must be {want}, got {value!r}")
-    if not math.isfinite(float(value)) or value <= 0:
+    # an integer is finite (and float() of a very large one would overflow)
+    if not (integer or math.isfinite(float(value))) or value <= 0:
         want = "a positive integer" if integer else "a positive finite number"
         raise ValueError(f"{name} must be {want}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """Checks that ``value`` is True or False (a NumPy bool too) and returns it as bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def non_negative_number(name: str, value: Any) -> float:

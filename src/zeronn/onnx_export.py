@@ -69,6 +69,7 @@ from numpy.typing import NDArray
 
 from zeronn import onnx_sequences
 from zeronn._atomic import atomic_write
+from zeronn._validation import flag
 from zeronn._version import __version__
 from zeronn.activations import GELU_C, GELU_K, LEAKY_SLOPE
 from zeronn.layers.base import Layer
@@ -609,12 +610,6 @@ def _finite(value: Any, what: str) -> float:
     return out
 
 
-def _flag(value: Any, what: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{what} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _index(value: Any, what: str, low: int, high: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or \
             not low <= value < high:
@@ -626,7 +621,7 @@ def _check_number(p: dict[str, Any]) -> dict[str, Any]:
     if "fill" not in p:
         raise ValueError("give fill, the value a missing (NaN) input becomes")
     return {"fill": _finite(p["fill"], "fill"),
-            "indicator": _flag(p.get("indicator", False), "indicator")}
+            "indicator": flag("indicator", p.get("indicator", False))}
 
 
 def _check_category(p: dict[str, Any]) -> dict[str, Any]:
@@ -652,7 +647,7 @@ def _check_days(p: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"fill must hold one value per part ({len(parts)}), got {fill!r}")
     return {"parts": tuple(parts), "origin": _finite(p.get("origin", 0.0), "origin"),
             "fill": tuple(_finite(v, "each fill") for v in fill),
-            "indicator": _flag(p.get("indicator", False), "indicator")}
+            "indicator": flag("indicator", p.get("indicator", False))}
 
 
 def _emit_number(g: _Graph, p: Mapping[str, Any], x: str) -> str:

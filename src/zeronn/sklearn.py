@@ -53,7 +53,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from zeronn._registry import unknown_name
-from zeronn._validation import fraction, number_in, resolve_dtype
+from zeronn._validation import flag, fraction, number_in, resolve_dtype
 from zeronn.activations import get_activation
 from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer
 from zeronn.losses import Loss, get_loss
@@ -233,15 +233,13 @@ class _BaseMLP(BaseEstimator):
         number_in("epsilon", self.epsilon, 0, low_open=True)
         if self.n_iter_no_change != np.inf:
             number_in("n_iter_no_change", self.n_iter_no_change, 1, integer=True)
-        for flag in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        for option in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            flag(option, getattr(self, option))
         resolve_dtype(self.dtype)
         self._activations(len(self._hidden_sizes()))
         number_in("dropout (the share of hidden units dropped while training, e.g. 0.2)",
                   self.dropout, 0, 1, high_open=True)
-        if not isinstance(self.batch_norm, (bool, np.bool_)):
-            raise ValueError(f"batch_norm must be True or False, got {self.batch_norm!r}")
+        flag("batch_norm", self.batch_norm)
 
     def _new_optimizer(self) -> Optimizer:
         name = self.solver.lower()

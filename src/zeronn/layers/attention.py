@@ -81,6 +81,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._validation import flag, positive_number
 from zeronn.activations import get_activation
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
@@ -170,10 +171,8 @@ class MultiHeadAttention(Layer):
     def __init__(self, num_heads: int, causal: bool = False, dropout: float = 0.0,
                  use_bias: bool = True, init: str | Initializer | float = GPT_STD,
                  proj_scale: float = 1.0) -> None:
-        if (isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer))
-                or num_heads < 1):
-            raise ValueError(f"MultiHeadAttention num_heads must be a positive integer, "
-                             f"got {num_heads!r}")
+        self.num_heads = positive_number("MultiHeadAttention num_heads", num_heads,
+                                         integer=True)
         if (isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating))
                 or not 0 <= dropout < 1):
             raise ValueError(f"MultiHeadAttention dropout must be a number in [0, 1), got "
@@ -183,14 +182,9 @@ class MultiHeadAttention(Layer):
                 or not (math.isfinite(proj_scale) and proj_scale > 0)):
             raise ValueError(f"MultiHeadAttention proj_scale must be a positive number "
                              f"(nanoGPT: (2 * n_layer) ** -0.5), got {proj_scale!r}")
-        for flag, value in (("causal", causal), ("use_bias", use_bias)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"MultiHeadAttention {flag} must be True or False, got "
-                                 f"{value!r}")
-        self.num_heads = int(num_heads)
-        self.causal = bool(causal)
+        self.causal = flag("MultiHeadAttention causal", causal)
+        self.use_bias = flag("MultiHeadAttention use_bias", use_bias)
         self.dropout = float(dropout)
-        self.use_bias = bool(use_bias)
         self.init = check_init("MultiHeadAttention", init)
         self.proj_scale = float(proj_scale)
         self.param_names = (("W_qkv", "b_qkv", "W_out", "b_out") if self.use_bias  # type: ignore[misc]

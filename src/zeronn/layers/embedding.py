@@ -20,18 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._validation import positive_number
 from zeronn.activations import Activation as ActivationFunction
 from zeronn.initializers import Initializer, get_initializer
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
 from zeronn.layers.dense import Dense
 
 __all__ = ["Embedding", "TiedDense"]
-
-
-def _positive_int(what: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Embedding {what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Embedding(Layer):
@@ -56,8 +51,8 @@ class Embedding(Layer):
 
     def __init__(self, vocab_size: int, dim: int,
                  init: str | Initializer = "standard_normal") -> None:
-        self.vocab_size = _positive_int("vocab_size", vocab_size)
-        self.dim = _positive_int("dim", dim)
+        self.vocab_size = positive_number("Embedding vocab_size", vocab_size, integer=True)
+        self.dim = positive_number("Embedding dim", dim, integer=True)
         get_initializer(init)  # an unknown name fails here, not at build time
         self.init = init
         self._cache: BufferCache[NDArray] | None = None

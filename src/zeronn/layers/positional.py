@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from zeronn._validation import positive_number
 from zeronn.initializers import Initializer
 from zeronn.layers.attention import GPT_STD, check_init, initial_weights
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
@@ -28,12 +29,6 @@ from zeronn.layers.base import BufferCache, Layer, Param, Shape
 __all__ = ["PositionalEmbedding"]
 
 _add_reduce = np.add.reduce
-
-
-def _positive_int(what: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"PositionalEmbedding {what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class PositionalEmbedding(Layer):
@@ -55,8 +50,9 @@ class PositionalEmbedding(Layer):
 
     def __init__(self, max_len: int, dim: int | None = None,
                  init: str | Initializer | float = GPT_STD) -> None:
-        self.max_len = _positive_int("max_len", max_len)
-        self.dim = None if dim is None else _positive_int("dim", dim)
+        self.max_len = positive_number("PositionalEmbedding max_len", max_len, integer=True)
+        self.dim = (None if dim is None
+                    else positive_number("PositionalEmbedding dim", dim, integer=True))
         self.init = check_init("PositionalEmbedding", init)
         self._cache: BufferCache[NDArray] | None = None
         self._out: NDArray | None = None

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from zeronn._fast import available as fast_available
+from zeronn._validation import flag, positive_number
 from zeronn.activations import get_activation
 from zeronn.layers.base import BufferCache, Layer, Param, Shape
 
@@ -108,16 +109,10 @@ class Recurrent(Layer):
     def __init__(self, units: int, return_sequences: bool = False, stateful: bool = False,
                  use_bias: bool = True) -> None:
         name = type(self).__name__
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"{name} units must be a positive integer, got {units!r}")
-        for flag, value in (("return_sequences", return_sequences), ("stateful", stateful),
-                            ("use_bias", use_bias)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{name} {flag} must be True or False, got {value!r}")
-        self.units = int(units)
-        self.return_sequences = bool(return_sequences)
-        self.stateful = bool(stateful)
-        self.use_bias = bool(use_bias)
+        self.units = positive_number(f"{name} units", units, integer=True)
+        self.return_sequences = flag(f"{name} return_sequences", return_sequences)
+        self.stateful = flag(f"{name} stateful", stateful)
+        self.use_bias = flag(f"{name} use_bias", use_bias)
         self.param_names = (  # type: ignore[misc]
             ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.use_bias
             else ("weight_ih", "weight_hh"))
@@ -154,9 +149,9 @@ class Recurrent(Layer):
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"units": self.units}
-        for flag in ("return_sequences", "stateful"):
-            if getattr(self, flag):
-                cfg[flag] = True
+        for option in ("return_sequences", "stateful"):
+            if getattr(self, option):
+                cfg[option] = True
         if not self.use_bias:
             cfg["use_bias"] = False
         return cfg

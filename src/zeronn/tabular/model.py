@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from zeronn._validation import fraction, non_negative_number, positive_number, resolve_dtype
+from zeronn._validation import (
+    flag,
+    fraction,
+    non_negative_number,
+    positive_number,
+    resolve_dtype,
+)
 from zeronn.activations import get_activation
 from zeronn.history import EarlyStopping, History
 from zeronn.layers import Activation, BatchNorm, Dense, Dropout, Layer
@@ -451,9 +457,7 @@ class TabularModel:
         self.dtype = resolve_dtype(dtype).name
         self.dropout = fraction("dropout (the share of hidden units dropped while training)",
                                 dropout)
-        if not isinstance(batch_norm, (bool, np.bool_)):
-            raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
-        self.batch_norm = bool(batch_norm)
+        self.batch_norm = flag("batch_norm", batch_norm)
         self.weight_decay = non_negative_number("weight_decay", weight_decay)
         Preprocessor(max_categories)  # checks it
         self.max_categories = int(max_categories)
