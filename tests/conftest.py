@@ -52,6 +52,19 @@ def _central_differences(f: Callable[[np.ndarray], float], x: np.ndarray,
     return numeric
 
 
+def param_loss(layer: Any, name: str, loss: Callable[[], float]) -> Callable[[np.ndarray], float]:
+    """``f(p)``: ``loss()`` with the layer's parameter ``name`` set to ``p`` (restored
+    after): a parameter's loss, for ``central_differences``."""
+    def f(p: np.ndarray) -> float:
+        saved = getattr(layer, name).copy()
+        setattr(layer, name, p)
+        try:
+            return loss()
+        finally:
+            setattr(layer, name, saved)
+    return f
+
+
 @pytest.fixture(scope="session")
 def central_differences() -> Callable[..., np.ndarray]:
     """``central_differences(f, x, h=1e-6)``: the numerical gradient of a scalar function."""

@@ -4,6 +4,7 @@ weights, dropout, gradients by central differences, errors, config, and in a net
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
-from conftest import examples
+from conftest import examples, param_loss
 from zeronn.layers import MultiHeadAttention
 
 
@@ -170,14 +171,8 @@ def test_gradients_match_central_differences(causal, dropout, use_bias, heads,
         layer.rng = np.random.default_rng(4)  # the same dropout mask on every pass
         return float(np.sum(layer.forward(v, training=True) * weights))
 
-    def loss_of(param: str):
-        def f(p: np.ndarray) -> float:
-            saved = getattr(layer, param).copy()
-            setattr(layer, param, p)
-            value = loss_of_x(x)
-            setattr(layer, param, saved)
-            return value
-        return f
+    def loss_of(param: str) -> Callable[[np.ndarray], float]:
+        return param_loss(layer, param, lambda: loss_of_x(x))
 
     loss_of_x(x)
     if dropout:

@@ -3,13 +3,15 @@ by central differences, batches of one row, float32."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zeronn as zn
-from conftest import examples
+from conftest import examples, param_loss
 from zeronn.layers import BatchNorm, LayerNorm
 
 SHAPES = [(4,), (1,), (7,), (2, 3, 3), (3, 1, 2)]
@@ -201,14 +203,8 @@ def test_gradients_match_central_differences(kind, shape, n, seed,
     def loss_of_x(v: np.ndarray) -> float:
         return float(np.sum(layer.forward(v, training) * weights))
 
-    def loss_of(param: str):
-        def f(p: np.ndarray) -> float:
-            saved = getattr(layer, param).copy()
-            setattr(layer, param, p)
-            value = loss_of_x(x)
-            setattr(layer, param, saved)
-            return value
-        return f
+    def loss_of(param: str) -> Callable[[np.ndarray], float]:
+        return param_loss(layer, param, lambda: loss_of_x(x))
 
     layer.forward(x, training)
     dx = layer.backward(weights.copy())
