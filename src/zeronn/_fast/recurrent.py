@@ -27,6 +27,45 @@ from numpy.typing import NDArray
 __all__ = ["kernels"]
 
 
+def _sigmoid(x: Any) -> Any:
+    """Replaced by ``zeronn._fast.vecmath.sigmoid`` when the kernels are compiled."""
+    raise NotImplementedError
+
+
+def _tanh(x: Any) -> Any:
+    """Replaced by ``zeronn._fast.vecmath.tanh`` when the kernels are compiled."""
+    raise NotImplementedError
+
+
+def lstm_step(a: NDArray, hw: NDArray, c_prev: NDArray, c: NDArray, tanh_c: NDArray,
+              h: NDArray) -> None:
+    """One forward step: ``a`` (n, 4H) holds x[t]·Wx + b on entry and the gate values i,
+    f, g, o on return (``a + h[t-1]·Wh`` through their functions; ``hw`` (4, n, H) is
+    h[t-1]·Wh gate by gate); writes c[t] into ``c``, tanh(c[t]) into ``tanh_c`` and h[t]
+    into ``h`` (each (n, H))."""
+    n, hidden = c.shape
+    for r in range(n):
+        # each gate's block as a view of its own, indexed from 0: LLVM then vectorises
+        ai, af = a[r, :hidden], a[r, hidden:2 * hidden]
+        ag, ao = a[r, 2 * hidden:3 * hidden], a[r, 3 * hidden:]
+        wi, wf, wg, wo = hw[0, r], hw[1, r], hw[2, r], hw[3, r]
+        cp, cr, tr, hr = c_prev[r], c[r], tanh_c[r], h[r]
+        for j in range(hidden):
+            i = _sigmoid(ai[j] + wi[j])
+            f = _sigmoid(af[j] + wf[j])
+            g = _tanh(ag[j] + wg[j])
+            o = _sigmoid(ao[j] + wo[j])
+            ai[j] = i
+            af[j] = f
+            ag[j] = g
+            ao[j] = o
+            cc = f * cp[j] + g * i                      # c = f * c_prev + g * i
+            cr[j] = cc
+            tc = _tanh(cc)
+            tr[j] = tc
+            hr[j] = o * tc                              # h = o * tanh(c)
+
+
 def lstm_step_back(a: NDArray, tanh_c: NDArray, c_prev: NDArray, dh: NDArray,
                    dh_out: NDArray, add_out: bool, dc: NDArray, da: NDArray,
                    one: Any) -> None:
@@ -36,24 +75,25 @@ def lstm_step_back(a: NDArray, tanh_c: NDArray, c_prev: NDArray, dh: NDArray,
     return; writes dL/dA into ``da`` (n, 4H)."""
     n, hidden = dh.shape
     for r in range(n):
+        ai, af = a[r, :hidden], a[r, hidden:2 * hidden]
+        ag, ao = a[r, 2 * hidden:3 * hidden], a[r, 3 * hidden:]
+        di, df = da[r, :hidden], da[r, hidden:2 * hidden]
+        dg, do = da[r, 2 * hidden:3 * hidden], da[r, 3 * hidden:]
+        dhr, dor, tr, cp, dcr = dh[r], dh_out[r], tanh_c[r], c_prev[r], dc[r]
         for j in range(hidden):
-            d = dh[r, j]
+            d = dhr[j]
             if add_out:
-                d = d + dh_out[r, j]
-            i = a[r, j]
-            f = a[r, hidden + j]
-            g = a[r, 2 * hidden + j]
-            o = a[r, 3 * hidden + j]
-            tc = tanh_c[r, j]
-            ds = dc[r, j] + (one - tc * tc) * o * d       # dc_next + dh * o * (1 - tanh(c)^2)
-            da[r, 3 * hidden + j] = (d * tc) * ((one - o) * o)
-            da[r, j] = (ds * g) * ((one - i) * i)
-            da[r, hidden + j] = (ds * c_prev[r, j]) * ((one - f) * f)
-            da[r, 2 * hidden + j] = (ds * i) * (one - g * g)
-            dc[r, j] = ds * f
+                d = d + dor[j]
+            i, f, g, o, tc = ai[j], af[j], ag[j], ao[j], tr[j]
+            ds = dcr[j] + (one - tc * tc) * o * d       # dc_next + dh * o * (1 - tanh(c)^2)
+            do[j] = (d * tc) * ((one - o) * o)
+            di[j] = (ds * g) * ((one - i) * i)
+            df[j] = (ds * cp[j]) * ((one - f) * f)
+            dg[j] = (ds * i) * (one - g * g)
+            dcr[j] = ds * f
 
 
-_NAMES = ("lstm_step_back",)
+_NAMES = ("lstm_step", "lstm_step_back")
 _KERNELS: Any = None
 
 
@@ -62,7 +102,9 @@ def kernels() -> Any:
     its first call, then comes from numba's on-disk cache)."""
     global _KERNELS
     if _KERNELS is None:
-        from zeronn._fast import jit
+        from zeronn._fast import jit, vecmath
+
+        globals().update(_sigmoid=vecmath.sigmoid, _tanh=vecmath.tanh)
 
         _KERNELS = SimpleNamespace(**{name: jit(globals()[name]) for name in _NAMES})
     return _KERNELS

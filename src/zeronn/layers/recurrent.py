@@ -47,8 +47,9 @@ _TANH = get_activation("tanh").forward
 
 
 def fast_kernels() -> Any:
-    """zeronn._fast.recurrent's compiled LSTM backward step when numba is installed and not
-    switched off (``ZERONN_NO_FAST=1``), else None: the NumPy loops below."""
+    """zeronn._fast.recurrent's compiled LSTM steps (forward and backward) when numba is
+    installed and not switched off (``ZERONN_NO_FAST=1``), else None: the NumPy loops
+    below."""
     if not fast_available():
         return None
     from zeronn._fast.recurrent import kernels
@@ -70,6 +71,8 @@ class _Work:
     out: NDArray | None  # (n, T, H) the output sequence (return_sequences)
     cs: NDArray       # LSTM: (T + 1, n, H) c[-1], c[0] .. c[T-1]
     tanh_c: NDArray   # LSTM: (T, n, H) tanh(c[t])
+    wh4: NDArray      # LSTM, compiled: (4, H, H) each gate's block of Wh
+    hw4: NDArray      # LSTM, compiled: (4, n, H) one step's h[t-1]·Wh, gate by gate
     hh: NDArray       # GRU: (T, n, 3H) h[t-1]·Wh + bias_hh
     back: bool        # backward's arrays made
     da: NDArray       # (T, n, G·H) dL/dA[t] (the input side)
@@ -269,7 +272,10 @@ class Recurrent(Layer):
         np.dot(da_hid.reshape(T * n, gh).T, w.hs[:T].reshape(T * n, H), out=self.dweight_hh)
         if self.use_bias:
             np.add.reduce(da_in.reshape(T * n, gh), axis=0, out=self.dbias_ih)
-            np.add.reduce(da_hid.reshape(T * n, gh), axis=0, out=self.dbias_hh)
+            if da_hid is da_in:  # RNN, LSTM: both biases have the same gradient
+                np.copyto(self.dbias_hh, self.dbias_ih)
+            else:
+                np.add.reduce(da_hid.reshape(T * n, gh), axis=0, out=self.dbias_hh)
         if not need_dx:
             return None
         np.dot(da_in.reshape(T * n, gh), self._weight_ih, out=w.dxs.reshape(T * n, D))
@@ -375,14 +381,27 @@ class LSTM(Recurrent):
         H = self.units
         w.cs = np.empty((T + 1, n, H), self.dtype)
         w.tanh_c = np.empty((T, n, H), self.dtype)
+        w.wh4 = np.empty((4, H, H), self.dtype)
+        w.hw4 = np.empty((4, n, H), self.dtype)
 
     def _extra_back_buffers(self, w: _Work, n: int) -> None:
         w.dc = np.empty((n, self.units), self.dtype)
 
     def _steps(self, w: _Work, T: int) -> None:
         H = self.units
-        Wh, a, hs, cs, tanh_c, hw, tmp = (self._hidden_weights(w), w.a, w.hs, w.cs, w.tanh_c,
-                                          w.hw, w.tmp)
+        a, hs, cs, tanh_c = w.a, w.hs, w.cs, w.tanh_c
+        fast = fast_kernels()
+        if fast is not None:  # the same formulas as one compiled loop (exp/tanh to ~1 ulp)
+            # h·Wh one gate at a time, h (n, H) @ Wh_k (H, H) into hw4[k]: OpenBLAS runs
+            # the four (H, H) products in 38 us against 55 for one (H, 4H) (n=32, H=128,
+            # float32, 1 thread; the same numbers). The kernel reads the gate blocks apart.
+            wh4, hw4 = w.wh4, w.hw4
+            np.copyto(wh4, self._weight_hh.reshape(4, H, H).transpose(0, 2, 1))
+            for t in range(T):
+                np.matmul(hs[t], wh4, out=hw4)
+                fast.lstm_step(a[t], hw4, cs[t], cs[t + 1], tanh_c[t], hs[t + 1])
+            return
+        Wh, hw, tmp = self._hidden_weights(w), w.hw, w.tmp
         for t in range(T):
             at = a[t]
             np.dot(hs[t], Wh, out=hw)
