@@ -1,5 +1,6 @@
-"""Embedding: rows picked by id, the scatter-add gradient (repeated ids add up), ids given
-as integers or integer-valued floats, clear errors, dtype, config round trip."""
+"""Embedding: rows picked by id, the scatter-add gradient (repeated ids add up; its
+``sum_rows_by_id`` compiled and in NumPy; a ``RowGradient`` taken as the sums themselves),
+ids given as integers or integer-valued floats, clear errors, dtype, config round trip."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 import zeronn as zn
 from conftest import examples
 from zeronn.layers import LAYERS, Embedding
+from zeronn.layers.embedding import RowGradient, sum_rows_by_id
 
 
 def _built(vocab: int, dim: int, T: int, dtype: str = "float64", seed: int = 0,
@@ -58,6 +60,45 @@ def test_backward_adds_up_repeated_ids(vocab, dim, n, T, seed) -> None:
     # a second backward overwrites (no accumulation across calls)
     layer.backward(g.copy(), need_dx=False)
     np.testing.assert_allclose(layer.dW, want, rtol=1e-13, atol=1e-13)
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(st.integers(1, 70), st.integers(1, 9), st.integers(0, 300),
+       st.sampled_from(["float32", "float64"]), st.integers(0, 2**16))
+def test_sum_rows_by_id_compiled_and_numpy(vocab, k, m, dtype, seed) -> None:
+    """Both routes against np.add.at (ids missing, repeated, none at all), to rounding: the
+    kernel adds in the positions' order, reduceat groups its additions otherwise."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, m).astype(np.intp)
+    rows = rng.standard_normal((m, k)).astype(dtype)
+    want = np.zeros((vocab, k))
+    np.add.at(want, ids, rows.astype(np.float64))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for no_fast in ("0", "1"):  # the kernel (when numba is installed), then NumPy
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("ZERONN_NO_FAST", no_fast)
+            out = np.full((vocab, k), np.nan, dtype)  # overwritten, absent ids' rows too
+            assert sum_rows_by_id(ids, rows, out) is out
+        np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1, m))
+
+
+def test_backward_takes_a_row_gradient_as_the_sums(rng) -> None:
+    """A RowGradient (what a recurrent layer fed by this Embedding returns) is dW itself;
+    tied to a head, it is added to the head's gradient as the scatter's sums are."""
+    layer, _ = _built(6, 3, 4)
+    ids = rng.integers(0, 6, (2, 4))
+    layer.forward(ids, training=True)
+    g = rng.standard_normal((2, 4, 3))
+    layer.backward(g.copy(), need_dx=False)
+    scattered = layer.dW.copy()
+    sums = np.zeros((6, 3))
+    np.add.at(sums, ids.ravel(), g.reshape(-1, 3))
+    assert layer.backward(sums.view(RowGradient), need_dx=False) is None
+    np.testing.assert_allclose(layer.dW, scattered, rtol=1e-13, atol=1e-15)
+    layer.tied = True
+    layer.dW[...] = 1.0
+    layer.backward(sums.view(RowGradient), need_dx=False)
+    np.testing.assert_allclose(layer.dW, 1.0 + sums, rtol=1e-13)
 
 
 def test_gradient_by_central_differences(central_differences) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import zeronn as zn
 from zeronn.layers import GRU, LAYERS, LSTM, RNN
+from zeronn.layers.recurrent import Recurrent
 
 KINDS = {"rnn": lambda h, **kw: RNN(h, **kw), "rnn_relu": lambda h, **kw: RNN(h, "relu", **kw),
          "lstm": lambda h, **kw: LSTM(h, **kw), "gru": lambda h, **kw: GRU(h, **kw)}
@@ -190,6 +191,68 @@ def test_two_stateful_halves_are_one_full_pass(kind, H, half, n, dtype, seed) ->
     part.reset_state()
     assert part.state_h is None
     np.testing.assert_allclose(part_net.forward(x[:, :half], training=True), first, **tol)
+
+
+def _vocab_net(kind: str, vocab: int, dtype: str, use_bias: bool = True, tied: bool = False):
+    head = (zn.TiedDense(vocab, activation="softmax") if tied
+            else zn.Dense(vocab, activation="softmax"))
+    return zn.Sequential([zn.Embedding(vocab, 4 if tied else 3),
+                          KINDS[kind](4, return_sequences=True, use_bias=use_bias), head],
+                         input_shape=(6,), dtype=dtype, seed=0)
+
+
+def _loss_and_grads(net, ids, y, through_vocabulary: bool):
+    with pytest.MonkeyPatch.context() as mp:
+        if not through_vocabulary:  # the products' route, as for any other input
+            mp.setattr(Recurrent, "_source", lambda self, x: None)
+        value, grads = net.loss_and_gradients(ids, y, loss="categorical_crossentropy")
+        source = net.layers[1]._buf.source
+    assert (source is net.layers[0]) is through_vocabulary
+    return value, grads
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("no_fast", ["0", "1"], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("use_bias, tied", [(True, False), (False, False), (True, True)],
+                         ids=["bias", "nobias", "tied"])
+def test_after_an_embedding_the_input_projection_goes_through_the_vocabulary(
+        monkeypatch, kind, dtype, no_fast, use_bias, tied) -> None:
+    """x = E[ids], so x·Wx + b = (E·Wx + b)[ids], and backward sums dA by id: the loss and
+    every gradient (the Embedding's too, tied to the head or not) equal the products'
+    route to rounding, with the compiled kernels and with NumPy alone (whose backward keeps
+    the products)."""
+    monkeypatch.setenv("ZERONN_NO_FAST", no_fast)
+    net = _vocab_net(kind, 5, dtype, use_bias, tied)
+    rng = np.random.default_rng(3)
+    ids, y = rng.integers(0, 5, (4, 6)), rng.integers(0, 5, (4, 6))  # 2·5 <= 4·6 tokens
+    value, grads = _loss_and_grads(net, ids, y, True)
+    ref_value, ref_grads = _loss_and_grads(net, ids, y, False)
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    assert value == pytest.approx(ref_value, rel=tol)
+    for g, ref in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(g, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_the_vocabulary_route_only_where_it_is_the_cheaper_and_the_same(rng) -> None:
+    """Not for a vocabulary over half the batch's tokens, nor an input that is not the
+    Embedding's output (a Dropout between them), nor the next recurrent layer, nor
+    prediction (fresh arrays); each such network still trains to the same gradients."""
+    big = _vocab_net("lstm", 13, "float64")  # 2·13 > 2·6 tokens
+    ids = rng.integers(0, 13, (2, 6))
+    big.forward(ids, training=True)
+    assert big.layers[1]._buf.source is None
+    stacked = zn.Sequential([zn.Embedding(3, 2), zn.LSTM(3, return_sequences=True),
+                             zn.Dropout(0.5), zn.GRU(2)], input_shape=(6,), seed=0)
+    stacked.forward(rng.integers(0, 3, (4, 6)), training=True)
+    assert stacked.layers[1]._buf.source is stacked.layers[0]
+    assert stacked.layers[3]._buf.source is None
+    dropped = zn.Sequential([zn.Embedding(3, 2), zn.Dropout(0.5), zn.LSTM(3)],
+                            input_shape=(6,), seed=0)
+    dropped.forward(rng.integers(0, 3, (4, 6)), training=True)
+    assert dropped.layers[2]._buf.source is None
+    assert zn.check_gradients(dropped, rng.integers(0, 3, (4, 6)), rng.standard_normal((4, 3)),
+                              loss="mse").passed(1e-6)
 
 
 def test_stateful_lstm_carries_c_and_the_gradient_stops_at_the_batch(central_differences) -> None:
