@@ -26,8 +26,11 @@ sampled from zeronn's model before and after training (``zn.text.generate``).
 
 PyTorch's ``nn.LSTM`` on the CPU runs oneDNN's fused LSTM (``mkldnn_rnn_layer``, forward
 and backward), twice as fast as its own per-step path here; that is the peer. zeronn
-runs its NumPy forward loop and, with the extra ``fast`` (numba), its compiled backward
-step (``zeronn._fast.recurrent``).
+runs, with the extra ``fast`` (numba), its compiled LSTM steps (``zeronn._fast.recurrent``)
+and sum by token id (``zeronn._fast.embedding``); that is the run the target is for.
+With numba installed, a third run trains a copy of the model on NumPy alone
+(``ZERONN_NO_FAST=1`` during its turns), in the same turns, and its time is reported
+beside the others.
 
 The text is read from ``../shared/data/tinyshakespeare.txt`` beside the repository (or
 ``--text``); nothing is downloaded. The target: zeronn's time per epoch <= 1.0x
@@ -50,6 +53,8 @@ from typing import Any
 import numpy as np
 
 import zeronn as zn
+from zeronn._fast import available as compiled_available
+from zeronn._fast import numpy_only
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import blas_description  # beside this file
@@ -190,6 +195,18 @@ class ZeronnTrainer:
         return float(-np.mean(np.log(picked.astype(np.float64))))
 
 
+class NumpyTrainer(ZeronnTrainer):
+    """zeronn on NumPy alone: the same trainer, its steps without the compiled kernels."""
+
+    def epoch(self, order: np.ndarray) -> float:
+        with numpy_only():
+            return super().epoch(order)
+
+    def val_loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        with numpy_only():
+            return super().val_loss(x, y)
+
+
 class TorchTrainer:
     """PyTorch's side, the same steps: logits -> cross_entropy -> clip -> Adam."""
 
@@ -267,6 +284,9 @@ def run(cfg: Config, path: Path = TEXT, threads: int = 1,
         data = load(path, cfg)
         net = build_zeronn(len(data.vocab), cfg)
         zt, tt = ZeronnTrainer(net, data, cfg), TorchTrainer(net, data, cfg)
+        sides: dict[str, Any] = {"zeronn": zt, "torch": tt}
+        if compiled_available():  # zeronn's run uses the kernels: time NumPy alone too
+            sides["numpy"] = NumpyTrainer(net.copy(), data, cfg)
         res: dict[str, Any] = {
             "config": cfg, "vocab": len(data.vocab), "windows": len(data.x),
             "val_windows": len(data.xv), "threads": threads, "blas": blas_description(),
@@ -276,19 +296,20 @@ def run(cfg: Config, path: Path = TEXT, threads: int = 1,
         if cfg.sample:
             res["sample_before"] = zn.text.generate(net, data.vocab, cfg.prompt, cfg.sample,
                                                     temperature=0.8, seed=cfg.seed)
-        res["val_before"] = {"zeronn": zt.val_loss(data.xv, data.yv),
-                             "torch": tt.val_loss(data.xv, data.yv)}
-        times: dict[str, list[float]] = {"zeronn": [], "torch": []}
-        losses: dict[str, list[float]] = {"zeronn": [], "torch": []}
-        sides = {"zeronn": zt, "torch": tt}
+        res["val_before"] = {name: side.val_loss(data.xv, data.yv)
+                             for name, side in sides.items()}
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        losses: dict[str, list[float]] = {name: [] for name in sides}
         warm_up(net, tt, data, cfg)
-        turns: dict[str, list[float]] = {"zeronn": [], "torch": []}  # each part's seconds
+        turns: dict[str, list[float]] = {name: [] for name in sides}  # each part's seconds
+        names = list(sides)
         for k, order in enumerate(epoch_orders(len(data.x), cfg)):
-            epoch_loss = {"zeronn": 0.0, "torch": 0.0}
+            epoch_loss = dict.fromkeys(sides, 0.0)
             for j, part in enumerate(parts(order, cfg)):
-                # Turns: the libraries alternate going first, so neither always runs
-                # right after the other's work (caches, a neighbour's burst).
-                turn = ["zeronn", "torch"] if (k + j) % 2 == 0 else ["torch", "zeronn"]
+                # Turns: the runs take turns going first, so none always runs right
+                # after another's work (caches, a neighbour's burst).
+                first = (k + j) % len(names)
+                turn = names[first:] + names[:first]
                 for name in turn:
                     t0 = time.perf_counter()
                     loss = sides[name].epoch(part)
@@ -300,8 +321,8 @@ def run(cfg: Config, path: Path = TEXT, threads: int = 1,
             log(f"epoch {k + 1}: loss zeronn {losses['zeronn'][-1]:.4f} torch "
                 f"{losses['torch'][-1]:.4f}; s/epoch zeronn {times['zeronn'][-1]:.2f} "
                 f"torch {times['torch'][-1]:.2f}")
-        res["val_after"] = {"zeronn": zt.val_loss(data.xv, data.yv),
-                            "torch": tt.val_loss(data.xv, data.yv)}
+        res["val_after"] = {name: side.val_loss(data.xv, data.yv)
+                            for name, side in sides.items()}
         if cfg.sample:
             res["sample_after"] = zn.text.generate(net, data.vocab, cfg.prompt, cfg.sample,
                                                    temperature=0.8, seed=cfg.seed)
@@ -309,6 +330,8 @@ def run(cfg: Config, path: Path = TEXT, threads: int = 1,
     ratios = [a / b for a, b in zip(turns["zeronn"], turns["torch"])]
     res["ratios"] = ratios
     res["ratio"] = statistics.median(ratios)
+    if "numpy" in turns:
+        res["numpy_ratios"] = [a / b for a, b in zip(turns["numpy"], turns["torch"])]
     res["val_diff"] = res["val_after"]["zeronn"] - res["val_after"]["torch"]
     res["loss_ok"] = abs(res["val_diff"]) <= LOSS_TOLERANCE
     res["speed_ok"] = res["ratio"] <= SPEED_TARGET
@@ -329,7 +352,7 @@ def report(res: dict[str, Any]) -> list[str]:
     r = res["ratios"]
     vb, va = res["val_before"], res["val_after"]
     med = {k: statistics.median(v) for k, v in res["times"].items()}
-    return [
+    lines = [
         f"model: {describe(res['config'], res['vocab'])}; {res['windows']} training windows, "
         f"{res['val_windows']} validation windows",
         f"threads: {res['threads']} (torch {res['torch_threads']}); NumPy BLAS: "
@@ -338,12 +361,19 @@ def report(res: dict[str, Any]) -> list[str]:
         f"{vb['torch']:.4f}; after zeronn {va['zeronn']:.4f} torch {va['torch']:.4f} "
         f"(difference {res['val_diff']:+.1e}, tolerance {LOSS_TOLERANCE}: "
         f"{'ok' if res['loss_ok'] else 'MISSED'})",
-        f"time per epoch: zeronn {med['zeronn']:.2f} s, torch {med['torch']:.2f} s "
-        f"(medians); zeronn / torch median {res['ratio']:.2f} (range {min(r):.2f}-"
-        f"{max(r):.2f} over {len(r)} turns of 1/{res['config'].parts} epoch), target <= "
-        f"{SPEED_TARGET}: "
-        f"{'ok' if res['speed_ok'] else 'MISSED'}",
+        f"time per epoch: zeronn {med['zeronn']:.2f} s "
+        f"({'compiled kernels' if 'numpy' in med else 'NumPy: numba is not installed'}), "
+        f"torch {med['torch']:.2f} s (medians); zeronn / torch median {res['ratio']:.2f} "
+        f"(range {min(r):.2f}-{max(r):.2f} over {len(r)} turns of 1/{res['config'].parts} "
+        f"epoch), target <= {SPEED_TARGET}: {'ok' if res['speed_ok'] else 'MISSED'}",
     ]
+    if "numpy" in med:
+        rn = res["numpy_ratios"]
+        lines.append(
+            f"zeronn on NumPy alone (ZERONN_NO_FAST=1, a copy of the model in the same turns): "
+            f"{med['numpy']:.2f} s per epoch, validation loss after {va['numpy']:.4f}; / torch "
+            f"median {statistics.median(rn):.2f} (range {min(rn):.2f}-{max(rn):.2f})")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

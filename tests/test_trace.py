@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +9,7 @@ from hypothesis import strategies as st
 
 import zeronn as zn
 from conftest import examples
+from zeronn._fast import numpy_only
 from zeronn.classic import NN, mse_loss, relu_deriv, seed_data
 from zeronn.trace import Trace
 
@@ -335,7 +332,7 @@ def _snapshot(net) -> list[np.ndarray]:
 @settings(max_examples=examples(60), deadline=None)
 @given(sequentials(), st.integers(0, 2**16))
 def test_sequential_trace_equals_loss_and_gradients_with_the_same_masks(problem, seed) -> None:
-    with numpy_engine():  # bit for bit: the NumPy engine's own order of operations
+    with numpy_only():  # bit for bit: the NumPy engine's own order of operations
         _trace_equals_the_engine(problem, seed)
 
 
@@ -354,21 +351,6 @@ def test_trace_equals_the_compiled_layernorm_to_rounding(monkeypatch) -> None:
     for name, g in zip(_param_names(net), grads):
         np.testing.assert_allclose(t[name], g, rtol=0,
                                    atol=1e-12 * max(1.0, float(np.abs(g).max())), err_msg=name)
-
-
-@contextmanager
-def numpy_engine() -> Iterator[None]:
-    """The NumPy reference path for the block (``ZERONN_NO_FAST=1``): trace equals it bit
-    for bit, while compiled kernels (LayerNorm's) may sum in another order."""
-    before = os.environ.get("ZERONN_NO_FAST")
-    os.environ["ZERONN_NO_FAST"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["ZERONN_NO_FAST"]
-        else:
-            os.environ["ZERONN_NO_FAST"] = before
 
 
 def _trace_equals_the_engine(problem, seed) -> None:

@@ -6,7 +6,8 @@ here is a plain loop nest written beside the formula it implements, and every co
 result is tested equal to the NumPy path. Nothing in this package imports numba at
 ``import zeronn`` time: the first kernel that is asked for imports it.
 
-- :func:`available` says whether numba and SciPy can be used (without importing them).
+- :func:`available` says whether numba and SciPy can be used (without importing them);
+  :func:`numpy_only` switches the kernels off for a block (benchmarks, tests).
 - :func:`jit` compiles a function with numba's on-disk cache (``cache=True``), in a
   user cache folder when the package folder cannot be written to. Never
   ``parallel=True``: on small machines its threads fight the BLAS threads.
@@ -14,10 +15,11 @@ result is tested equal to the NumPy path. Nothing in this package imports numba 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +34,21 @@ def available() -> bool:
     if os.environ.get(_DISABLE_ENV, "") not in ("", "0"):
         return False
     return all(importlib.util.find_spec(name) is not None for name in ("numba", "scipy"))
+
+
+@contextlib.contextmanager
+def numpy_only() -> Iterator[None]:
+    """The NumPy reference path inside the block (``ZERONN_NO_FAST=1``), the variable as it
+    was (set or not) after it. Not thread-safe: it changes the process's environment."""
+    before = os.environ.get(_DISABLE_ENV)
+    os.environ[_DISABLE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[_DISABLE_ENV]
+        else:
+            os.environ[_DISABLE_ENV] = before
 
 
 def cache_dir() -> Path:
