@@ -371,7 +371,8 @@ def report(res: dict[str, Any]) -> list[str]:
         rn = res["numpy_ratios"]
         lines.append(
             f"zeronn on NumPy alone (ZERONN_NO_FAST=1, a copy of the model in the same turns): "
-            f"{med['numpy']:.2f} s per epoch, validation loss after {va['numpy']:.4f}; / torch "
+            f"{med['numpy']:.2f} s per epoch, validation loss before {vb['numpy']:.4f}, after "
+            f"{va['numpy']:.4f}; / torch "
             f"median {statistics.median(rn):.2f} (range {min(rn):.2f}-{max(rn):.2f})")
     return lines
 
