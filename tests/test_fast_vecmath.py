@@ -119,6 +119,8 @@ def test_limits_zeros_inf_and_nan(dtype: Any) -> None:
     np.testing.assert_array_equal(exp, [1, 1, np.inf, 0, np.nan, np.inf, 0])
     np.testing.assert_array_equal(sigmoid, [0.5, 0.5, 1, 0, np.nan, 1, 0])
     np.testing.assert_array_equal(tanh, [0, 0, 1, -1, np.nan, 1, -1])
+    # tanh is odd down to the sign of zero, as NumPy's (assert_array_equal takes -0 == 0)
+    np.testing.assert_array_equal(np.signbit(tanh[:2]), [False, True])
     # exp underflows gradually through the subnormal numbers, as the exact value does
     lowest = np.log(np.finfo(dtype).smallest_subnormal.astype(np.longdouble))
     x = np.linspace(float(lowest) + 1, float(np.log(np.finfo(dtype).tiny)), 50).astype(dtype)
