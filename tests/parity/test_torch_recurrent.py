@@ -165,20 +165,26 @@ def _check_pass(parity: Any, group: str, net: zn.Network, stack: TorchStack, X: 
         parity.check(f"{group} backward", dX, Xt.grad.numpy(), tol, f"dX of {arch}")
     labels = [f"{name}{i + 1}" for i, layer in enumerate(net.layers)
               for name in layer.param_names]
-    for label, g, tg, floor in zip(labels, grads, stack.grads(), floors(net), strict=True):
+    for label, g, tg, floor in zip(labels, grads, stack.grads(), floors(net, X), strict=True):
         parity.check(f"{group} backward", g, tg, tol, f"d{label} of {arch}", floor=floor)
 
 
-def floors(net: zn.Network) -> list[float]:
+def floors(net: zn.Network, X: np.ndarray) -> list[float]:
     """Per gradient (aligned with ``net.params``), the mean size of one of its summands
     (``conftest.relative_error``): a weight gradient is a sum over the n·T steps of
     ``dA[t].T·x[t]`` (``h[t-1]`` for weight_hh), a bias gradient of ``dA[t]``; the sizes
-    come from the last backward pass's dL/dA. Embedding: none (its rows are sums of few
-    upstream gradients, compared as they are)."""
+    come from the last backward pass's dL/dA. Embedding (first, ``X`` its ids): a row is
+    the sum over its id's tokens of the next layer's ``dA[t]·weight_ih`` (with a small
+    vocabulary, many tokens that may cancel)."""
     out: list[float] = []
-    for layer in net.layers:
+    for i, layer in enumerate(net.layers):
         if isinstance(layer, zn.Embedding):
-            out.append(0.0)
+            nxt = net.layers[i + 1]
+            da = np.abs(nxt._buf.da.astype(np.float64))  # (T, n, G·H)
+            rows = np.zeros((layer.vocab_size, da.shape[-1]))
+            np.add.at(rows, X.T.reshape(-1), da.reshape(-1, da.shape[-1]))
+            size = rows @ np.abs(nxt.weight_ih.astype(np.float64))
+            out.append(float(size.max()) / X.size)
             continue
         w = layer._buf
         T, n = w.xs.shape[:2]
