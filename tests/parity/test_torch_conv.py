@@ -302,18 +302,70 @@ def near_tie(x: np.ndarray, size: Pair, stride: Pair, padding: Pair) -> bool:
     return bool(np.any((gap > 0) & (gap <= NEAR_TIE * scale)))
 
 
+def input_sizes(stack: TorchConvNet) -> list[np.ndarray]:
+    """The size rounding works at in each layer's input of the last torch pass, at least
+    its value: the forward pass with every subtraction made an addition (``|x|·|W| + |b|``,
+    ``act_size`` for an activation, BatchNorm's ``(|x| + |mean|)·inv_std``; pooling passes
+    the sizes of the entries it picks or averages). A float32 gelu deep in its negative
+    tail computes 0.5·z·(1 + t) with 1 + t pure rounding: the value is 0 or a few 1e-8,
+    its size 0.5·|z|·(1 + |t|)."""
+    sizes: list[np.ndarray] = []
+    size = np.abs(stack.inputs[0].astype(np.float64))
+    f64 = torch.float64
+    for i, (layer, sp) in enumerate(zip(stack.net.layers, stack.spec)):
+        sizes.append(size)
+        x = stack.inputs[i].astype(np.float64)
+        kind = sp["kind"]
+        if kind in ("conv", "dense", "activation"):
+            ps = [p.astype(np.float64) for p in layer.params]
+            if kind == "conv":
+                args = {"stride": sp["stride"], "padding": sp["padding"]}
+                z = F.conv2d(torch.tensor(x), torch.tensor(ps[0]),
+                             torch.tensor(ps[1]) if sp["b"] else None, **args).numpy()
+                zsize = F.conv2d(torch.tensor(size), torch.tensor(np.abs(ps[0])),
+                                 torch.tensor(np.abs(ps[1])) if sp["b"] else None,
+                                 **args).numpy()
+            elif kind == "dense":
+                z, zsize = x @ ps[0] + ps[1], size @ np.abs(ps[0]) + np.abs(ps[1])
+            else:
+                z, zsize = x, size
+            a = TORCH_ACT[sp["act"]](torch.tensor(z)).numpy()
+            size = np.maximum(np.abs(a), act_size(sp["act"], z, a, zsize))
+        elif kind == "max":  # the size of the entry each window picks
+            _, where = F.max_pool2d(torch.tensor(x), sp["size"], sp["stride"], sp["padding"],
+                                    return_indices=True)
+            picked = torch.tensor(size).flatten(2).gather(2, where.flatten(2))
+            size = picked.reshape(where.shape).numpy()
+        elif kind == "avg":
+            size = F.avg_pool2d(torch.tensor(size, dtype=f64), sp["size"], sp["stride"],
+                                sp["padding"], count_include_pad=True).numpy()
+        elif kind == "flatten":
+            size = size.reshape(size.shape[0], -1)
+        else:  # BatchNorm in training
+            axes = (0,) if x.ndim == 2 else (0, 2, 3)
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            mean = x.mean(axis=axes, keepdims=True)
+            inv_std = 1 / np.sqrt(((x - mean) ** 2).mean(axis=axes, keepdims=True)
+                                  + layer.eps)
+            size = ((size + np.abs(mean)) * inv_std
+                    * np.abs(layer.gamma.astype(np.float64)).reshape(shape)
+                    + np.abs(layer.beta.astype(np.float64)).reshape(shape))
+    return sizes
+
+
 def floors(stack: TorchConvNet, m: np.ndarray, skip_last_activation: bool
            ) -> tuple[list[float], float]:
     """Per gradient (aligned with ``net.params``) the floor of the module doc, and dL/dX's
     (not a batch sum: not divided by N). ``m``: the size of dL/d(output) (or of dL/dz
-    before the last activation with ``skip_last_activation``). All in float64."""
+    before the last activation with ``skip_last_activation``); a weight's inputs by
+    ``input_sizes``. All in float64."""
     net = stack.net
     n = m.shape[0]
     out: list[list[float]] = []
     skip = skip_last_activation
     f64 = torch.float64
-    for layer, sp, x in zip(reversed(net.layers), reversed(stack.spec),
-                            reversed(stack.inputs)):
+    for layer, sp, x, x_size in zip(reversed(net.layers), reversed(stack.spec),
+                                    reversed(stack.inputs), reversed(input_sizes(stack))):
         x = x.astype(np.float64)
         kind = sp["kind"]
         mine: list[float] = []
@@ -334,7 +386,7 @@ def floors(stack: TorchConvNet, m: np.ndarray, skip_last_activation: bool
             if kind == "conv":
                 tm = torch.tensor(m, dtype=f64)
                 mine.append(float(torch.nn.grad.conv2d_weight(
-                    torch.tensor(np.abs(x)), ps[0].shape, tm, stride=sp["stride"],
+                    torch.tensor(x_size), ps[0].shape, tm, stride=sp["stride"],
                     padding=sp["padding"]).max()) / n)
                 if sp["b"]:
                     mine.append(float(m.sum(axis=(0, 2, 3)).max()) / n)
@@ -342,7 +394,7 @@ def floors(stack: TorchConvNet, m: np.ndarray, skip_last_activation: bool
                                                stride=sp["stride"],
                                                padding=sp["padding"]).numpy()
             elif kind == "dense":
-                mine.append(float((np.abs(x).T @ m).max()) / n)
+                mine.append(float((x_size.T @ m).max()) / n)
                 mine.append(float(m.sum(axis=0).max()) / n)
                 m = m @ np.abs(ps[0]).T
         elif kind in ("max", "avg"):  # sizes routed as the gradients are

@@ -259,6 +259,37 @@ def act_size(name: str, z: np.ndarray, a: np.ndarray, m: np.ndarray) -> np.ndarr
     return np.abs(tz.grad.numpy()) * m
 
 
+def input_sizes(stack: TorchStack, masks: list[np.ndarray | None]) -> list[np.ndarray]:
+    """The size rounding works at in each layer's input of the last torch pass, at least
+    its value: the forward pass with every subtraction made an addition (``|x|·|W| + |b|``,
+    ``act_size`` for an activation, the normalizations' ``(|x| + |mean|)·inv_std``). A
+    float32 gelu deep in its negative tail computes 0.5·z·(1 + t) with 1 + t pure
+    rounding: the value is 0 or a few 1e-8, its size 0.5·|z|·(1 + |t|)."""
+    sizes: list[np.ndarray] = []
+    size = np.abs(stack.inputs[0].astype(np.float64))
+    for layer, x, mask in zip(stack.net.layers, stack.inputs, masks):
+        sizes.append(size)
+        x = x.astype(np.float64)
+        if isinstance(layer, (zn.Dense, zn.Activation)):
+            if isinstance(layer, zn.Dense):
+                W = layer.W.astype(np.float64)
+                b = layer.b.astype(np.float64) if layer.use_bias else 0.0
+                z, zsize = x @ W + b, size @ np.abs(W) + np.abs(b)
+            else:
+                z, zsize = x, size
+            a = zn.ACTIVATIONS[layer.activation.name](z.copy())
+            size = np.maximum(np.abs(a), act_size(layer.activation.name, z, a, zsize))
+        elif isinstance(layer, zn.Dropout):
+            size = size * mask if mask is not None else size
+        else:  # BatchNorm (batch statistics: training) or LayerNorm
+            axis = 0 if isinstance(layer, zn.BatchNorm) else 1
+            mean = x.mean(axis=axis, keepdims=True)
+            inv_std = 1 / np.sqrt(((x - mean) ** 2).mean(axis=axis, keepdims=True) + layer.eps)
+            size = ((size + np.abs(mean)) * inv_std * np.abs(layer.gamma.astype(np.float64))
+                    + np.abs(layer.beta.astype(np.float64)))
+    return sizes
+
+
 def floors(stack: TorchStack, m: np.ndarray, skip_last_activation: bool,
            masks: list[np.ndarray | None]) -> tuple[list[float], float]:
     """Per gradient (aligned with ``net.params``), the floor of the module doc, and dL/dX's
@@ -268,7 +299,8 @@ def floors(stack: TorchStack, m: np.ndarray, skip_last_activation: bool,
     n = m.shape[0]
     out: list[list[float]] = []
     skip = skip_last_activation
-    for layer, x, mask in zip(reversed(net.layers), reversed(stack.inputs), reversed(masks)):
+    for layer, x, mask, x_size in zip(reversed(net.layers), reversed(stack.inputs),
+                                      reversed(masks), reversed(input_sizes(stack, masks))):
         x = x.astype(np.float64)
         mine: list[float] = []
         if isinstance(layer, (zn.Dense, zn.Activation)):
@@ -281,7 +313,7 @@ def floors(stack: TorchStack, m: np.ndarray, skip_last_activation: bool,
                 m = act_size(layer.activation.name, z, a, m)
             skip = False
             if isinstance(layer, zn.Dense):
-                mine.append(float((np.abs(x).T @ m).max()) / n)
+                mine.append(float((x_size.T @ m).max()) / n)
                 if layer.use_bias:
                     mine.append(float(m.sum(axis=0).max()) / n)
                 m = m @ np.abs(layer.W.astype(np.float64)).T
