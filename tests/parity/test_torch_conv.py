@@ -72,6 +72,7 @@ from .test_torch_layers import (  # noqa: E402
     loss_floor,
     loss_size,
     param_labels,
+    randomized,
 )
 
 # float32: two pooled inputs closer than this (relative to the pooled map's largest entry)
@@ -176,23 +177,7 @@ def convnets(draw: st.DrawFn, loss: str, output: str, dtype: str, n_min: int = 1
         spec.append({"kind": "dense", "W": True, "b": True, "act": output})
     n = draw(st.integers(min_rows, max(min_rows, n_max)), label="batch")
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    net = zn.Sequential(layers, input_shape=(c, h, w), dtype=dtype, seed=0)
-    params = []
-    for layer in net.layers:
-        for name, p in zip(layer.param_names, layer.params):
-            if name == "W":  # conv (filters, C, kh, kw) or dense (fan_in, units)
-                fan_in = int(np.prod(p.shape[1:])) if p.ndim == 4 else p.shape[0]
-                params.append(rng.standard_normal(p.shape) * (1.5 / np.sqrt(fan_in)))
-            elif name == "gamma":
-                params.append(rng.normal(1.0, 0.5, p.shape))
-            else:
-                params.append(rng.normal(0.0, 0.5, p.shape))
-        if isinstance(layer, zn.BatchNorm):  # running statistics away from (0, 1)
-            ch = layer.running_mean.size
-            layer.set_state({"running_mean": rng.normal(0, 0.5, ch),
-                             "running_var": rng.uniform(0.5, 2.0, ch),
-                             "num_batches_tracked": np.array(rng.integers(0, 5))})
-    net.set_params(params)
+    net = randomized(zn.Sequential(layers, input_shape=(c, h, w), dtype=dtype, seed=0), rng)
     X = rng.standard_normal((n, c, h, w)) * 2.0 + rng.normal(0, 1, (1, c, 1, 1))
     if loss == "binary_crossentropy":
         y = rng.integers(0, 2, (n, k)).astype(float) if draw(st.booleans()) else \

@@ -63,8 +63,9 @@ def randomized(net: zn.Sequential, rng: np.random.Generator) -> zn.Sequential:
     params = []
     for layer in net.layers:
         for name, p in zip(layer.param_names, layer.params):
-            if name == "W":
-                params.append(rng.standard_normal(p.shape) * (1.5 / np.sqrt(p.shape[0])))
+            if name == "W":  # dense (fan_in, units) or conv (filters, C, kh, kw)
+                fan_in = int(np.prod(p.shape[1:])) if p.ndim == 4 else p.shape[0]
+                params.append(rng.standard_normal(p.shape) * (1.5 / np.sqrt(fan_in)))
             elif name == "gamma":
                 params.append(rng.normal(1.0, 0.5, p.shape))
             else:
